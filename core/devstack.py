@@ -1,0 +1,208 @@
+"""`docuchat dev`: the whole service in the foreground under one supervisor.
+
+Embedded Postgres and Redis start only when DATABASE_URL / REDIS_URL are unset; the API and
+the workers run the same commands as the Procfile, so both setups share one code path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from core.embedded import EmbeddedPostgres, EmbeddedRedis
+from core.errors import ConfigurationError
+from core.settings import Settings, load_settings
+from db.accounts import ensure_tenant
+from db.engine import create_sync_engine, unit_of_work
+from db.migrate import check_schema, upgrade
+
+DEFAULT_TENANT = "demo"
+STOP_TIMEOUT_SECONDS = 15.0
+READY_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class DevOptions:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    worker_processes: int = 1
+    worker_threads: int = 4
+
+
+def api_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "api.app:create_app_from_env", "--factory",
+        "--host", host, "--port", str(port), "--no-server-header",
+    ]  # fmt: skip
+
+
+def worker_command(processes: int, threads: int) -> list[str]:
+    return [
+        sys.executable, "-m", "dramatiq", "workers.broker",
+        "--processes", str(processes), "--threads", str(threads),
+        "--worker-shutdown-timeout", str(int(STOP_TIMEOUT_SECONDS * 1000 * 0.8)),
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def exclusive_data_dir(data_dir: Path) -> Iterator[None]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "dev.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigurationError(
+                f"another `docuchat dev` is already running with data folder {data_dir}"
+            ) from None
+        yield
+
+
+@dataclass
+class Supervisor:
+    """Starts child processes, notices when one dies, and stops them all in order."""
+
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    stopping: bool = False
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        # A session of its own: a terminal Ctrl-C reaches only us, and we stop children in order.
+        self.children[name] = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def dead_child(self) -> str | None:
+        for name, process in self.children.items():
+            if process.poll() is not None:
+                return name
+        return None
+
+    def stop_all(self) -> None:
+        for process in self.children.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for process in self.children.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_healthy(url: str, supervisor: Supervisor) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and not supervisor.stopping:
+        if supervisor.dead_child():
+            return False
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url, timeout=2) as response,  # noqa: S310 - our own URL
+        ):
+            if response.status == 200:
+                return True
+        time.sleep(0.25)
+    return False
+
+
+def prepare_database(settings: Settings) -> None:
+    """Migrate to head, check the schema fits the configuration, make the default tenant."""
+    engine = create_sync_engine(settings, pool_size=1)
+    try:
+        upgrade(engine, settings.embedding_dimension)
+        with engine.connect() as conn:
+            check_schema(conn, settings.embedding_dimension)
+        with unit_of_work(engine) as session:
+            ensure_tenant(session, DEFAULT_TENANT, "Demo")
+    finally:
+        engine.dispose()
+
+
+def banner(options: DevOptions, settings: Settings, embedded: list[str], out: IO[str]) -> None:
+    base = f"http://{options.host}:{options.port}"
+    where = f"embedded {' + '.join(embedded)} in {options.data_dir}" if embedded else "external"
+    print(
+        f"""
+DocuChat is running ({where}).
+  API       {base}
+  Health    {base}/healthz
+  OpenAPI   {base}/schema
+  Tenant    {DEFAULT_TENANT} (send it in the {settings.tenant_header} header)
+
+Try it:
+  curl {base}/healthz
+  docuchat token {DEFAULT_TENANT} you@example.com --data-dir {options.data_dir}
+
+Press Ctrl-C to stop everything.
+""",
+        file=out,
+        flush=True,
+    )
+
+
+def run_dev(options: DevOptions, out: IO[str] = sys.stdout) -> int:
+    """Run the stack until Ctrl-C (exit 0) or until a child process dies (exit 1)."""
+    with exclusive_data_dir(options.data_dir):
+        postgres = redis = None
+        supervisor = Supervisor()
+        embedded = []
+        try:
+            if not os.environ.get("DATABASE_URL"):
+                postgres = EmbeddedPostgres(options.data_dir)
+                os.environ["DATABASE_URL"] = postgres.start()
+                embedded.append("Postgres")
+            if not os.environ.get("REDIS_URL"):
+                redis = EmbeddedRedis(options.data_dir)
+                os.environ["REDIS_URL"] = redis.start()
+                embedded.append("Redis")
+            settings = load_settings()
+            prepare_database(settings)
+            return _supervise(options, settings, supervisor, embedded, out)
+        finally:
+            supervisor.stop_all()
+            if redis is not None:
+                redis.stop()
+            if postgres is not None:
+                postgres.stop()
+
+
+def _supervise(
+    options: DevOptions,
+    settings: Settings,
+    supervisor: Supervisor,
+    embedded: list[str],
+    out: IO[str],
+) -> int:
+    def request_stop(signum: int, _frame: object) -> None:
+        supervisor.stopping = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        env = dict(os.environ)
+        supervisor.spawn("api", api_command(options.host, options.port), env)
+        supervisor.spawn(
+            "worker", worker_command(options.worker_processes, options.worker_threads), env
+        )
+        health = f"http://{options.host}:{options.port}/healthz"
+        if _wait_until_healthy(health, supervisor):
+            banner(options, settings, embedded, out)
+        while not supervisor.stopping:
+            dead = supervisor.dead_child()
+            if dead:
+                code = supervisor.children[dead].returncode
+                print(f"docuchat dev: the {dead} process exited ({code}); stopping", file=out)
+                return 1
+            time.sleep(0.2)
+        print("docuchat dev: stopping...", file=out, flush=True)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

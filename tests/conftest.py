@@ -1,0 +1,131 @@
+"""Real services for the tests: an embedded Postgres and Redis per run, a real HTTP server.
+
+Each run gets its own temporary folder (unix socket for Postgres, a free port for Redis), so two
+runs on one machine never collide. The schema is built by `alembic upgrade head`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from api.app import create_app
+from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from core.settings import Settings, load_settings
+from db.engine import create_sync_engine
+from db.migrate import upgrade
+
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+
+
+@dataclass
+class Services:
+    postgres: EmbeddedPostgres
+    redis: EmbeddedRedis
+    database_url: str
+    redis_url: str
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    root = tmp_path_factory.mktemp("stack")
+    postgres = EmbeddedPostgres(root)
+    redis = EmbeddedRedis(root)
+    database_url = postgres.start()
+    redis_url = redis.start()
+    try:
+        yield Services(postgres, redis, database_url, redis_url, root)
+    finally:
+        redis.stop()
+        postgres.stop()
+
+
+def settings_for(services: Services, **overrides: str) -> Settings:
+    environ = {
+        "APP_ENV": "test",
+        "DATABASE_URL": services.database_url,
+        "REDIS_URL": services.redis_url,
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "DATA_DIR": str(services.root),
+    }
+    environ.update(overrides)
+    return load_settings(environ)
+
+
+@pytest.fixture(scope="session")
+def settings(services: Services) -> Settings:
+    return settings_for(services)
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    """The test database, migrated to head once per run."""
+    engine = create_sync_engine(settings)
+    upgrade(engine, settings.embedding_dimension)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def empty_database(services: Services) -> Iterator[str]:
+    """A brand-new database on the test server, dropped afterwards; yields its URL."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = make_url(services.database_url)
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class LiveServer:
+    """The real app under uvicorn on a free loopback port, in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def restore_environ() -> Iterator[None]:
+    """CLI commands set variables for their children; put the process environment back."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

@@ -1,0 +1,83 @@
+import uuid
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from core.cli import main
+from core.settings import Settings
+from core.tokens import decode_access_token
+from tests.conftest import TEST_JWT_SECRET, Services
+
+
+@pytest.fixture
+def cli(services: Services, engine, restore_environ, monkeypatch) -> CliRunner:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATABASE_URL", services.database_url)
+    monkeypatch.setenv("JWT_SECRET", TEST_JWT_SECRET)
+    monkeypatch.setenv("APP_ENV", "test")
+    return CliRunner()
+
+
+def _slug() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def test_tenant_create_prints_the_new_id(cli: CliRunner, engine) -> None:  # type: ignore[no-untyped-def]
+    slug = _slug()
+    result = cli.invoke(main, ["tenant", "create", slug, "--name", "Acme Inc"])
+    assert result.exit_code == 0, result.output
+    tenant_id = uuid.UUID(result.output.strip())
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT slug, name FROM tenants WHERE id = :id"), {"id": tenant_id})
+        assert tuple(row.one()) == (slug, "Acme Inc")
+
+
+def test_tenant_create_twice_is_a_clear_error(cli: CliRunner) -> None:
+    slug = _slug()
+    assert cli.invoke(main, ["tenant", "create", slug, "--name", "A"]).exit_code == 0
+    again = cli.invoke(main, ["tenant", "create", slug, "--name", "A"])
+    assert again.exit_code == 2
+    assert f"a tenant with slug '{slug}' already exists" in again.output
+
+
+def test_tenant_create_rejects_a_bad_slug(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["tenant", "create", "Not A Slug", "--name", "x"])
+    assert result.exit_code == 2
+    assert "not a valid tenant slug" in result.output
+
+
+def test_token_creates_the_user_and_prints_a_valid_token_last(
+    cli: CliRunner,
+    settings: Settings,
+    engine,  # type: ignore[no-untyped-def]
+) -> None:
+    slug = _slug()
+    tenant_id = uuid.UUID(
+        cli.invoke(main, ["tenant", "create", slug, "--name", "T"]).output.strip()
+    )
+    first = cli.invoke(main, ["token", slug, "  Alice@Example.COM "])
+    assert first.exit_code == 0, first.output
+    claims = decode_access_token(settings, first.output.split()[-1])
+    assert claims.tenant_id == tenant_id
+    second = cli.invoke(main, ["token", str(tenant_id), "alice@example.com"])  # by id, same user
+    assert decode_access_token(settings, second.output.split()[-1]).user_id == claims.user_id
+    with engine.connect() as conn:
+        emails = conn.execute(
+            text("SELECT email FROM users WHERE tenant_id = :t"), {"t": tenant_id}
+        ).scalars()
+        assert list(emails) == ["alice@example.com"]
+
+
+def test_token_for_an_unknown_tenant_or_bad_email_fails_clearly(cli: CliRunner) -> None:
+    unknown = cli.invoke(main, ["token", "no-such-tenant", "a@example.com"])
+    assert unknown.exit_code == 2 and "no tenant 'no-such-tenant'" in unknown.output
+    slug = _slug()
+    cli.invoke(main, ["tenant", "create", slug, "--name", "T"])
+    bad = cli.invoke(main, ["token", slug, "not-an-email"])
+    assert bad.exit_code == 2 and "not a valid e-mail address" in bad.output
+
+
+def test_migrate_reports_what_it_did(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["migrate"])
+    assert result.exit_code == 0, result.output
+    assert "upgraded to head" in result.output

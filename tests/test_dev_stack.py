@@ -1,0 +1,90 @@
+"""`docuchat dev` from a fresh data folder, driven like a person at a terminal would."""
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from core.embedded import free_port
+
+BIN = Path(sys.executable).parent
+
+
+def _clean_env(data_dir: Path) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "JWT_SECRET"}
+    }
+    env["DATA_DIR"] = str(data_dir)
+    return env
+
+
+def _wait_for_workers(url: str, deadline: float) -> dict:  # type: ignore[type-arg]
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=2)
+            body = response.json()
+            if response.status_code == 200 and body["checks"]["broker"]["detail"]["workers"] >= 1:
+                return body
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} never reported a healthy stack with a live worker")
+
+
+def test_dev_stack_starts_from_nothing_serves_health_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = _clean_env(data_dir)
+    log = (tmp_path / "dev.log").open("w+")
+    dev = subprocess.Popen(
+        [str(BIN / "docuchat"), "dev", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        body = _wait_for_workers(f"http://127.0.0.1:{port}/healthz", time.monotonic() + 120)
+        assert body["status"] == "ok"
+
+        # An admin command in another process reaches the same (running) embedded database.
+        command = [str(BIN / "docuchat"), "token", "demo", "ops@example.com"]
+        token = subprocess.run(
+            [*command, "--data-dir", str(data_dir)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert token.returncode == 0, token.stderr
+        secret = (data_dir / "jwt_secret").read_text().strip()
+        claims = jwt.decode(token.stdout.split()[-1], secret, algorithms=["HS256"])
+        assert claims["sub"] and claims["tenant_id"]
+        assert (data_dir / "postgres" / "postmaster.pid").exists()  # still running for dev
+
+        dev.send_signal(signal.SIGINT)
+        assert dev.wait(timeout=60) == 0
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+        log.seek(0)
+        output = log.read()
+    assert "DocuChat is running" in output and f"http://127.0.0.1:{port}/healthz" in output
+    assert "Traceback" not in output
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()  # Postgres stopped
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def test_second_dev_on_the_same_data_folder_refuses(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with (data_dir / "dev.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = subprocess.run(
+            [str(BIN / "docuchat"), "dev", "--port", str(free_port()), "--data-dir", str(data_dir)],
+            env=_clean_env(data_dir), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert "another `docuchat dev` is already running" in result.stderr

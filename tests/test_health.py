@@ -1,0 +1,82 @@
+import os
+import subprocess
+
+import httpx
+
+from core.devstack import api_command
+from core.embedded import EmbeddedRedis, free_port
+from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, settings_for
+
+
+def test_healthz_reports_each_dependency(services: Services, engine) -> None:  # type: ignore[no-untyped-def]
+    with LiveServer(settings_for(services)) as server:
+        response = httpx.get(f"{server.url}/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert {name: check["status"] for name, check in body["checks"].items()} == {
+        "database": "ok",
+        "redis": "ok",
+        "broker": "ok",
+    }
+    assert set(body["checks"]["broker"]["detail"]) == {"workers", "queued_ingest", "queued_chat"}
+
+
+def test_healthz_is_503_when_redis_stops(services: Services, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    own_redis = EmbeddedRedis(tmp_path)
+    settings = settings_for(services, REDIS_URL=own_redis.start())
+    try:
+        with LiveServer(settings) as server:
+            assert httpx.get(f"{server.url}/healthz").status_code == 200
+            own_redis.stop()
+            response = httpx.get(f"{server.url}/healthz", timeout=10)
+    finally:
+        own_redis.stop()
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["redis"]["status"] == "down" and checks["redis"]["error"]
+    assert checks["broker"]["status"] == "down"
+    assert checks["database"]["status"] == "ok"
+
+
+def test_openapi_schema_is_served(services: Services, engine) -> None:  # type: ignore[no-untyped-def]
+    with LiveServer(settings_for(services)) as server:
+        schema = httpx.get(f"{server.url}/schema/openapi.json").json()
+    assert schema["info"]["title"] == "DocuChat"
+    assert "/healthz" in schema["paths"]
+
+
+def test_api_refuses_to_start_when_the_embedding_width_differs(services: Services, engine) -> None:  # type: ignore[no-untyped-def]
+    env = os.environ | {
+        "APP_ENV": "test",
+        "DATABASE_URL": services.database_url,
+        "REDIS_URL": services.redis_url,
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "EMBEDDING_PROVIDER": "openai",
+        "OPENAI_API_KEY": "sk-test",
+    }
+    result = subprocess.run(
+        api_command("127.0.0.1", free_port()), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "refusing to start" in result.stderr
+    assert "vector(384)" in result.stderr and "makes 1536" in result.stderr
+
+
+def test_cors_allows_the_frontend_and_the_headers_the_api_needs(services: Services, engine) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(services, FRONTEND_ORIGIN="https://app.example")
+    with LiveServer(settings) as server:
+        response = httpx.options(
+            f"{server.url}/healthz",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization, x-tenant-id, last-event-id",
+            },
+        )
+        other = httpx.get(f"{server.url}/healthz", headers={"Origin": "https://evil.example"})
+    assert response.status_code in (200, 204)
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert "x-tenant-id" in allowed and "last-event-id" in allowed
+    assert "access-control-allow-origin" not in other.headers
