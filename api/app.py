@@ -4,17 +4,32 @@ from __future__ import annotations
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 
+from api.auth import me, request_code, verify_code
+from api.errors import EXCEPTION_HANDLERS
 from api.health import healthz
+from api.identity import PUBLIC, BearerAuthentication
+from api.rate_limiting import RateLimitMiddleware
 from api.resources import lifespan_for
 from core.settings import Settings, load_settings
 
 
 def create_app(settings: Settings) -> Litestar:
     return Litestar(
-        route_handlers=[healthz],
+        route_handlers=[healthz, request_code, verify_code, me],
         lifespan=[lifespan_for(settings)],
+        middleware=[
+            RateLimitMiddleware,
+            DefineMiddleware(
+                BearerAuthentication,
+                exclude=["^/schema", "^/healthz$"],
+                exclude_from_auth_key=PUBLIC,
+            ),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         cors_config=CORSConfig(
             allow_origins=settings.frontend_origin,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
@@ -32,7 +47,17 @@ def create_app(settings: Settings) -> Litestar:
             ],
             allow_credentials=False,
         ),
-        openapi_config=OpenAPIConfig(title="DocuChat", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="DocuChat",
+            version="0.1.0",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
     )
 
 

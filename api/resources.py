@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from litestar import Litestar
 from redis.asyncio import Redis
@@ -13,7 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.bootstrap import redis_url
 from core.errors import ConfigurationError
+from core.mailer import Mailer, mailer_for
+from core.rate_limits import RateLimiter
 from core.settings import Settings
+from core.signin_codes import SigninCodes
 from db.engine import create_async_db_engine
 from db.migrate import check_schema
 
@@ -25,6 +29,12 @@ class ApiResources:
     settings: Settings
     engine: AsyncEngine
     redis: Redis
+    rate_limiter: RateLimiter
+    signin_codes: SigninCodes
+    mailer: Mailer
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(
+        default_factory=list
+    )
 
 
 def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
@@ -43,7 +53,22 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             await engine.dispose()
             await redis.aclose()
             raise
-        app.state.resources = ApiResources(settings=settings, engine=engine, redis=redis)
+        app.state.resources = ApiResources(
+            settings=settings,
+            engine=engine,
+            redis=redis,
+            rate_limiter=RateLimiter(redis_url(settings)),
+            signin_codes=SigninCodes(
+                redis=redis,
+                secret=settings.jwt_secret.get_secret_value().encode(),
+                ttl_seconds=settings.login_code_ttl_seconds,
+                max_attempts=settings.login_code_max_attempts,
+            ),
+            mailer=mailer_for(settings),
+            trusted_proxies=[
+                ipaddress.ip_network(entry, strict=False) for entry in settings.trusted_proxies
+            ],
+        )
         try:
             yield
         finally:

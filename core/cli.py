@@ -17,7 +17,7 @@ from core.embedded import EmbeddedPostgres, secret_from_data_dir
 from core.errors import DocuChatError
 from core.settings import Settings, load_settings
 from core.tokens import issue_access_token
-from db.accounts import create_tenant, find_tenant, get_or_create_user
+from db.accounts import create_tenant, find_tenant, get_or_create_user, promote_user
 from db.engine import create_sync_engine, unit_of_work
 from db.migrate import check_schema, downgrade, upgrade
 
@@ -50,7 +50,7 @@ def admin_database(data_dir: Path) -> Iterator[tuple[Settings, Engine]]:
     engine = None
     try:
         settings = load_settings()
-        engine = create_sync_engine(settings, pool_size=1)
+        engine = create_sync_engine(settings, pool_size=1, as_app=False)
         if postgres is not None:
             upgrade(engine, settings.embedding_dimension)
         with engine.connect() as conn:
@@ -116,7 +116,7 @@ def migrate(revision: str, down: bool, data_dir: Path | None) -> None:
         os.environ["DATABASE_URL"] = postgres.start()
     try:
         settings = load_settings()
-        engine = create_sync_engine(settings, pool_size=1)
+        engine = create_sync_engine(settings, pool_size=1, as_app=False)
         step = downgrade if down else upgrade
         step(engine, settings.embedding_dimension, revision)
         engine.dispose()
@@ -141,6 +141,23 @@ def tenant_create(slug: str, name: str, data_dir: Path | None) -> None:
         with unit_of_work(engine) as session:
             created = create_tenant(session, slug, name)
         click.echo(str(created.id))
+
+
+@main.group()
+def user() -> None:
+    """Manage users."""
+
+
+@user.command("promote")
+@click.argument("slug")
+@click.argument("email")
+@data_dir_option
+def user_promote(slug: str, email: str, data_dir: Path | None) -> None:
+    """Make EMAIL an admin of tenant SLUG (the user is created if needed)."""
+    with admin_database(_resolve_data_dir(data_dir)) as (_settings, engine):
+        with unit_of_work(engine) as session:
+            promoted = promote_user(session, find_tenant(session, slug), email)
+        click.echo(f"{promoted.email} is now an admin of {slug}")
 
 
 @main.command()

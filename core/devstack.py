@@ -115,7 +115,7 @@ def _wait_until_healthy(url: str, supervisor: Supervisor) -> bool:
 
 def prepare_database(settings: Settings) -> None:
     """Migrate to head, check the schema fits the configuration, make the default tenant."""
-    engine = create_sync_engine(settings, pool_size=1)
+    engine = create_sync_engine(settings, pool_size=1, as_app=False)
     try:
         upgrade(engine, settings.embedding_dimension)
         with engine.connect() as conn:

@@ -31,3 +31,23 @@ class NotFound(DocuChatError):
 
 class Conflict(DocuChatError):
     """The resource already exists."""
+
+
+class AuthenticationFailed(DocuChatError):
+    """No valid credentials: missing, malformed, expired or foreign token (HTTP 401)."""
+
+
+class PermissionDenied(DocuChatError):
+    """Authenticated, but not allowed here: another tenant, a disabled account (HTTP 403)."""
+
+
+class SignInRejected(DocuChatError):
+    """A sign-in code is wrong, expired, used or burned; the message says what to do next."""
+
+
+class RateLimited(DocuChatError):
+    """Too many requests; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)

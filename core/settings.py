@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -62,6 +63,11 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr
     access_token_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     rate_limit_per_minute: int = Field(default=50, gt=0)
+    trusted_proxies: CommaList = Field(default_factory=list)
+    login_code_ttl_seconds: int = Field(default=600, ge=1, le=86400)
+    login_code_max_attempts: int = Field(default=5, ge=1, le=20)
+    login_code_interval_seconds: int = Field(default=60, ge=1)
+    login_codes_per_hour: int = Field(default=5, ge=1)
     tenant_header: str = Field(default="X-Tenant-ID", min_length=1)
 
     chunk_token_size: int = Field(default=400, ge=32, le=8000)
@@ -78,7 +84,19 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     smtp_from: str = "DocuChat <no-reply@localhost>"
 
-    _split = field_validator("allowed_models", "frontend_origin", mode="before")(_split_commas)
+    _split = field_validator("allowed_models", "frontend_origin", "trusted_proxies", mode="before")(
+        _split_commas
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
 
     @field_validator(
         "database_url", "redis_url", "openai_api_key", "openai_base_url", "embedding_model",
@@ -95,6 +113,8 @@ class Settings(BaseSettings):
                 f"CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
                 f"CHUNK_TOKEN_SIZE ({self.chunk_token_size})"
             )
+        if self.app_env == "production" and not self.smtp_host:
+            raise ValueError("SMTP_HOST must be set in production: sign-in codes go by e-mail")
         if self.app_env == "production":
             secret = self.jwt_secret.get_secret_value()
             if secret == EXAMPLE_JWT_SECRET:

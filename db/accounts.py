@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound
 from core.identity import normalise_email, validate_slug
+from db.engine import async_unit_of_work
 from db.models import Tenant, User
 
 
@@ -59,4 +63,29 @@ def get_or_create_user(session: Session, tenant: Tenant, email: str) -> User:
             session.flush()
     except IntegrityError:  # created concurrently by another request
         user = session.scalars(query).one()
+    return user
+
+
+async def get_or_create_user_async(
+    engine: AsyncEngine, tenant: Tenant, email: str, signed_in_at: datetime
+) -> User:
+    """The user of `tenant` with this address, created on first sign-in; records the sign-in."""
+    address = normalise_email(email)
+    statement = (
+        insert(User)
+        .values(tenant_id=tenant.id, email=address, last_login_at=signed_in_at)
+        .on_conflict_do_update(
+            index_elements=[User.tenant_id, User.email], set_={"last_login_at": signed_in_at}
+        )
+        .returning(User)
+    )
+    async with async_unit_of_work(engine, tenant.id) as session:
+        return (await session.scalars(statement)).one()
+
+
+def promote_user(session: Session, tenant: Tenant, email: str) -> User:
+    """Make the user (created if needed) an admin of its tenant."""
+    user = get_or_create_user(session, tenant, email)
+    user.role = "admin"
+    session.flush()
     return user

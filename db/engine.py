@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -37,24 +38,52 @@ def sqlalchemy_url(settings: Settings) -> str:
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def create_sync_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
-    return create_engine(sqlalchemy_url(settings), pool_pre_ping=True, pool_size=pool_size)
+# The role the API and workers work as: it owns nothing and row-level security binds it.
+APP_ROLE = "docuchat_app"
+SCOPE_SQL = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
+
+
+def _connect_args(as_app: bool) -> dict[str, str]:
+    return {"options": f"-c role={APP_ROLE}"} if as_app else {}
+
+
+def create_sync_engine(settings: Settings, *, pool_size: int = 5, as_app: bool = True) -> Engine:
+    """An engine for service work (as the RLS-bound app role) or, with as_app=False, for the
+    owner's work: migrations and operators' admin commands."""
+    return create_engine(
+        sqlalchemy_url(settings),
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        connect_args=_connect_args(as_app),
+    )
 
 
 def create_async_db_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(sqlalchemy_url(settings), pool_pre_ping=True, pool_size=pool_size)
+    return create_async_engine(
+        sqlalchemy_url(settings),
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        connect_args=_connect_args(True),
+    )
 
 
 @contextmanager
-def unit_of_work(engine: Engine) -> Iterator[Session]:
-    """One transaction: committed when the block ends, rolled back if it raises."""
+def unit_of_work(engine: Engine, tenant_id: uuid.UUID | None = None) -> Iterator[Session]:
+    """One transaction, scoped to `tenant_id` when given: committed when the block ends,
+    rolled back if it raises."""
     factory = sessionmaker(engine, expire_on_commit=False)
     with factory.begin() as session:
+        if tenant_id is not None:
+            session.execute(SCOPE_SQL, {"tenant_id": str(tenant_id)})
         yield session
 
 
 @asynccontextmanager
-async def async_unit_of_work(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+async def async_unit_of_work(
+    engine: AsyncEngine, tenant_id: uuid.UUID | None = None
+) -> AsyncIterator[AsyncSession]:
     factory = async_sessionmaker(engine, expire_on_commit=False)
     async with factory.begin() as session:
+        if tenant_id is not None:
+            await session.execute(SCOPE_SQL, {"tenant_id": str(tenant_id)})
         yield session

@@ -72,7 +72,7 @@ def settings(services: Services) -> Settings:
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> Iterator[Engine]:
     """The test database, migrated to head once per run."""
-    engine = create_sync_engine(settings)
+    engine = create_sync_engine(settings, as_app=False)
     upgrade(engine, settings.embedding_dimension)
     yield engine
     engine.dispose()

@@ -2,11 +2,13 @@
 
 import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import jwt
@@ -38,6 +40,16 @@ def _wait_for_workers(url: str, deadline: float) -> dict:  # type: ignore[type-a
     raise AssertionError(f"{url} never reported a healthy stack with a live worker")
 
 
+def _console_code(log: IO[str], email: str, deadline: float) -> str:
+    while time.monotonic() < deadline:
+        log.seek(0)
+        found = re.search(rf"to {re.escape(email)} for tenant .*?\n\s*\n\s+(\d{{6}})", log.read())
+        if found:
+            return found.group(1)
+        time.sleep(0.2)
+    raise AssertionError("the dev console never printed a sign-in code")
+
+
 def test_dev_stack_starts_from_nothing_serves_health_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
@@ -62,6 +74,20 @@ def test_dev_stack_starts_from_nothing_serves_health_and_stops_cleanly(tmp_path:
         claims = jwt.decode(token.stdout.split()[-1], secret, algorithms=["HS256"])
         assert claims["sub"] and claims["tenant_id"]
         assert (data_dir / "postgres" / "postmaster.pid").exists()  # still running for dev
+
+        # A new user of `demo` signs in with the code the dev console prints.
+        base, tenant = f"http://127.0.0.1:{port}", {"X-Tenant-ID": "demo"}
+        email = "newcomer@example.com"
+        asked = httpx.post(f"{base}/v1/auth/request-code", json={"email": email}, headers=tenant)
+        assert asked.status_code == 202
+        code = _console_code(log, email, time.monotonic() + 20)
+        verified = httpx.post(
+            f"{base}/v1/auth/verify-code", json={"email": email, "code": code}, headers=tenant
+        )
+        assert verified.status_code == 200, verified.text
+        bearer = {"Authorization": f"Bearer {verified.json()['access_token']}"}
+        me = httpx.get(f"{base}/v1/me", headers=bearer | tenant)
+        assert me.status_code == 200 and me.json()["email"] == email
 
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0

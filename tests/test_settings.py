@@ -8,6 +8,7 @@ from core.settings import EXAMPLE_JWT_SECRET, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD_SECRET = "s" * 40
+PRODUCTION = {"APP_ENV": "production", "SMTP_HOST": "mail.example"}
 
 
 def test_defaults_follow_the_documented_values() -> None:
@@ -44,10 +45,22 @@ def test_overlap_must_be_smaller_than_chunk() -> None:
 
 def test_production_refuses_the_example_secret() -> None:
     with pytest.raises(ConfigurationError, match="JWT_SECRET is the example value"):
-        load_settings({"APP_ENV": "production", "JWT_SECRET": EXAMPLE_JWT_SECRET})
+        load_settings(PRODUCTION | {"JWT_SECRET": EXAMPLE_JWT_SECRET})
     with pytest.raises(ConfigurationError, match="at least 32 characters"):
-        load_settings({"APP_ENV": "production", "JWT_SECRET": "short"})
-    assert load_settings({"APP_ENV": "production", "JWT_SECRET": GOOD_SECRET})
+        load_settings(PRODUCTION | {"JWT_SECRET": "short"})
+    assert load_settings(PRODUCTION | {"JWT_SECRET": GOOD_SECRET})
+
+
+def test_production_needs_smtp() -> None:
+    with pytest.raises(ConfigurationError, match="SMTP_HOST must be set in production"):
+        load_settings({"APP_ENV": "production", "JWT_SECRET": GOOD_SECRET})
+
+
+def test_trusted_proxies_must_be_addresses() -> None:
+    settings = load_settings({"JWT_SECRET": GOOD_SECRET, "TRUSTED_PROXIES": "10.0.0.1,10.1.0.0/16"})
+    assert settings.trusted_proxies == ["10.0.0.1", "10.1.0.0/16"]
+    with pytest.raises(ConfigurationError, match=r"'proxy\.example' is not an IP address"):
+        load_settings({"JWT_SECRET": GOOD_SECRET, "TRUSTED_PROXIES": "proxy.example"})
 
 
 def test_development_accepts_the_example_secret() -> None:

@@ -1,0 +1,88 @@
+"""The one place DocuChat's errors become HTTP responses: status, a sentence, maybe a field."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from core.errors import (
+    AuthenticationFailed,
+    Conflict,
+    DocuChatError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    SignInRejected,
+)
+
+log = logging.getLogger("docuchat.api")
+
+STATUS = {
+    InvalidInput: 422,
+    NotFound: 404,
+    Conflict: 409,
+    AuthenticationFailed: 401,
+    PermissionDenied: 403,
+    SignInRejected: 400,
+    RateLimited: 429,
+}
+
+
+def problem(
+    status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
+    return Response(
+        {"status": status, "detail": detail, **extra}, status_code=status, headers=headers
+    )
+
+
+def on_docuchat_error(_: Request[Any, Any, Any], exc: DocuChatError) -> Response[dict[str, Any]]:
+    status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    detail = str(exc)
+    if isinstance(exc, InvalidInput):
+        detail, extra["field"] = exc.message, exc.field
+    if isinstance(exc, AuthenticationFailed):
+        headers["WWW-Authenticate"] = 'Bearer realm="docuchat"'
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    return problem(status, detail, headers, **extra)
+
+
+def on_validation_error(
+    _: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
+    """Malformed bodies and parameters: 422, naming each field and what is wrong with it."""
+    errors = [
+        {"field": str(item.get("key", "body")), "message": str(item.get("message", ""))}
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+        if isinstance(item, dict)
+    ]
+    first = errors[0] if errors else None
+    detail = f"{first['field']}: {first['message']}" if first else (exc.detail or "invalid request")
+    return problem(422, detail, field=first["field"] if first else None, errors=errors)
+
+
+def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    return problem(exc.status_code, exc.detail, dict(exc.headers or {}))
+
+
+def on_unexpected_error(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal error; it has been logged")
+
+
+EXCEPTION_HANDLERS = {
+    DocuChatError: on_docuchat_error,
+    ValidationException: on_validation_error,
+    HTTPException: on_http_error,
+    Exception: on_unexpected_error,
+}

@@ -1,0 +1,89 @@
+"""Who is asking: bearer tokens checked against the tenant header on every non-public route."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from sqlalchemy import select
+
+from api.resources import ApiResources
+from core.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
+from core.tokens import InvalidToken, decode_access_token
+from db.accounts import tenant_lookup
+from db.engine import async_unit_of_work
+from db.models import Tenant, User
+
+PUBLIC = "public"  # route opt key: no token needed
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant_slug: str
+    email: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def tenant_header(connection: ASGIConnection[Any, Any, Any, Any], resources: ApiResources) -> str:
+    name = resources.settings.tenant_header
+    value = connection.headers.get(name, "").strip()
+    if not value:
+        raise InvalidInput(name, f"the {name} header naming your tenant is required")
+    return value
+
+
+async def find_active_tenant(resources: ApiResources, key: str) -> Tenant:
+    async with async_unit_of_work(resources.engine) as session:
+        tenant = await session.scalar(select(Tenant).where(tenant_lookup(key)))
+    if tenant is None or not tenant.active:
+        raise NotFound(f"no active tenant {key!r}")
+    return tenant
+
+
+class BearerAuthentication(AbstractAuthenticationMiddleware):
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        resources: ApiResources = connection.app.state.resources
+        token = bearer_token(connection)
+        if token is None:
+            raise AuthenticationFailed("an `Authorization: Bearer <token>` header is required")
+        try:
+            claims = decode_access_token(resources.settings, token)
+        except InvalidToken as exc:
+            raise AuthenticationFailed(str(exc)) from None
+        requested = tenant_header(connection, resources)
+        async with async_unit_of_work(resources.engine, claims.tenant_id) as session:
+            row = (
+                await session.execute(
+                    select(User, Tenant)
+                    .join(Tenant, Tenant.id == User.tenant_id)
+                    .where(User.id == claims.user_id, User.tenant_id == claims.tenant_id)
+                )
+            ).one_or_none()
+        if row is None:
+            raise AuthenticationFailed("the account behind this token no longer exists")
+        user, tenant = row
+        if requested.lower() not in (tenant.slug, str(tenant.id)):
+            raise PermissionDenied(
+                f"this token belongs to another tenant than {requested!r} in the "
+                f"{resources.settings.tenant_header} header"
+            )
+        if not (user.active and tenant.active):
+            raise PermissionDenied("this account or its tenant is disabled")
+        caller = Caller(user.id, tenant.id, tenant.slug, user.email, user.role)
+        return AuthenticationResult(user=caller, auth=claims)

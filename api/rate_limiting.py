@@ -1,0 +1,133 @@
+"""Per-user (valid token) or per-client-IP request limits, shared by all API processes.
+
+It runs before authentication, so failed logins and bad tokens count against their IP too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+
+from limits import RateLimitItemPerMinute
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
+
+from api.resources import ApiResources
+from core.rate_limits import Decision
+from core.tokens import InvalidToken, decode_access_token
+
+log = logging.getLogger("docuchat.api")
+UNLIMITED_PATHS = ("/healthz", "/schema")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_ip(scope: Scope, trusted: list[Network]) -> str:
+    """The peer address, or the nearest untrusted hop of X-Forwarded-For behind trusted proxies."""
+    peer = (scope.get("client") or ("unknown", 0))[0]
+
+    def is_trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted)
+
+    if not trusted or not is_trusted(peer):
+        return str(peer)
+    forwarded = [
+        value.decode("latin-1")
+        for name, value in scope.get("headers", [])
+        if name == b"x-forwarded-for"
+    ]
+    hops = [hop.strip() for line in forwarded for hop in line.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            return hop
+    return str(peer)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(UNLIMITED_PATHS):
+            await self.app(scope, receive, send)
+            return
+        resources: ApiResources = scope["app"].state.resources
+        settings = resources.settings
+        item = RateLimitItemPerMinute(settings.rate_limit_per_minute)
+        identity = ("ip", client_ip(scope, resources.trusted_proxies))
+        token = _bearer(scope)
+        if token:
+            with contextlib.suppress(InvalidToken):  # a bad token is limited by its IP
+                identity = ("user", str(decode_access_token(settings, token).user_id))
+        try:
+            decision = await resources.rate_limiter.hit(item, *identity)
+        except Exception:  # Redis trouble must not take the API down; the rest reports it
+            log.warning("rate limiter unavailable; request let through", exc_info=True)
+            await self.app(scope, receive, send)
+            return
+        if not decision.allowed:
+            await _too_many(send, decision)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                for name, value in _headers(decision).items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _headers(decision: Decision) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(max(0, decision.remaining)),
+        "RateLimit-Reset": str(decision.reset_after),
+    }
+
+
+async def _too_many(send: Send, decision: Decision) -> None:
+    body = json.dumps(
+        {
+            "status": 429,
+            "detail": f"too many requests: the limit is {decision.limit} per minute; "
+            f"retry in {decision.reset_after} s",
+        }
+    ).encode()
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(decision.reset_after).encode()),
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in _headers(decision).items()]
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 429,
+        "headers": headers,
+    }
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
