@@ -40,8 +40,9 @@ def _prepare_environment(data_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def admin_database(data_dir: Path) -> Iterator[tuple[Settings, Engine]]:
-    """DATABASE_URL when set, else the data folder's embedded server (joined if running)."""
+def owner_database(data_dir: Path) -> Iterator[tuple[Settings, Engine, bool]]:
+    """The owner's engine on DATABASE_URL when set, else on the data folder's embedded server
+    (joined if running, started and stopped again if not); the flag says which."""
     _prepare_environment(data_dir)
     postgres = None
     if not _configured("DATABASE_URL"):
@@ -51,16 +52,23 @@ def admin_database(data_dir: Path) -> Iterator[tuple[Settings, Engine]]:
     try:
         settings = load_settings()
         engine = create_sync_engine(settings, pool_size=1, as_app=False)
-        if postgres is not None:
-            upgrade(engine, settings.embedding_dimension)
-        with engine.connect() as conn:
-            check_schema(conn, settings.embedding_dimension)
-        yield settings, engine
+        yield settings, engine, postgres is not None
     finally:
         if engine is not None:
             engine.dispose()
         if postgres is not None:
             postgres.stop()
+
+
+@contextlib.contextmanager
+def admin_database(data_dir: Path) -> Iterator[tuple[Settings, Engine]]:
+    """A database whose schema fits the code: the embedded one is migrated on the way."""
+    with owner_database(data_dir) as (settings, engine, embedded):
+        if embedded:
+            upgrade(engine, settings.embedding_dimension)
+        with engine.connect() as conn:
+            check_schema(conn, settings.embedding_dimension)
+        yield settings, engine
 
 
 class DocuChatGroup(click.Group):
@@ -108,22 +116,10 @@ def dev(host: str, port: int, workers: int, threads: int, data_dir: Path | None)
 @data_dir_option
 def migrate(revision: str, down: bool, data_dir: Path | None) -> None:
     """Apply database migrations (to head by default)."""
-    resolved = _resolve_data_dir(data_dir)
-    _prepare_environment(resolved)
-    postgres = None
-    if not _configured("DATABASE_URL"):
-        postgres = EmbeddedPostgres(resolved)
-        os.environ["DATABASE_URL"] = postgres.start()
-    try:
-        settings = load_settings()
-        engine = create_sync_engine(settings, pool_size=1, as_app=False)
+    with owner_database(_resolve_data_dir(data_dir)) as (settings, engine, _embedded):
         step = downgrade if down else upgrade
         step(engine, settings.embedding_dimension, revision)
-        engine.dispose()
-        click.echo(f"database {'downgraded' if down else 'upgraded'} to {revision}")
-    finally:
-        if postgres is not None:
-            postgres.stop()
+    click.echo(f"database {'downgraded' if down else 'upgraded'} to {revision}")
 
 
 @main.group()
