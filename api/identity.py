@@ -33,8 +33,9 @@ class Caller:
         return self.role == "admin"
 
 
-def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+def parse_bearer(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, or None."""
+    scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
@@ -59,7 +60,7 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         resources: ApiResources = connection.app.state.resources
-        token = bearer_token(connection)
+        token = parse_bearer(connection.headers.get("authorization", ""))
         if token is None:
             raise AuthenticationFailed("an `Authorization: Bearer <token>` header is required")
         try:

@@ -22,6 +22,7 @@ from litestar.types import (
     Send,
 )
 
+from api.identity import parse_bearer
 from api.resources import ApiResources
 from core.rate_limits import Decision
 from core.tokens import InvalidToken, decode_access_token
@@ -60,8 +61,7 @@ def client_ip(scope: Scope, trusted: list[Network]) -> str:
 def _bearer(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
+            return parse_bearer(value.decode("latin-1"))
     return None
 
 
