@@ -1,0 +1,86 @@
+"""What can go wrong turning a PDF into searchable chunks, as one small tree.
+
+DocuChatError
+ └── PipelineError
+      ├── PermanentError          the input itself is the problem: retrying cannot help
+      │    ├── EmptyFile           zero bytes
+      │    ├── FileTooLarge        over MAX_UPLOAD_MB
+      │    ├── NotAPdf             the bytes are not a PDF, whatever the name says
+      │    ├── CorruptPdf          starts like a PDF but cannot be opened
+      │    ├── EncryptedPdf        needs a password to open
+      │    ├── NoPages             a PDF with no pages
+      │    ├── TooManyPages        over MAX_PAGES
+      │    ├── NoExtractableText   only images: a scan (OCR is not supported)
+      │    └── EmbeddingRejected   the provider refused the request (bad key, bad model)
+      └── TransientError          the world is briefly unwell: retry with backoff
+           └── EmbeddingUnavailable   the provider timed out, rate limited or failed
+
+`api/errors.py` maps these to HTTP statuses; `workers/outcomes.py` maps them to job outcomes.
+"""
+
+from __future__ import annotations
+
+from core.errors import DocuChatError
+
+
+class PipelineError(DocuChatError):
+    """Base of the errors the ingestion and retrieval pipeline raises on purpose."""
+
+
+class PermanentError(PipelineError):
+    """The input cannot be processed, now or later; the message tells the user why."""
+
+
+class EmptyFile(PermanentError):
+    def __init__(self) -> None:
+        super().__init__("the file is empty (0 bytes)")
+
+
+class FileTooLarge(PermanentError):
+    def __init__(self, limit_mb: int) -> None:
+        super().__init__(f"the file is larger than the {limit_mb} MB upload limit")
+        self.limit_mb = limit_mb
+
+
+class NotAPdf(PermanentError):
+    def __init__(self) -> None:
+        super().__init__("the file is not a PDF (its bytes do not start with %PDF-)")
+
+
+class CorruptPdf(PermanentError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the PDF is damaged and cannot be opened: {reason}")
+
+
+class EncryptedPdf(PermanentError):
+    def __init__(self) -> None:
+        super().__init__("the PDF is password-protected; upload a copy without a password")
+
+
+class NoPages(PermanentError):
+    def __init__(self) -> None:
+        super().__init__("the PDF has no pages")
+
+
+class TooManyPages(PermanentError):
+    def __init__(self, pages: int, limit: int) -> None:
+        super().__init__(f"the PDF has {pages} pages; the limit is {limit}")
+        self.pages = pages
+        self.limit = limit
+
+
+class NoExtractableText(PermanentError):
+    def __init__(self) -> None:
+        super().__init__("no extractable text: scanned PDF (OCR is not supported)")
+
+
+class EmbeddingRejected(PermanentError):
+    """The embedding provider refused the request; fix the configuration, then re-upload."""
+
+
+class TransientError(PipelineError):
+    """Worth retrying after a pause."""
+
+
+class EmbeddingUnavailable(TransientError):
+    """The embedding provider did not answer in time or answered with a server error."""

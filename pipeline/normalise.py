@@ -1,0 +1,53 @@
+"""Text cleaning that makes Persian and English PDF text searchable and readable.
+
+- Unicode NFKC folds Arabic presentation forms (what many PDFs store) into plain letters.
+- Arabic letters Persian writes differently become the Persian ones (ي ى → ی, ك → ک), and
+  Arabic-Indic digits become Persian digits, so one spelling matches another. Search folds
+  every digit form to ASCII on top of this (see `db/search.py`).
+- Tatweel and short-vowel marks go; the zero-width non-joiner (نیم‌فاصله) stays.
+- Control and invisible formatting characters go, words hyphenated across lines are joined,
+  whitespace collapses: lines of a paragraph join with a space, paragraphs keep a blank line.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+ZWNJ = "\u200c"
+
+_LETTERS = str.maketrans(
+    {
+        "\u064a": "\u06cc",  # ARABIC YEH -> FARSI YEH
+        "\u0649": "\u06cc",  # ALEF MAKSURA -> FARSI YEH
+        "\u0643": "\u06a9",  # ARABIC KAF -> KEHEH
+        **{chr(0x0660 + d): chr(0x06F0 + d) for d in range(10)},  # Arabic-Indic -> Persian
+    }
+)
+# Tatweel, harakat and Quranic marks, superscript alef: decoration that breaks word matching.
+_MARKS = re.compile("[\u0640\u064b-\u065f\u0670\u06d6-\u06ed]")
+# Bidi controls, zero-width space and joiner, BOM, soft hyphen: invisible, never meaningful here.
+_INVISIBLE = re.compile("[\u200b\u200d\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\u00ad]")
+# C0/C1 controls except tab and newline; PDFium marks a line-end hyphen it inferred with \x02.
+_CONTROL = re.compile("[\x00-\x01\x03-\x08\x0b-\x1f\x7f-\x9f]")
+_HYPHENATED = re.compile(r"(\w)[-\u2010\x02]\n[ \t]*(?=[a-z])")
+_SPACES = re.compile(r"[ \t\f\v]+")
+_SPACE_AROUND_ZWNJ = re.compile(rf" ?{ZWNJ}+ ?")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+
+
+def normalise_text(text: str) -> str:
+    """Normalised text of one page (or one query): see the module docstring."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _HYPHENATED.sub(r"\1", text)
+    text = text.replace("\x02", "")
+    text = unicodedata.normalize("NFKC", text)
+    text = text.translate(_LETTERS)
+    text = _MARKS.sub("", text)
+    text = _INVISIBLE.sub("", text)
+    text = _CONTROL.sub(" ", text)
+    text = _SPACES.sub(" ", text)
+    text = _SPACE_AROUND_ZWNJ.sub(ZWNJ, text)
+    paragraphs = _PARAGRAPH_BREAK.split(text)
+    joined = (" ".join(line.strip() for line in p.split("\n") if line.strip()) for p in paragraphs)
+    return "\n\n".join(p for p in joined if p)

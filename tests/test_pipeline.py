@@ -1,0 +1,168 @@
+"""The pipeline's pure functions on real PDFs: extraction, normalisation, chunking, embedding."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pypdf
+import pytest
+
+from pipeline.chunking import chunk_pages, count_tokens
+from pipeline.embedding import LocalE5Embedder
+from pipeline.errors import (
+    CorruptPdf,
+    EmptyFile,
+    EncryptedPdf,
+    NoExtractableText,
+    NoPages,
+    NotAPdf,
+    PermanentError,
+    TooManyPages,
+)
+from pipeline.ingest import ChunkingOptions, IngestProgress, ingest_pdf, normalised_pages
+from pipeline.normalise import normalise_text
+from pipeline.pdf import PageText, count_pages, opened_pdf
+from tests.pdfs import blank_pdf, encrypted_pdf, english_pdf, filler, persian_pdf, scanned_pdf
+
+PERSIAN = "پایتون یک زبان برنامه‌نویسی است. کتابخانه‌های زیادی دارد و ۱۲۳ ویژگی."
+
+
+def _write(tmp_path: Path, data: bytes, name: str = "doc.pdf") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_persian_words_come_out_separated_and_in_reading_order(tmp_path: Path) -> None:
+    path = _write(tmp_path, persian_pdf([PERSIAN + "\n\nپاراگراف دوم درباره‌ی یادگیری است."]))
+    with opened_pdf(path, max_pages=10) as source:
+        (page,) = list(normalised_pages(source))
+    assert page.number == 1
+    assert page.text.split() == (PERSIAN + " پاراگراف دوم درباره‌ی یادگیری است.").split()
+    # pypdf, for contrast, loses the word spaces this test depends on.
+    pypdf_text = pypdf.PdfReader(path).pages[0].extract_text()
+    assert normalise_text(pypdf_text).split() != page.text.split()
+
+
+def test_english_pages_keep_their_numbers(tmp_path: Path) -> None:
+    path = _write(tmp_path, english_pdf(["First page. Alpha.", "Second page. Beta."]))
+    with opened_pdf(path, max_pages=10) as source:
+        pages = list(normalised_pages(source))
+    assert [(p.number, p.text) for p in pages] == [
+        (1, "First page. Alpha."),
+        (2, "Second page. Beta."),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("\ufb8a\ufeae\ufeed\ufeea", "ژروه"),  # presentation forms fold to letters (NFKC)
+        ("علي كتاب", "علی کتاب"),  # Arabic yeh and kaf become Persian
+        ("سال ١٣٩٩ و ۱۴۰۰ و 2021", "سال ۱۳۹۹ و ۱۴۰۰ و 2021"),  # digits stay, one Persian form
+        ("می\u200cخواهم", "می\u200cخواهم"),  # the zero-width non-joiner stays
+        ("می \u200c خواهم", "می\u200cخواهم"),  # ... without stray spaces around it
+        ("کـــتاب مَدرِسه", "کتاب مدرسه"),  # tatweel and short vowels go
+        ("bell\x07 and\u200b\ufeff tab\there", "bell and tab here"),  # controls, invisibles
+        ("exam-\nple of hyphen-\nation", "example of hyphenation"),  # broken hyphenation
+        ("New-\nYork", "New-\nYork".replace("\n", " ")),  # a capital after the break: kept
+        ("one\r\ntwo   three\n\n\nnext  paragraph", "one two three\n\nnext paragraph"),
+    ],
+)
+def test_normalisation(raw: str, expected: str) -> None:
+    assert normalise_text(raw) == expected
+
+
+def test_chunks_stay_within_size_overlap_and_keep_page_spans() -> None:
+    pages = [PageText(n, filler(n, 12) + "\n\n" + filler(100 + n, 9)) for n in range(1, 9)]
+    chunks = list(chunk_pages(pages, size=120, overlap=30))
+    assert len(chunks) > 8
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+    for chunk in chunks:
+        assert chunk.token_count == count_tokens(chunk.text)
+        assert chunk.token_count <= 120
+        assert 1 <= chunk.page_start <= chunk.page_end <= 8
+        assert chunk.text.endswith(".")  # cut at sentence ends
+    for before, after in itertools.pairwise(chunks):
+        first_sentence = after.text.split(". ")[0]
+        assert first_sentence in before.text, "neighbours share their boundary sentence"
+        assert after.page_start >= before.page_start
+    spanning = [c for c in chunks if c.page_end > c.page_start]
+    assert spanning, "text flows across page boundaries"
+    every_sentence = {s for p in pages for s in p.text.replace("\n\n", " ").split(". ")}
+    covered = " ".join(c.text for c in chunks)
+    assert all(s.rstrip(".") in covered for s in every_sentence)
+
+
+def test_a_sentence_longer_than_a_chunk_is_cut_between_words() -> None:
+    long_sentence = " ".join(["token"] * 500) + "."
+    chunks = list(chunk_pages([PageText(3, long_sentence)], size=64, overlap=8))
+    assert len(chunks) > 7
+    assert all(c.token_count <= 64 and c.page_start == c.page_end == 3 for c in chunks)
+    assert all(set(c.text.rstrip(".").split()) == {"token"} for c in chunks)
+
+
+def test_chunking_rejects_an_overlap_as_large_as_the_chunk() -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        list(chunk_pages([PageText(1, "x.")], size=10, overlap=10))
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"", EmptyFile),
+        (b"Just some text, with a .pdf name", NotAPdf),
+        (b"%PDF-1.7\n" + bytes(range(256)) * 8, CorruptPdf),
+    ],
+)
+def test_files_that_are_not_usable_pdfs(tmp_path: Path, data: bytes, error: type) -> None:
+    with pytest.raises(error):
+        count_pages(_write(tmp_path, data), max_pages=10)
+
+
+def test_encrypted_truncated_empty_and_long_pdfs_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(EncryptedPdf, match="password"):
+        count_pages(_write(tmp_path, encrypted_pdf()), max_pages=10)
+    truncated = english_pdf([filler(1, 40)])[:900]
+    with pytest.raises(CorruptPdf):
+        count_pages(_write(tmp_path, truncated), max_pages=10)
+    empty = io.BytesIO()
+    pypdf.PdfWriter().write(empty)
+    with pytest.raises(NoPages):
+        count_pages(_write(tmp_path, empty.getvalue()), max_pages=10)
+    with pytest.raises(TooManyPages, match="has 6 pages; the limit is 5"):
+        count_pages(_write(tmp_path, blank_pdf(6)), max_pages=5)
+    assert count_pages(_write(tmp_path, blank_pdf(5)), max_pages=5) == 5
+
+
+def test_a_scan_without_text_is_a_permanent_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, scanned_pdf())
+    with pytest.raises(NoExtractableText, match="scanned PDF") as caught:
+        ingest_pdf(path, LocalE5Embedder(), ChunkingOptions(200, 20, 10))
+    assert isinstance(caught.value, PermanentError)
+
+
+def test_ingest_pdf_chunks_embeds_and_reports_progress(tmp_path: Path) -> None:
+    path = _write(tmp_path, english_pdf([filler(n, 25) for n in range(3)]))
+    seen: list[IngestProgress] = []
+    result = ingest_pdf(path, LocalE5Embedder(), ChunkingOptions(100, 10, 10, 4), seen.append)
+    assert result.page_count == 3
+    assert result.vectors.shape == (len(result.chunks), 384)
+    assert np.allclose(np.linalg.norm(result.vectors, axis=1), 1, atol=1e-3)
+    assert result.embedding_tokens == sum(c.token_count for c in result.chunks)
+    stages = [(p.stage, p.done, p.total) for p in seen]
+    assert stages[:4] == [("extracting", 0, 3), ("extracting", 1, 3), ("extracting", 2, 3),
+                          ("extracting", 3, 3)]  # fmt: skip
+    assert stages[-1] == ("embedding", len(result.chunks), len(result.chunks))
+
+
+def test_e5_query_and_passage_roles_rank_the_right_passage() -> None:
+    embedder = LocalE5Embedder()
+    passages = embedder.embed_passages(
+        ["The cat sleeps on the warm windowsill.", "تهران پایتخت ایران است.", "Invoices are due."]
+    )
+    query = embedder.embed_query("پایتخت ایران کجاست؟")
+    assert int(np.argmax(passages.vectors @ query)) == 1
