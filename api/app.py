@@ -10,16 +10,32 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from api.auth import me, request_code, verify_code
 from api.errors import EXCEPTION_HANDLERS
+from api.files import delete_file, get_file, list_files, upload_file
 from api.health import healthz
 from api.identity import PUBLIC, BearerAuthentication
+from api.jobs import get_job_status
 from api.rate_limiting import RateLimitMiddleware
 from api.resources import lifespan_for
+from api.search import search
 from core.settings import Settings, load_settings
 
 
 def create_app(settings: Settings) -> Litestar:
     return Litestar(
-        route_handlers=[healthz, request_code, verify_code, me],
+        route_handlers=[
+            healthz,
+            request_code,
+            verify_code,
+            me,
+            upload_file,
+            list_files,
+            get_file,
+            delete_file,
+            get_job_status,
+            search,
+        ],
+        # JSON bodies are small; uploads stream and enforce MAX_UPLOAD_MB themselves.
+        request_max_body_size=1 << 20,
         lifespan=[lifespan_for(settings)],
         middleware=[
             RateLimitMiddleware,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -17,12 +18,20 @@ from core.errors import (
     NotFound,
     PermissionDenied,
     RateLimited,
+    ServiceUnavailable,
     SignInRejected,
 )
+from pipeline.errors import FileTooLarge, NotAPdf, PermanentError, TransientError
 
 log = logging.getLogger("docuchat.api")
 
-STATUS = {
+# First match wins: the specific errors come before their parents.
+STATUS: dict[type[DocuChatError], int] = {
+    FileTooLarge: 413,
+    NotAPdf: 415,
+    PermanentError: 422,
+    TransientError: 503,
+    ServiceUnavailable: 503,
     InvalidInput: 422,
     NotFound: 404,
     Conflict: 409,
@@ -52,7 +61,21 @@ def on_docuchat_error(_: Request[Any, Any, Any], exc: DocuChatError) -> Response
         headers["WWW-Authenticate"] = 'Bearer realm="docuchat"'
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, PermanentError):
+        extra["field"] = "file"
+    if isinstance(exc, TransientError | ServiceUnavailable):
+        headers["Retry-After"] = "5"
     return problem(status, detail, headers, **extra)
+
+
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+
+
+def _field_of(item: dict[str, Any]) -> str:
+    """The field a validation error is about; a missing field is named, not the whole body."""
+    key = str(item.get("key", "body"))
+    missing = _MISSING_FIELD.search(str(item.get("message", "")))
+    return missing.group(1) if key == "data" and missing else key
 
 
 def on_validation_error(
@@ -60,7 +83,7 @@ def on_validation_error(
 ) -> Response[dict[str, Any]]:
     """Malformed bodies and parameters: 422, naming each field and what is wrong with it."""
     errors = [
-        {"field": str(item.get("key", "body")), "message": str(item.get("message", ""))}
+        {"field": _field_of(item), "message": str(item.get("message", ""))}
         for item in (exc.extra if isinstance(exc.extra, list) else [])
         if isinstance(item, dict)
     ]

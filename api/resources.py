@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from dramatiq import Broker
 from litestar import Litestar
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.bootstrap import redis_url
+from core.bootstrap import create_broker, redis_url
 from core.errors import ConfigurationError
 from core.mailer import Mailer, mailer_for
 from core.rate_limits import RateLimiter
@@ -20,6 +21,7 @@ from core.settings import Settings
 from core.signin_codes import SigninCodes
 from db.engine import create_async_db_engine
 from db.migrate import check_schema
+from pipeline.embedding import Embedder, embedder_for
 
 log = logging.getLogger("docuchat.api")
 
@@ -32,6 +34,8 @@ class ApiResources:
     rate_limiter: RateLimiter
     signin_codes: SigninCodes
     mailer: Mailer
+    broker: Broker
+    embedder: Embedder
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(
         default_factory=list
     )
@@ -65,6 +69,9 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 max_attempts=settings.login_code_max_attempts,
             ),
             mailer=mailer_for(settings),
+            # Enqueues by actor name only: the API never imports the workers' code.
+            broker=create_broker(settings),
+            embedder=embedder_for(settings),
             trusted_proxies=[
                 ipaddress.ip_network(entry, strict=False) for entry in settings.trusted_proxies
             ],
@@ -72,6 +79,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         try:
             yield
         finally:
+            app.state.resources.broker.close()
             await redis.aclose()
             await engine.dispose()
 

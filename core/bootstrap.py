@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from dramatiq import Broker, Message
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
@@ -19,6 +22,14 @@ from core.settings import Settings
 # Every queue the fleet serves: slow ingestion never delays chat answers.
 QUEUES = ("ingest", "chat")
 BROKER_NAMESPACE = "docuchat"
+# Actor names the API enqueues by name, so it never imports the workers' code.
+INGEST_ACTOR = "ingest_document"
+
+# How many broker commands in a million run queue maintenance, which hands the messages of a
+# dead worker to the living. Dramatiq's default suits its 60 s heartbeat timeout; a shorter
+# timeout means someone wants dead workers noticed quickly, so maintenance runs more often.
+_MAINTENANCE_CHANCE_DEFAULT = 1_000
+_MAINTENANCE_CHANCE_FAST = 250_000
 
 
 def redis_url(settings: Settings) -> str:
@@ -32,9 +43,14 @@ def redis_url(settings: Settings) -> str:
 
 def create_broker(settings: Settings) -> RedisBroker:
     """The Redis broker with its middleware spelled out, every queue declared."""
+    heartbeat_ms = int(settings.worker_heartbeat_timeout_seconds * 1000)
     broker = RedisBroker(
         url=redis_url(settings),
         namespace=BROKER_NAMESPACE,
+        heartbeat_timeout=heartbeat_ms,
+        maintenance_chance=(
+            _MAINTENANCE_CHANCE_DEFAULT if heartbeat_ms >= 60_000 else _MAINTENANCE_CHANCE_FAST
+        ),
         middleware=[
             AgeLimit(),
             TimeLimit(),
@@ -48,3 +64,11 @@ def create_broker(settings: Settings) -> RedisBroker:
     for queue in QUEUES:
         broker.declare_queue(queue)
     return broker
+
+
+def enqueue(broker: Broker, queue: str, actor: str, *args: str) -> str:
+    """Send a message to `actor` on `queue` by name; returns the message id."""
+    message: Message[Any] = Message(
+        queue_name=queue, actor_name=actor, args=args, kwargs={}, options={}
+    )
+    return broker.enqueue(message).message_id

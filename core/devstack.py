@@ -49,7 +49,7 @@ def api_command(host: str, port: int) -> list[str]:
 
 def worker_command(processes: int, threads: int) -> list[str]:
     return [
-        sys.executable, "-m", "dramatiq", "workers.broker",
+        sys.executable, "-m", "dramatiq", "workers.broker", "workers.actors",
         "--processes", str(processes), "--threads", str(threads),
         "--worker-shutdown-timeout", str(int(STOP_TIMEOUT_SECONDS * 1000 * 0.8)),
     ]  # fmt: skip

@@ -4,7 +4,10 @@ DocuChatError
  ├── ConfigurationError      settings or environment unusable: the process refuses to start
  ├── InvalidInput            a value from a caller is malformed (slug, e-mail, ...)
  ├── NotFound                the named thing does not exist (or is not the caller's)
- └── Conflict                the thing exists already
+ ├── Conflict                the thing exists already
+ ├── AuthenticationFailed, PermissionDenied, SignInRejected, RateLimited   (who may ask)
+ ├── ServiceUnavailable      a backing service (queue, database, provider) is down: retry later
+ └── PipelineError           see pipeline/errors.py
 """
 
 
@@ -51,3 +54,7 @@ class RateLimited(DocuChatError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = max(1, retry_after)
+
+
+class ServiceUnavailable(DocuChatError):
+    """A service DocuChat depends on is unreachable; the request may succeed later (HTTP 503)."""

@@ -70,12 +70,16 @@ class Settings(BaseSettings):
     login_codes_per_hour: int = Field(default=5, ge=1)
     tenant_header: str = Field(default="X-Tenant-ID", min_length=1)
 
-    chunk_token_size: int = Field(default=400, ge=32, le=8000)
-    chunk_overlap: int = Field(default=40, ge=0)
+    # 256 cl100k tokens stay inside e5's 512-token window for English and Persian alike.
+    chunk_token_size: int = Field(default=256, ge=32, le=8000)
+    chunk_overlap: int = Field(default=32, ge=0)
     max_context_tokens: int = Field(default=8000, ge=512)
     top_k: int = Field(default=6, ge=1, le=50)
     max_upload_mb: int = Field(default=25, ge=1, le=1024)
-    max_pages: int = Field(default=500, ge=1)
+    max_pages: int = Field(default=500, ge=1, le=20000)
+    embedding_batch_size: int = Field(default=32, ge=1, le=2048)
+
+    worker_heartbeat_timeout_seconds: float = Field(default=60.0, ge=1, le=3600)
 
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, gt=0, lt=65536)

@@ -7,6 +7,9 @@ runs on one machine never collide. The schema is built by `alembic upgrade head`
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -129,3 +132,63 @@ def restore_environ() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+def worker_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a worker process needs to join the test stack."""
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_", "REDIS_", "EMBEDDING_", "OPENAI_"))
+    }
+    environ |= {
+        "APP_ENV": "test",
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "DATA_DIR": str(settings.data_dir),
+        "WORKER_HEARTBEAT_TIMEOUT_SECONDS": str(settings.worker_heartbeat_timeout_seconds),
+        "EMBEDDING_PROVIDER": settings.embedding_provider,
+    }
+    if settings.openai_base_url:
+        environ["OPENAI_BASE_URL"] = settings.openai_base_url
+    return environ | extra
+
+
+class WorkerProcess:
+    """`dramatiq workers.broker workers.actors`, the Procfile's worker, as a child process."""
+
+    def __init__(self, settings: Settings, threads: int = 2, **extra: str) -> None:
+        self.command = [
+            sys.executable, "-m", "dramatiq", "workers.broker", "workers.actors",
+            "--processes", "1", "--threads", str(threads), "--worker-shutdown-timeout", "5000",
+        ]  # fmt: skip
+        self.environ = worker_environment(settings, **extra)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> WorkerProcess:
+        self.process = subprocess.Popen(self.command, env=self.environ, start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as if the machine vanished."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings, engine: Engine) -> Iterator[WorkerProcess]:
+    """One worker process serving the whole test run."""
+    with WorkerProcess(settings) as process:
+        yield process

@@ -16,7 +16,7 @@ def test_defaults_follow_the_documented_values() -> None:
     assert settings.openai_model == "gpt-4o-mini"
     assert settings.rate_limit_per_minute == 50
     assert settings.tenant_header == "X-Tenant-ID"
-    assert (settings.chunk_token_size, settings.chunk_overlap) == (400, 40)
+    assert (settings.chunk_token_size, settings.chunk_overlap) == (256, 32)
     assert (settings.max_context_tokens, settings.top_k) == (8000, 6)
     assert (settings.max_upload_mb, settings.max_pages) == (25, 500)
     assert settings.embedding_provider == "local"

@@ -1,7 +1,8 @@
 """Entry module of the worker fleet: `dramatiq workers.broker workers.actors`.
 
 The dramatiq CLI imports this module first, so it installs the broker before any actor is
-declared; that import-time build is the one the worker process needs.
+declared; that import-time build is the one the worker process needs. Engines and models are
+made later, per process, on first use (`workers.resources`).
 """
 
 import dramatiq
@@ -9,5 +10,6 @@ import dramatiq
 from core.bootstrap import create_broker
 from core.settings import load_settings
 
-broker = create_broker(load_settings())
+settings = load_settings()
+broker = create_broker(settings)
 dramatiq.set_broker(broker)

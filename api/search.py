@@ -1,0 +1,92 @@
+"""`POST /v1/search`: hybrid retrieval over the caller's tenant's documents."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import anyio.to_thread
+import msgspec
+from litestar import Request, post
+from litestar.params import JSONBody
+
+from api.identity import Caller
+from api.resources import ApiResources
+from core.errors import InvalidInput
+from db.documents import unknown_documents
+from db.engine import async_unit_of_work
+from db.search import hybrid_search
+from pipeline.normalise import normalise_text
+
+
+class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    query: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+    top_k: Annotated[int, msgspec.Meta(ge=1, le=50)] | None = None
+    document_ids: Annotated[list[str], msgspec.Meta(max_length=100)] | None = None
+
+
+class SearchResult(msgspec.Struct):
+    chunk_id: str
+    document_id: str
+    filename: str
+    page_start: int
+    page_end: int
+    score: float
+    text: str
+
+
+class SearchResponse(msgspec.Struct):
+    results: list[SearchResult]
+
+
+def _document_ids(values: list[str] | None) -> list[uuid.UUID] | None:
+    if values is None:
+        return None
+    try:
+        return [uuid.UUID(value) for value in values]
+    except ValueError:
+        raise InvalidInput("document_ids", "each document id must be a UUID") from None
+
+
+@post("/v1/search", status_code=200, tags=["search"], summary="Ranked chunks for a query")
+async def search(
+    request: Request[Caller, Any, Any], data: JSONBody[SearchRequest]
+) -> SearchResponse:
+    resources: ApiResources = request.app.state.resources
+    caller = request.user
+    query = normalise_text(data.query)
+    if not query:
+        raise InvalidInput("query", "the query has no searchable text")
+    document_ids = _document_ids(data.document_ids)
+    if document_ids is not None and not document_ids:
+        raise InvalidInput("document_ids", "give at least one id, or leave the field out")
+    vector = await anyio.to_thread.run_sync(resources.embedder.embed_query, query)
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
+        if document_ids:
+            unknown = await unknown_documents(session, document_ids)
+            if unknown:
+                raise InvalidInput(
+                    "document_ids", f"no such documents: {', '.join(map(str, unknown))}"
+                )
+        hits = await hybrid_search(
+            session,
+            caller.tenant_id,
+            query,
+            vector,
+            data.top_k or resources.settings.top_k,
+            document_ids,
+        )
+    return SearchResponse(
+        [
+            SearchResult(
+                chunk_id=str(hit.chunk_id),
+                document_id=str(hit.document_id),
+                filename=hit.filename,
+                page_start=hit.page_start,
+                page_end=hit.page_end,
+                score=round(float(hit.score), 6),
+                text=hit.text,
+            )
+            for hit in hits
+        ]
+    )

@@ -1,0 +1,237 @@
+"""Documents, their bytes and their chunks: the queries behind uploads, listings and ingestion.
+
+The API side is async (it runs in the event loop); the worker side is sync (it runs in
+Dramatiq's threads). Callers own the transaction: nothing here commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from core.errors import InvalidInput, NotFound
+from db.models import Chunk, Document, DocumentBlob, Job, UsageRecord
+
+BLOB_PART_BYTES = 1 << 20
+ACTIVE_JOB_STATUSES = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    """A checked upload waiting in a temporary file."""
+
+    path: Path
+    filename: str
+    size_bytes: int
+    sha256: str
+    page_count: int
+
+
+# --- API side -------------------------------------------------------------------------------
+
+
+async def add_document(
+    session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID, upload: StoredUpload
+) -> tuple[Document, Job | None, bool]:
+    """The document for this upload and its ingest job, and whether it is new.
+
+    The same bytes uploaded again by the same tenant give back the existing document and its
+    latest job; the unique (tenant, sha256) key settles two identical uploads racing.
+    """
+    new_id = await session.scalar(
+        pg_insert(Document)
+        .values(
+            tenant_id=tenant_id,
+            uploaded_by=user_id,
+            filename=upload.filename,
+            size_bytes=upload.size_bytes,
+            sha256=upload.sha256,
+            page_count=upload.page_count,
+        )
+        .on_conflict_do_nothing(index_elements=[Document.tenant_id, Document.sha256])
+        .returning(Document.id)
+    )
+    if new_id is None:
+        existing = await session.scalar(
+            select(Document).where(
+                Document.tenant_id == tenant_id, Document.sha256 == upload.sha256
+            )
+        )
+        if existing is None:  # deleted between the insert and the select
+            raise NotFound("the document was deleted while uploading; upload it again")
+        return existing, await latest_job(session, existing.id), False
+    with upload.path.open("rb") as file:
+        for part, data in enumerate(iter(lambda: file.read(BLOB_PART_BYTES), b"")):
+            await session.execute(
+                insert(DocumentBlob).values(
+                    document_id=new_id, part=part, tenant_id=tenant_id, data=data
+                )
+            )
+    job = Job(
+        tenant_id=tenant_id,
+        user_id=user_id,
+        kind="ingest",
+        document_id=new_id,
+        progress={"stage": "queued"},
+    )
+    session.add(job)
+    await session.flush()
+    document = await session.get_one(Document, new_id)
+    return document, job, True
+
+
+async def latest_job(session: AsyncSession, document_id: uuid.UUID) -> Job | None:
+    return await session.scalar(
+        select(Job)
+        .where(Job.document_id == document_id, Job.kind == "ingest")
+        .order_by(Job.created_at.desc())
+        .limit(1)
+    )
+
+
+def encode_cursor(document: Document) -> str:
+    raw = f"{document.created_at.isoformat()}|{document.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, ident = raw.partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput(
+            "cursor", "not a cursor this API gave out; start again without one"
+        ) from None
+
+
+async def list_documents(
+    session: AsyncSession, limit: int, cursor: str | None
+) -> tuple[list[Document], str | None]:
+    """A page of the tenant's documents, newest first, and the cursor of the next page."""
+    query = select(Document).order_by(Document.created_at.desc(), Document.id.desc())
+    if cursor:
+        created, ident = _decode_cursor(cursor)
+        query = query.where(tuple_(Document.created_at, Document.id) < tuple_(created, ident))
+    rows = list((await session.scalars(query.limit(limit + 1))).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1]) if more and rows else None
+
+
+async def get_document(session: AsyncSession, document_id: uuid.UUID) -> Document:
+    document = await session.get(Document, document_id)
+    if document is None:
+        raise NotFound(f"no document {document_id}")
+    return document
+
+
+async def delete_document(session: AsyncSession, document_id: uuid.UUID) -> None:
+    """Delete a document, its bytes and chunks; its unfinished ingest job ends cancelled."""
+    document = await session.get(Document, document_id, with_for_update=True)
+    if document is None:
+        raise NotFound(f"no document {document_id}")
+    await session.execute(
+        update(Job)
+        .where(Job.document_id == document_id, Job.status.in_(ACTIVE_JOB_STATUSES))
+        .values(
+            status="cancelled",
+            error="the document was deleted",
+            finished_at=func.now(),
+        )
+    )
+    await session.execute(delete(Document).where(Document.id == document_id))
+
+
+# --- worker side ----------------------------------------------------------------------------
+
+
+def copy_blob(session: Session, document_id: uuid.UUID, out: IO[bytes]) -> int:
+    """Write a document's bytes to `out` one part at a time; returns the bytes written."""
+    written = 0
+    part = 0
+    while True:
+        data = session.scalar(
+            select(DocumentBlob.data).where(
+                DocumentBlob.document_id == document_id, DocumentBlob.part == part
+            )
+        )
+        if data is None:
+            return written
+        out.write(data)
+        written += len(data)
+        part += 1
+
+
+def lock_document(session: Session, document_id: uuid.UUID) -> Document | None:
+    return session.get(Document, document_id, with_for_update=True, populate_existing=True)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    ordinal: int
+    text: str
+    page_start: int
+    page_end: int
+    token_count: int
+
+
+def replace_chunks(
+    session: Session,
+    document: Document,
+    chunks: Iterable[ChunkRow],
+    vectors: np.ndarray,
+) -> int:
+    """Make the document's chunks exactly these: a retried job can never leave two sets."""
+    session.execute(delete(Chunk).where(Chunk.document_id == document.id))
+    rows: list[dict[str, Any]] = [
+        {
+            "tenant_id": document.tenant_id,
+            "document_id": document.id,
+            "ordinal": chunk.ordinal,
+            "text": chunk.text,
+            "page_start": chunk.page_start,
+            "page_end": chunk.page_end,
+            "token_count": chunk.token_count,
+            "embedding": vector,
+        }
+        for chunk, vector in zip(chunks, vectors, strict=True)
+    ]
+    for start in range(0, len(rows), 500):
+        session.execute(insert(Chunk), rows[start : start + 500])
+    return len(rows)
+
+
+def record_embedding_usage(
+    session: Session, document: Document, model: str, prompt_tokens: int
+) -> None:
+    session.add(
+        UsageRecord(
+            tenant_id=document.tenant_id,
+            user_id=document.uploaded_by,
+            kind="embedding",
+            model=model,
+            prompt_tokens=prompt_tokens,
+        )
+    )
+
+
+async def unknown_documents(
+    session: AsyncSession, document_ids: Iterable[uuid.UUID]
+) -> list[uuid.UUID]:
+    """Those of `document_ids` the tenant has no document for."""
+    wanted = list(dict.fromkeys(document_ids))
+    found = set(await session.scalars(select(Document.id).where(Document.id.in_(wanted))))
+    return [ident for ident in wanted if ident not in found]

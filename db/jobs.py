@@ -1,0 +1,96 @@
+"""Job rows: what clients poll, and the state changes workers make as they go.
+
+queued ──claim──> running ──finish──> succeeded | failed | cancelled
+   ^                 │
+   └──── retry ──────┘   (a transient error: back to queued with the reason)
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from core.errors import NotFound
+from db.models import Document, Job
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+async def get_job(session: AsyncSession, job_id: uuid.UUID) -> Job:
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def claim_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    """Mark the job running and return it, or None when it is gone or already finished
+    (a duplicate delivery of a message whose work is done)."""
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.status in FINISHED:
+        return None
+    job.status = "running"
+    job.error = None
+    job.started_at = job.started_at or func.now()
+    session.flush()
+    return job
+
+
+def report_progress(session: Session, job_id: uuid.UUID, progress: dict[str, Any]) -> bool:
+    """Record progress; False when the job is no longer running (cancelled meanwhile)."""
+    updated = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .values(progress=progress)
+        .returning(Job.id)
+    ).first()
+    return updated is not None
+
+
+def finish_job(
+    session: Session,
+    job_id: uuid.UUID,
+    status: str,
+    *,
+    error: str | None = None,
+    progress: dict[str, Any] | None = None,
+) -> None:
+    values: dict[str, Any] = {"status": status, "error": error, "finished_at": func.now()}
+    if progress is not None:
+        values["progress"] = progress
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.status.not_in(FINISHED)).values(**values)
+    )
+
+
+def requeue_job(session: Session, job_id: uuid.UUID, reason: str) -> None:
+    """Back to queued after a transient failure; the reason shows while it waits."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.not_in(FINISHED))
+        .values(status="queued", error=f"will retry: {reason}")
+    )
+
+
+def job_status(session: Session, job_id: uuid.UUID) -> str | None:
+    return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def fail_ingest(session: Session, job_id: uuid.UUID, reason: str) -> None:
+    """The ingest job failed for `reason`, and so did its document (if it still exists)."""
+
+    document_id = select(Job.document_id).where(Job.id == job_id).scalar_subquery()
+    session.execute(
+        update(Document)
+        .where(Document.id == document_id)
+        .values(status="failed", error=reason, updated_at=func.now())
+    )
+    finish_job(session, job_id, "failed", error=reason)
+
+
+async def fail_ingest_async(session: AsyncSession, job_id: uuid.UUID, reason: str) -> None:
+    await session.run_sync(lambda sync_session: fail_ingest(sync_session, job_id, reason))

@@ -1,0 +1,146 @@
+"""The actors: thin translations from queue messages to pipeline calls and stored results.
+
+Start the fleet with `dramatiq workers.broker workers.actors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import dramatiq
+from sqlalchemy import func
+
+import workers.broker
+from core.bootstrap import INGEST_ACTOR
+from db.documents import ChunkRow, copy_blob, lock_document, record_embedding_usage, replace_chunks
+from db.engine import unit_of_work
+from db.jobs import claim_job, finish_job, report_progress
+from pipeline.errors import PermanentError
+from pipeline.ingest import ChunkingOptions, IngestProgress, ingest_pdf
+from workers.outcomes import Cancelled, ingest_outcome
+from workers.resources import WorkerResources, worker_resources
+
+log = logging.getLogger("docuchat.workers")
+
+INGEST_MAX_RETRIES = 5
+INGEST_TIME_LIMIT_MS = 15 * 60 * 1000
+# Progress is written at most this often (and at each change of stage), not once per chunk.
+PROGRESS_INTERVAL_SECONDS = 0.5
+
+
+class ProgressReporter:
+    """Writes job progress cheaply, and stops the work when the job was cancelled."""
+
+    def __init__(self, resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID):
+        self._resources = resources
+        self._tenant_id = tenant_id
+        self._job_id = job_id
+        self._last_stage = ""
+        self._last_write = 0.0
+        self.pages_total = 0
+
+    def __call__(self, progress: IngestProgress) -> None:
+        now = time.monotonic()
+        if progress.stage == "extracting":
+            self.pages_total = progress.total
+        if (
+            progress.stage == self._last_stage
+            and progress.done < progress.total
+            and now - self._last_write < PROGRESS_INTERVAL_SECONDS
+        ):
+            return
+        self._last_stage, self._last_write = progress.stage, now
+        with unit_of_work(self._resources.engine, self._tenant_id) as session:
+            still_running = report_progress(session, self._job_id, self.snapshot(progress))
+        if not still_running:
+            raise Cancelled()
+
+    def snapshot(self, progress: IngestProgress) -> dict[str, object]:
+        pages_done = progress.done if progress.stage == "extracting" else self.pages_total
+        snapshot: dict[str, object] = {
+            "stage": progress.stage,
+            "pages_done": pages_done,
+            "pages_total": self.pages_total,
+        }
+        if progress.stage != "extracting":
+            snapshot |= {"chunks_done": progress.done, "chunks_total": progress.total}
+        return snapshot
+
+
+@dramatiq.actor(
+    actor_name=INGEST_ACTOR,
+    queue_name="ingest",
+    max_retries=INGEST_MAX_RETRIES,
+    min_backoff=1_000,
+    max_backoff=60_000,
+    time_limit=INGEST_TIME_LIMIT_MS,
+    throws=(PermanentError,),
+)
+def ingest_document(job_id: str, tenant_id: str) -> None:
+    """Extract, chunk and embed one uploaded PDF, then store its chunks in one transaction.
+
+    Idempotent: a duplicate or redelivered message either finds the job finished and stops, or
+    redoes the work and replaces the chunks, so exactly one set is ever stored.
+    """
+    resources = worker_resources(workers.broker.settings)
+    job, tenant = uuid.UUID(job_id), uuid.UUID(tenant_id)
+    with ingest_outcome(resources.engine, tenant, job, INGEST_MAX_RETRIES):
+        _ingest(resources, tenant, job)
+
+
+def _ingest(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    settings = resources.settings
+    with unit_of_work(resources.engine, tenant_id) as session:
+        job = claim_job(session, job_id)
+        if job is None:
+            return  # a duplicate delivery of finished work
+        document = lock_document(session, job.document_id) if job.document_id else None
+        if document is None:
+            raise Cancelled()
+        document.status, document.error = "processing", None
+        document_id = document.id
+    with tempfile.TemporaryDirectory(prefix="docuchat-ingest-") as folder:
+        path = Path(folder) / "document.pdf"
+        with unit_of_work(resources.engine, tenant_id) as session, path.open("wb") as out:
+            copy_blob(session, document_id, out)
+        progress = ProgressReporter(resources, tenant_id, job_id)
+        result = ingest_pdf(
+            path,
+            resources.embedder,
+            ChunkingOptions(
+                chunk_tokens=settings.chunk_token_size,
+                overlap_tokens=settings.chunk_overlap,
+                max_pages=settings.max_pages,
+                batch_size=settings.embedding_batch_size,
+            ),
+            on_progress=progress,
+        )
+    rows = [
+        ChunkRow(c.ordinal, c.text, c.page_start, c.page_end, c.token_count) for c in result.chunks
+    ]
+    with unit_of_work(resources.engine, tenant_id) as session:
+        document = lock_document(session, document_id)
+        if document is None or not report_progress(session, job_id, {"stage": "storing"}):
+            raise Cancelled()
+        stored = replace_chunks(session, document, rows, result.vectors)
+        document.status, document.error = "ready", None
+        document.page_count, document.chunk_count = result.page_count, stored
+        document.updated_at = func.now()
+        record_embedding_usage(session, document, resources.embedder.model, result.embedding_tokens)
+        finish_job(
+            session,
+            job_id,
+            "succeeded",
+            progress={
+                "stage": "done",
+                "pages_done": result.page_count,
+                "pages_total": result.page_count,
+                "chunks_done": stored,
+                "chunks_total": stored,
+            },
+        )
+    log.info("ingested document %s: %d pages, %d chunks", document_id, result.page_count, stored)
