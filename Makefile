@@ -32,3 +32,6 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench.ingest
