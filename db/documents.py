@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, tuple_, update
@@ -179,13 +179,19 @@ def lock_document(session: Session, document_id: uuid.UUID) -> Document | None:
     return session.get(Document, document_id, with_for_update=True, populate_existing=True)
 
 
-@dataclass(frozen=True)
-class ChunkRow:
-    ordinal: int
-    text: str
-    page_start: int
-    page_end: int
-    token_count: int
+class ChunkRow(Protocol):
+    """What a chunk must offer to be stored (the pipeline's TextChunk does)."""
+
+    @property
+    def ordinal(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def page_start(self) -> int: ...
+    @property
+    def page_end(self) -> int: ...
+    @property
+    def token_count(self) -> int: ...
 
 
 def replace_chunks(

@@ -76,13 +76,8 @@ def requeue_job(session: Session, job_id: uuid.UUID, reason: str) -> None:
     )
 
 
-def job_status(session: Session, job_id: uuid.UUID) -> str | None:
-    return session.scalar(select(Job.status).where(Job.id == job_id))
-
-
 def fail_ingest(session: Session, job_id: uuid.UUID, reason: str) -> None:
     """The ingest job failed for `reason`, and so did its document (if it still exists)."""
-
     document_id = select(Job.document_id).where(Job.id == job_id).scalar_subquery()
     session.execute(
         update(Document)

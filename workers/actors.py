@@ -16,7 +16,7 @@ from sqlalchemy import func
 
 import workers.broker
 from core.bootstrap import INGEST_ACTOR
-from db.documents import ChunkRow, copy_blob, lock_document, record_embedding_usage, replace_chunks
+from db.documents import copy_blob, lock_document, record_embedding_usage, replace_chunks
 from db.engine import unit_of_work
 from db.jobs import claim_job, finish_job, report_progress
 from pipeline.errors import PermanentError
@@ -119,14 +119,11 @@ def _ingest(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID)
             ),
             on_progress=progress,
         )
-    rows = [
-        ChunkRow(c.ordinal, c.text, c.page_start, c.page_end, c.token_count) for c in result.chunks
-    ]
     with unit_of_work(resources.engine, tenant_id) as session:
         document = lock_document(session, document_id)
         if document is None or not report_progress(session, job_id, {"stage": "storing"}):
             raise Cancelled()
-        stored = replace_chunks(session, document, rows, result.vectors)
+        stored = replace_chunks(session, document, result.chunks, result.vectors)
         document.status, document.error = "ready", None
         document.page_count, document.chunk_count = result.page_count, stored
         document.updated_at = func.now()
