@@ -15,7 +15,7 @@ from litestar.response import Response
 
 from api.identity import PUBLIC, Caller, find_active_tenant, tenant_header
 from api.rate_limiting import client_ip
-from api.resources import ApiResources
+from api.resources import ApiResources, resources_of
 from core.errors import InvalidInput, PermissionDenied, RateLimited
 from core.identity import normalise_email
 from core.tokens import issue_access_token
@@ -56,11 +56,6 @@ class Me(msgspec.Struct):
     tenant: TenantOut
 
 
-def _resources(request: Request[Any, Any, Any]) -> ApiResources:
-    resources: ApiResources = request.app.state.resources
-    return resources
-
-
 async def _send_code(resources: ApiResources, to: str, code: str, tenant: str) -> None:
     try:
         minutes = max(1, resources.settings.login_code_ttl_seconds // 60)
@@ -79,7 +74,7 @@ async def _send_code(resources: ApiResources, to: str, code: str, tenant: str) -
 async def request_code(
     request: Request[Any, Any, Any], data: JSONBody[CodeRequest]
 ) -> Response[CodeRequested]:
-    resources = _resources(request)
+    resources = resources_of(request)
     settings = resources.settings
     tenant = await find_active_tenant(resources, tenant_header(request, resources))
     email = normalise_email(data.email)
@@ -119,7 +114,7 @@ async def request_code(
 async def verify_code(
     request: Request[Any, Any, Any], data: JSONBody[CodeVerification]
 ) -> AccessToken:
-    resources = _resources(request)
+    resources = resources_of(request)
     tenant = await find_active_tenant(resources, tenant_header(request, resources))
     email = normalise_email(data.email)
     code = data.code.strip()

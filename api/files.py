@@ -12,7 +12,7 @@ from litestar.params import FromPath, Parameter
 from redis.exceptions import RedisError
 
 from api.identity import Caller
-from api.resources import ApiResources
+from api.resources import ApiResources, resources_of
 from api.schemas import DocumentOut, DocumentPage, UploadOut, document_out, job_out
 from api.uploads import receive_upload
 from core.bootstrap import INGEST_ACTOR, enqueue
@@ -62,7 +62,7 @@ async def enqueue_ingest(resources: ApiResources, job: Job, tenant_id: uuid.UUID
     summary="Upload a PDF (multipart field `file`); ingestion runs in the background",
 )
 async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]:
-    resources: ApiResources = request.app.state.resources
+    resources = resources_of(request)
     caller, settings = request.user, resources.settings
     received = await receive_upload(request, settings.max_upload_mb)
     try:
@@ -88,7 +88,7 @@ async def list_files(
     limit: int = Parameter(default=20, ge=1, le=100),
     cursor: str | None = Parameter(default=None, max_length=200),
 ) -> DocumentPage:
-    resources: ApiResources = request.app.state.resources
+    resources = resources_of(request)
     async with async_unit_of_work(resources.engine, request.user.tenant_id) as session:
         documents, next_cursor = await list_documents(session, limit, cursor)
     return DocumentPage([document_out(d) for d in documents], next_cursor)
@@ -96,7 +96,7 @@ async def list_files(
 
 @get("/v1/files/{document_id:str}", tags=["files"], summary="One document")
 async def get_file(request: Request[Caller, Any, Any], document_id: FromPath[str]) -> DocumentOut:
-    resources: ApiResources = request.app.state.resources
+    resources = resources_of(request)
     ident = parse_id(document_id, "document")
     async with async_unit_of_work(resources.engine, request.user.tenant_id) as session:
         return document_out(await get_document(session, ident))
@@ -109,7 +109,7 @@ async def get_file(request: Request[Caller, Any, Any], document_id: FromPath[str
     summary="Delete a document, its chunks and bytes; a running ingestion of it stops",
 )
 async def delete_file(request: Request[Caller, Any, Any], document_id: FromPath[str]) -> None:
-    resources: ApiResources = request.app.state.resources
+    resources = resources_of(request)
     ident = parse_id(document_id, "document")
     async with async_unit_of_work(resources.engine, request.user.tenant_id) as session:
         await delete_document(session, ident)

@@ -12,7 +12,7 @@ from litestar import Request, get
 from litestar.response import Response
 from sqlalchemy import text
 
-from api.resources import ApiResources
+from api.resources import resources_of
 from core.bootstrap import BROKER_NAMESPACE, QUEUES
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -48,7 +48,7 @@ async def _timed(probe: Callable[[], Awaitable[dict[str, int] | None]]) -> Check
 
 @get("/healthz", summary="Service health", tags=["operations"])
 async def healthz(request: Request) -> Response[HealthReport]:
-    resources: ApiResources = request.app.state.resources
+    resources = resources_of(request)
 
     async def database() -> None:
         async with resources.engine.connect() as conn:

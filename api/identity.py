@@ -10,7 +10,7 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from sqlalchemy import select
 
-from api.resources import ApiResources
+from api.resources import ApiResources, resources_of
 from core.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
 from core.tokens import InvalidToken, decode_access_token
 from db.accounts import tenant_lookup
@@ -59,7 +59,7 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        resources: ApiResources = connection.app.state.resources
+        resources = resources_of(connection)
         token = parse_bearer(connection.headers.get("authorization", ""))
         if token is None:
             raise AuthenticationFailed("an `Authorization: Bearer <token>` header is required")

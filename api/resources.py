@@ -7,9 +7,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from dramatiq import Broker
 from litestar import Litestar
+from litestar.connection import ASGIConnection
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -39,6 +41,12 @@ class ApiResources:
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(
         default_factory=list
     )
+
+
+def resources_of(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiResources:
+    """The resources the lifespan stored on the app, for a request or any connection."""
+    resources: ApiResources = connection.app.state.resources
+    return resources
 
 
 def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]

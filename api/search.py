@@ -11,7 +11,7 @@ from litestar import Request, post
 from litestar.params import JSONBody
 
 from api.identity import Caller
-from api.resources import ApiResources
+from api.resources import resources_of
 from core.errors import InvalidInput
 from db.documents import unknown_documents
 from db.engine import async_unit_of_work
@@ -52,7 +52,7 @@ def _document_ids(values: list[str] | None) -> list[uuid.UUID] | None:
 async def search(
     request: Request[Caller, Any, Any], data: JSONBody[SearchRequest]
 ) -> SearchResponse:
-    resources: ApiResources = request.app.state.resources
+    resources = resources_of(request)
     caller = request.user
     query = normalise_text(data.query)
     if not query:
