@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from dramatiq import Broker, Message
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -18,12 +17,14 @@ from dramatiq.middleware import (
 
 from core.errors import ConfigurationError
 from core.settings import Settings
+from core.waking_broker import WakingRedisBroker
 
 # Every queue the fleet serves: slow ingestion never delays chat answers.
 QUEUES = ("ingest", "chat")
 BROKER_NAMESPACE = "docuchat"
 # Actor names the API enqueues by name, so it never imports the workers' code.
 INGEST_ACTOR = "ingest_document"
+CHAT_ACTOR = "answer_question"
 
 # How many broker commands in a million run queue maintenance, which hands the messages of a
 # dead worker to the living. Dramatiq's default suits its 60 s heartbeat timeout; a shorter
@@ -41,10 +42,11 @@ def redis_url(settings: Settings) -> str:
     return settings.redis_url
 
 
-def create_broker(settings: Settings) -> RedisBroker:
-    """The Redis broker with its middleware spelled out, every queue declared."""
+def create_broker(settings: Settings) -> WakingRedisBroker:
+    """The Redis broker with its middleware spelled out, every queue declared; idle workers
+    wake as soon as a message is sent."""
     heartbeat_ms = int(settings.worker_heartbeat_timeout_seconds * 1000)
-    broker = RedisBroker(
+    broker = WakingRedisBroker(
         url=redis_url(settings),
         namespace=BROKER_NAMESPACE,
         heartbeat_timeout=heartbeat_ms,
