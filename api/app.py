@@ -9,14 +9,16 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api.auth import me, request_code, verify_code
+from api.chat import STREAM_PATH, ask, stream_answer
 from api.errors import EXCEPTION_HANDLERS
 from api.files import delete_file, get_file, list_files, upload_file
 from api.health import healthz
 from api.identity import PUBLIC, BearerAuthentication
-from api.jobs import get_job_status
+from api.jobs import cancel, get_job_status
 from api.rate_limiting import RateLimitMiddleware
 from api.resources import lifespan_for
 from api.search import search
+from api.sessions import delete_chat_session, get_session_messages, list_chat_sessions
 from core.settings import Settings, load_settings
 
 
@@ -32,7 +34,13 @@ def create_app(settings: Settings) -> Litestar:
             get_file,
             delete_file,
             get_job_status,
+            cancel,
             search,
+            ask,
+            stream_answer,
+            list_chat_sessions,
+            get_session_messages,
+            delete_chat_session,
         ],
         # JSON bodies are small; uploads stream and enforce MAX_UPLOAD_MB themselves.
         request_max_body_size=1 << 20,
@@ -41,7 +49,7 @@ def create_app(settings: Settings) -> Litestar:
             RateLimitMiddleware,
             DefineMiddleware(
                 BearerAuthentication,
-                exclude=["^/schema", "^/healthz$"],
+                exclude=["^/schema", "^/healthz$", STREAM_PATH],
                 exclude_from_auth_key=PUBLIC,
             ),
         ],

@@ -14,6 +14,7 @@ from core.errors import (
     AuthenticationFailed,
     Conflict,
     DocuChatError,
+    Gone,
     InvalidInput,
     NotFound,
     PermissionDenied,
@@ -35,6 +36,7 @@ STATUS: dict[type[DocuChatError], int] = {
     InvalidInput: 422,
     NotFound: 404,
     Conflict: 409,
+    Gone: 410,
     AuthenticationFailed: 401,
     PermissionDenied: 403,
     SignInRejected: 400,
@@ -68,14 +70,15 @@ def on_docuchat_error(_: Request[Any, Any, Any], exc: DocuChatError) -> Response
     return problem(status, detail, headers, **extra)
 
 
-_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+_NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
 
 
 def _field_of(item: dict[str, Any]) -> str:
-    """The field a validation error is about; a missing field is named, not the whole body."""
+    """The field a validation error is about; a missing or unknown field is named, not the
+    whole body."""
     key = str(item.get("key", "body"))
-    missing = _MISSING_FIELD.search(str(item.get("message", "")))
-    return missing.group(1) if key == "data" and missing else key
+    named = _NAMED_FIELD.search(str(item.get("message", "")))
+    return named.group(1) if key == "data" and named else key
 
 
 def on_validation_error(

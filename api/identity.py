@@ -55,36 +55,47 @@ async def find_active_tenant(resources: ApiResources, key: str) -> Tenant:
     return tenant
 
 
+async def caller_of(
+    resources: ApiResources, user_id: uuid.UUID, tenant_id: uuid.UUID, requested: str | None
+) -> Caller:
+    """The active user behind a token; `requested` is the tenant header, when there is one."""
+    async with async_unit_of_work(resources.engine, tenant_id) as session:
+        row = (
+            await session.execute(
+                select(User, Tenant)
+                .join(Tenant, Tenant.id == User.tenant_id)
+                .where(User.id == user_id, User.tenant_id == tenant_id)
+            )
+        ).one_or_none()
+    if row is None:
+        raise AuthenticationFailed("the account behind this token no longer exists")
+    user, tenant = row
+    if requested is not None and requested.lower() not in (tenant.slug, str(tenant.id)):
+        raise PermissionDenied(
+            f"this token belongs to another tenant than {requested!r} in the "
+            f"{resources.settings.tenant_header} header"
+        )
+    if not (user.active and tenant.active):
+        raise PermissionDenied("this account or its tenant is disabled")
+    return Caller(user.id, tenant.id, tenant.slug, user.email, user.role)
+
+
+async def bearer_caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
+    """The caller named by the `Authorization: Bearer` access token and the tenant header."""
+    resources = resources_of(connection)
+    token = parse_bearer(connection.headers.get("authorization", ""))
+    if token is None:
+        raise AuthenticationFailed("an `Authorization: Bearer <token>` header is required")
+    try:
+        claims = decode_access_token(resources.settings, token)
+    except InvalidToken as exc:
+        raise AuthenticationFailed(str(exc)) from None
+    requested = tenant_header(connection, resources)
+    return await caller_of(resources, claims.user_id, claims.tenant_id, requested)
+
+
 class BearerAuthentication(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        resources = resources_of(connection)
-        token = parse_bearer(connection.headers.get("authorization", ""))
-        if token is None:
-            raise AuthenticationFailed("an `Authorization: Bearer <token>` header is required")
-        try:
-            claims = decode_access_token(resources.settings, token)
-        except InvalidToken as exc:
-            raise AuthenticationFailed(str(exc)) from None
-        requested = tenant_header(connection, resources)
-        async with async_unit_of_work(resources.engine, claims.tenant_id) as session:
-            row = (
-                await session.execute(
-                    select(User, Tenant)
-                    .join(Tenant, Tenant.id == User.tenant_id)
-                    .where(User.id == claims.user_id, User.tenant_id == claims.tenant_id)
-                )
-            ).one_or_none()
-        if row is None:
-            raise AuthenticationFailed("the account behind this token no longer exists")
-        user, tenant = row
-        if requested.lower() not in (tenant.slug, str(tenant.id)):
-            raise PermissionDenied(
-                f"this token belongs to another tenant than {requested!r} in the "
-                f"{resources.settings.tenant_header} header"
-            )
-        if not (user.active and tenant.active):
-            raise PermissionDenied("this account or its tenant is disabled")
-        caller = Caller(user.id, tenant.id, tenant.slug, user.email, user.role)
-        return AuthenticationResult(user=caller, auth=claims)
+        return AuthenticationResult(user=await bearer_caller(connection), auth=None)

@@ -33,6 +33,8 @@ class ApiResources:
     settings: Settings
     engine: AsyncEngine
     redis: Redis
+    # For blocking stream reads: its socket timeout outlasts the SSE keep-alive interval.
+    stream_redis: Redis
     rate_limiter: RateLimiter
     signin_codes: SigninCodes
     mailer: Mailer
@@ -41,6 +43,7 @@ class ApiResources:
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(
         default_factory=list
     )
+    open_streams: int = 0  # answer streams this process is relaying now
 
 
 def resources_of(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiResources:
@@ -57,6 +60,15 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         redis = Redis.from_url(
             redis_url(settings), socket_timeout=5, socket_connect_timeout=5, decode_responses=False
         )
+        # redis-py's default 5 s socket timeout would cut every blocking XREAD short.
+        stream_redis = Redis.from_url(
+            redis_url(settings),
+            socket_timeout=settings.sse_keepalive_seconds + 10,
+            socket_connect_timeout=5,
+            # The stream route refuses past the limit; the margin covers requests in between.
+            max_connections=settings.max_streams_per_process + 50,
+            decode_responses=False,
+        )
         try:
             async with engine.connect() as conn:
                 await conn.run_sync(check_schema, settings.embedding_dimension)
@@ -64,11 +76,13 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             log.error("refusing to start: %s", exc)
             await engine.dispose()
             await redis.aclose()
+            await stream_redis.aclose()
             raise
         app.state.resources = ApiResources(
             settings=settings,
             engine=engine,
             redis=redis,
+            stream_redis=stream_redis,
             rate_limiter=RateLimiter(redis_url(settings)),
             signin_codes=SigninCodes(
                 redis=redis,
@@ -89,6 +103,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         finally:
             app.state.resources.broker.close()
             await redis.aclose()
+            await stream_redis.aclose()
             await engine.dispose()
 
     return lifespan

@@ -1,4 +1,4 @@
-"""Response bodies shared by the document, job and search routes."""
+"""Response bodies of the document, job, chat and session routes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from db.models import Document, Job
+from db.models import ChatSession, Document, Job, Message
 
 
 class DocumentOut(msgspec.Struct):
@@ -42,6 +42,8 @@ class JobOut(msgspec.Struct):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Chat jobs: where to follow the answer (carries a token for this job only).
+    stream_url: str | None = None
 
 
 class UploadOut(msgspec.Struct):
@@ -70,7 +72,7 @@ def document_out(document: Document) -> DocumentOut:
     )
 
 
-def job_out(job: Job) -> JobOut:
+def job_out(job: Job, stream_url: str | None = None) -> JobOut:
     progress: dict[str, Any] = dict(job.progress or {})
     fields = JobProgress.__struct_fields__
     return JobOut(
@@ -83,4 +85,70 @@ def job_out(job: Job) -> JobOut:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        stream_url=stream_url,
+    )
+
+
+class ChatStarted(msgspec.Struct):
+    job_id: str
+    session_id: str
+    message_id: str  # the answer's message, filled in as the job runs
+    stream_url: str  # GET it for Server-Sent Events; carries a token for this job only
+
+
+class Citation(msgspec.Struct):
+    n: int
+    document_id: str
+    filename: str
+    page_start: int
+    page_end: int
+    chunk_id: str
+
+
+class MessageOut(msgspec.Struct):
+    id: str
+    role: str  # user | assistant
+    content: str
+    status: str  # pending | complete | cancelled | failed
+    citations: list[Citation]
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    job_id: str | None
+    created_at: datetime
+
+
+class SessionOut(msgspec.Struct):
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SessionPage(msgspec.Struct):
+    items: list[SessionOut]
+    next_cursor: str | None
+
+
+class SessionMessages(msgspec.Struct):
+    session: SessionOut
+    messages: list[MessageOut]
+
+
+def session_out(chat: ChatSession) -> SessionOut:
+    return SessionOut(str(chat.id), chat.title, chat.created_at, chat.updated_at)
+
+
+def message_out(message: Message) -> MessageOut:
+    return MessageOut(
+        id=str(message.id),
+        role=message.role,
+        content=message.content,
+        status=message.status,
+        citations=[Citation(**c) for c in message.citations or []],
+        model=message.model,
+        prompt_tokens=message.prompt_tokens,
+        completion_tokens=message.completion_tokens,
+        job_id=str(message.job_id) if message.job_id else None,
+        created_at=message.created_at,
     )

@@ -68,8 +68,8 @@ async def search(
                 raise InvalidInput(
                     "document_ids", f"no such documents: {', '.join(map(str, unknown))}"
                 )
-        hits = await hybrid_search(
-            session,
+        hits = await session.run_sync(
+            hybrid_search,
             caller.tenant_id,
             query,
             vector,

@@ -4,7 +4,8 @@ DocuChatError
  ├── ConfigurationError      settings or environment unusable: the process refuses to start
  ├── InvalidInput            a value from a caller is malformed (slug, e-mail, ...)
  ├── NotFound                the named thing does not exist (or is not the caller's)
- ├── Conflict                the thing exists already
+ ├── Conflict                the thing exists already, or is in a state that forbids the request
+ ├── Gone                    the thing existed but is no longer kept
  ├── AuthenticationFailed, PermissionDenied, SignInRejected, RateLimited   (who may ask)
  ├── ServiceUnavailable      a backing service (queue, database, provider) is down: retry later
  └── PipelineError           see pipeline/errors.py
@@ -34,6 +35,10 @@ class NotFound(DocuChatError):
 
 class Conflict(DocuChatError):
     """The resource already exists."""
+
+
+class Gone(DocuChatError):
+    """The resource existed but is no longer available (HTTP 410)."""
 
 
 class AuthenticationFailed(DocuChatError):

@@ -25,6 +25,9 @@ KNOWN_EMBEDDING_DIMENSIONS = {
 }
 DEFAULT_EMBEDDING_MODEL = {"local": "multilingual-e5-small", "openai": "text-embedding-3-small"}
 
+# The model name of the embedded answerer, which quotes sources and generates nothing.
+EXTRACTIVE_MODEL = "extractive"
+
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -54,6 +57,9 @@ class Settings(BaseSettings):
     allowed_models: CommaList = Field(default_factory=list)
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
     openai_max_retries: int = Field(default=3, ge=0, le=10)
+    # auto: `openai` when OPENAI_API_KEY or OPENAI_BASE_URL is set, else `extractive` (no model).
+    chat_provider: Literal["auto", "openai", "extractive"] = "auto"
+    max_answer_tokens: int = Field(default=1024, ge=16, le=32000)
 
     embedding_provider: Literal["local", "openai"] = "local"
     embedding_model: str | None = None
@@ -78,6 +84,13 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(default=25, ge=1, le=1024)
     max_pages: int = Field(default=500, ge=1, le=20000)
     embedding_batch_size: int = Field(default=32, ge=1, le=2048)
+
+    # A job's event stream stays readable this long after its last event.
+    stream_retention_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    stream_token_ttl_seconds: int = Field(default=900, ge=30, le=24 * 3600)
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
+    # Each open stream holds one Redis connection while it waits; more get 503 and retry.
+    max_streams_per_process: int = Field(default=2000, ge=1, le=50000)
 
     worker_heartbeat_timeout_seconds: float = Field(default=60.0, ge=1, le=3600)
 
@@ -134,6 +147,11 @@ class Settings(BaseSettings):
                 "EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a "
                 "local OpenAI-compatible server)"
             )
+        if self.chat_provider == "openai" and not (self.openai_api_key or self.openai_base_url):
+            raise ValueError(
+                "CHAT_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local "
+                "OpenAI-compatible server)"
+            )
         self.embedding_dimension  # noqa: B018 - raises when the model's size is unknown
         return self
 
@@ -155,9 +173,22 @@ class Settings(BaseSettings):
         return known
 
     @property
+    def chat_provider_name(self) -> Literal["openai", "extractive"]:
+        if self.chat_provider == "auto":
+            return "openai" if self.openai_api_key or self.openai_base_url else "extractive"
+        return self.chat_provider
+
+    @property
+    def default_chat_model(self) -> str:
+        return EXTRACTIVE_MODEL if self.chat_provider_name == "extractive" else self.openai_model
+
+    @property
     def chat_models(self) -> list[str]:
-        """Models a chat request may name: ALLOWED_MODELS, or just OPENAI_MODEL."""
-        return self.allowed_models or [self.openai_model]
+        """Models a chat request may name: OPENAI_MODEL and ALLOWED_MODELS; with no language
+        model configured, only `extractive`."""
+        if self.chat_provider_name == "extractive":
+            return [EXTRACTIVE_MODEL]
+        return list(dict.fromkeys([self.openai_model, *self.allowed_models]))
 
     @property
     def max_upload_bytes(self) -> int:

@@ -1,4 +1,9 @@
-"""Access tokens: HS256 JWTs naming a user of one tenant, valid ACCESS_TOKEN_TTL_SECONDS."""
+"""Signed tokens (HS256 JWTs), each good for one purpose only:
+
+- access tokens name a user of one tenant, valid ACCESS_TOKEN_TTL_SECONDS, for every route;
+- stream tokens name one chat job of that user, valid STREAM_TOKEN_TTL_SECONDS, and open only
+  that job's event stream (browsers' EventSource cannot send an Authorization header).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from core.settings import Settings
 
 ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a token kind, not a secret
+STREAM_TOKEN_TYPE = "stream"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,13 @@ class AccessClaims:
     tenant_id: uuid.UUID
     jti: str
     expires_at: int
+
+
+@dataclass(frozen=True)
+class StreamClaims:
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    job_id: uuid.UUID
 
 
 class InvalidToken(Exception):
@@ -47,26 +60,60 @@ def issue_access_token(settings: Settings, user_id: uuid.UUID, tenant_id: uuid.U
     return IssuedToken(token=token, expires_in=ttl)
 
 
-def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+def _decode(settings: Settings, token: str, kind: str, required: list[str]) -> dict[str, object]:
     try:
-        claims = jwt.decode(
+        claims: dict[str, object] = jwt.decode(
             token,
             settings.jwt_secret.get_secret_value(),
             algorithms=[ALGORITHM],  # a fixed list: no alg=none, no algorithm confusion
-            options={"require": ["sub", "tenant_id", "iat", "exp", "jti"]},
+            options={"require": required},
         )
     except jwt.ExpiredSignatureError:
-        raise InvalidToken("the access token has expired") from None
+        raise InvalidToken(f"the {kind} token has expired") from None
     except jwt.PyJWTError:
-        raise InvalidToken("the access token is malformed or not signed by this service") from None
-    if claims.get("typ") != ACCESS_TOKEN_TYPE:
-        raise InvalidToken("this token is not an access token")
+        raise InvalidToken(f"the {kind} token is malformed or not signed by this service") from None
+    if claims.get("typ") != kind:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise InvalidToken(f"this token is not {article} {kind} token")
+    return claims
+
+
+def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    claims = _decode(settings, token, ACCESS_TOKEN_TYPE, ["sub", "tenant_id", "iat", "exp", "jti"])
     try:
         return AccessClaims(
-            user_id=uuid.UUID(claims["sub"]),
-            tenant_id=uuid.UUID(claims["tenant_id"]),
+            user_id=uuid.UUID(str(claims["sub"])),
+            tenant_id=uuid.UUID(str(claims["tenant_id"])),
             jti=str(claims["jti"]),
-            expires_at=int(claims["exp"]),
+            expires_at=int(str(claims["exp"])),
         )
     except (ValueError, TypeError):
         raise InvalidToken("the access token's claims are malformed") from None
+
+
+def issue_stream_token(
+    settings: Settings, user_id: uuid.UUID, tenant_id: uuid.UUID, job_id: uuid.UUID
+) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "tenant_id": str(tenant_id),
+        "job_id": str(job_id),
+        "typ": STREAM_TOKEN_TYPE,
+        "iat": now,
+        "exp": now + settings.stream_token_ttl_seconds,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+
+
+def decode_stream_token(settings: Settings, token: str) -> StreamClaims:
+    claims = _decode(settings, token, STREAM_TOKEN_TYPE, ["sub", "tenant_id", "job_id", "exp"])
+    try:
+        return StreamClaims(
+            user_id=uuid.UUID(str(claims["sub"])),
+            tenant_id=uuid.UUID(str(claims["tenant_id"])),
+            job_id=uuid.UUID(str(claims["job_id"])),
+        )
+    except (ValueError, TypeError):
+        raise InvalidToken("the stream token's claims are malformed") from None

@@ -6,12 +6,9 @@ Dramatiq's threads). Callers own the transaction: nothing here commits.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -21,11 +18,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from core.errors import InvalidInput, NotFound
-from db.models import Chunk, Document, DocumentBlob, Job, UsageRecord
+from core.errors import NotFound
+from db.jobs import ACTIVE
+from db.models import Chunk, Document, DocumentBlob, Job
+from db.paging import decode_cursor, page_of
 
 BLOB_PART_BYTES = 1 << 20
-ACTIVE_JOB_STATUSES = ("queued", "running")
 
 
 @dataclass(frozen=True)
@@ -101,34 +99,16 @@ async def latest_job(session: AsyncSession, document_id: uuid.UUID) -> Job | Non
     )
 
 
-def encode_cursor(document: Document) -> str:
-    raw = f"{document.created_at.isoformat()}|{document.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, ident = raw.partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput(
-            "cursor", "not a cursor this API gave out; start again without one"
-        ) from None
-
-
 async def list_documents(
     session: AsyncSession, limit: int, cursor: str | None
 ) -> tuple[list[Document], str | None]:
     """A page of the tenant's documents, newest first, and the cursor of the next page."""
     query = select(Document).order_by(Document.created_at.desc(), Document.id.desc())
     if cursor:
-        created, ident = _decode_cursor(cursor)
+        created, ident = decode_cursor(cursor)
         query = query.where(tuple_(Document.created_at, Document.id) < tuple_(created, ident))
-    rows = list((await session.scalars(query.limit(limit + 1))).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1]) if more and rows else None
+    rows = (await session.scalars(query.limit(limit + 1))).all()
+    return page_of(rows, limit, lambda document: (document.created_at, document.id))
 
 
 async def get_document(session: AsyncSession, document_id: uuid.UUID) -> Document:
@@ -145,7 +125,7 @@ async def delete_document(session: AsyncSession, document_id: uuid.UUID) -> None
         raise NotFound(f"no document {document_id}")
     await session.execute(
         update(Job)
-        .where(Job.document_id == document_id, Job.status.in_(ACTIVE_JOB_STATUSES))
+        .where(Job.document_id == document_id, Job.status.in_(ACTIVE))
         .values(
             status="cancelled",
             error="the document was deleted",
@@ -218,20 +198,6 @@ def replace_chunks(
     for start in range(0, len(rows), 500):
         session.execute(insert(Chunk), rows[start : start + 500])
     return len(rows)
-
-
-def record_embedding_usage(
-    session: Session, document: Document, model: str, prompt_tokens: int
-) -> None:
-    session.add(
-        UsageRecord(
-            tenant_id=document.tenant_id,
-            user_id=document.uploaded_by,
-            kind="embedding",
-            model=model,
-            prompt_tokens=prompt_tokens,
-        )
-    )
 
 
 async def unknown_documents(

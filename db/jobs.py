@@ -14,10 +14,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from db.models import Document, Job
 
 FINISHED = ("succeeded", "failed", "cancelled")
+ACTIVE = ("queued", "running")
 
 
 async def get_job(session: AsyncSession, job_id: uuid.UUID) -> Job:
@@ -25,6 +26,32 @@ async def get_job(session: AsyncSession, job_id: uuid.UUID) -> Job:
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job
+
+
+async def cancel_job(session: AsyncSession, job_id: uuid.UUID) -> tuple[Job, str]:
+    """Cancel an unfinished job; returns it and the status it had (queued or running).
+    A running job's worker notices and stops; a cancelled ingestion fails its document."""
+    job = await session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    previous = job.status
+    if previous in FINISHED:
+        raise Conflict(
+            f"the job has already {_FINISHED_VERB[previous]}; there is nothing to cancel"
+        )
+    job.status, job.error, job.finished_at = "cancelled", "cancelled on request", func.now()
+    if job.kind == "ingest" and job.document_id is not None:
+        await session.execute(
+            update(Document)
+            .where(Document.id == job.document_id)
+            .values(status="failed", error="ingestion was cancelled", updated_at=func.now())
+        )
+    await session.flush()
+    await session.refresh(job)
+    return job, previous
+
+
+_FINISHED_VERB = {"succeeded": "succeeded", "failed": "failed", "cancelled": "been cancelled"}
 
 
 def claim_job(session: Session, job_id: uuid.UUID) -> Job | None:

@@ -143,6 +143,10 @@ class Job(Base):
         JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
     error: Mapped[str | None] = mapped_column(Text)
+    # What a chat job was asked beyond its question (document ids).
+    options: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
     created_at: Mapped[datetime] = _created_at()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -183,7 +187,10 @@ class Message(Base):
     job_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="SET NULL")
     )
-    created_at: Mapped[datetime] = _created_at()
+    # clock_timestamp(): a question and its answer made in one transaction still sort apart.
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")
+    )
 
 
 class UsageRecord(Base):
@@ -199,5 +206,9 @@ class UsageRecord(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     completion_tokens: Mapped[int] = mapped_column(
         Integer, nullable=False, server_default=text("0")
+    )
+    # At most one record per job (a unique index): a retried job never counts twice.
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = _created_at()

@@ -18,7 +18,7 @@ import numpy as np
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 RRF_K = 60
 MIN_CANDIDATES = 40
@@ -111,15 +111,17 @@ def _ef_search(top_k: int) -> dict[str, str]:
     return {"ef_search": str(max(100, 4 * top_k))}
 
 
-async def hybrid_search(
-    session: AsyncSession,
+def hybrid_search(
+    session: Session,
     tenant_id: uuid.UUID,
     query_text: str,
     query_vector: np.ndarray,
     top_k: int,
     document_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[SearchHit]:
+    """The `top_k` best chunks of the tenant (of `document_ids` when given), best first.
+    Async callers run it with `AsyncSession.run_sync`."""
     statement, values = _statement(tenant_id, query_text, query_vector, top_k, document_ids)
-    await session.execute(_ITERATIVE_SCAN, _ef_search(top_k))
-    rows = (await session.execute(statement, values)).mappings().all()
+    session.execute(_ITERATIVE_SCAN, _ef_search(top_k))
+    rows = session.execute(statement, values).mappings().all()
     return [SearchHit(**row) for row in rows]

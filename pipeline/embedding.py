@@ -107,7 +107,7 @@ class OpenAIEmbedder:
         except openai.APIStatusError as exc:
             raise EmbeddingRejected(
                 f"embedding provider refused the request (HTTP {exc.status_code}): "
-                f"{_provider_message(exc)}"
+                f"{provider_message(exc)}"
             ) from None
         rows = sorted(response.data, key=lambda item: item.index)
         vectors = np.asarray([row.embedding for row in rows], dtype=np.float32)
@@ -135,7 +135,7 @@ def _tiktoken_count(texts: Sequence[str]) -> int:
     return sum(count_tokens(text) for text in texts)
 
 
-def _provider_message(exc: openai.APIStatusError) -> str:
+def provider_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict):
         error = body.get("error", body)

@@ -1,4 +1,4 @@
-"""What can go wrong turning a PDF into searchable chunks, as one small tree.
+"""What can go wrong turning a PDF into chunks, or a question into an answer, as one small tree.
 
 DocuChatError
  └── PipelineError
@@ -11,9 +11,11 @@ DocuChatError
       │    ├── NoPages             a PDF with no pages
       │    ├── TooManyPages        over MAX_PAGES
       │    ├── NoExtractableText   only images: a scan (OCR is not supported)
-      │    └── EmbeddingRejected   the provider refused the request (bad key, bad model)
+      │    ├── EmbeddingRejected   the provider refused the request (bad key, bad model)
+      │    └── ProviderRejected    the language model refused the request (bad key, bad model)
       └── TransientError          the world is briefly unwell: retry with backoff
-           └── EmbeddingUnavailable   the provider timed out, rate limited or failed
+           ├── EmbeddingUnavailable   the provider timed out, rate limited or failed
+           └── ProviderUnavailable    the language model timed out, failed or broke off
 
 `api/errors.py` maps these to HTTP statuses; `workers/outcomes.py` maps them to job outcomes.
 """
@@ -24,7 +26,7 @@ from core.errors import DocuChatError
 
 
 class PipelineError(DocuChatError):
-    """Base of the errors the ingestion and retrieval pipeline raises on purpose."""
+    """Base of the errors the ingestion, retrieval and generation pipeline raises on purpose."""
 
 
 class PermanentError(PipelineError):
@@ -84,3 +86,11 @@ class TransientError(PipelineError):
 
 class EmbeddingUnavailable(TransientError):
     """The embedding provider did not answer in time or answered with a server error."""
+
+
+class ProviderRejected(PermanentError):
+    """The language model provider refused the request; retrying the same request cannot help."""
+
+
+class ProviderUnavailable(TransientError):
+    """The language model provider timed out, was busy, failed, or its stream broke off."""

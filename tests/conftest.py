@@ -139,7 +139,7 @@ def worker_environment(settings: Settings, **extra: str) -> dict[str, str]:
     environ = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_", "REDIS_", "EMBEDDING_", "OPENAI_"))
+        if not key.startswith(("DATABASE_", "REDIS_", "EMBEDDING_", "OPENAI_", "CHAT_"))
     }
     environ |= {
         "APP_ENV": "test",
@@ -149,6 +149,10 @@ def worker_environment(settings: Settings, **extra: str) -> dict[str, str]:
         "DATA_DIR": str(settings.data_dir),
         "WORKER_HEARTBEAT_TIMEOUT_SECONDS": str(settings.worker_heartbeat_timeout_seconds),
         "EMBEDDING_PROVIDER": settings.embedding_provider,
+        "CHAT_PROVIDER": settings.chat_provider,
+        "OPENAI_TIMEOUT_SECONDS": str(settings.openai_timeout_seconds),
+        "OPENAI_MAX_RETRIES": str(settings.openai_max_retries),
+        "ALLOWED_MODELS": ",".join(settings.allowed_models),
     }
     if settings.openai_base_url:
         environ["OPENAI_BASE_URL"] = settings.openai_base_url

@@ -21,7 +21,20 @@ def test_defaults_follow_the_documented_values() -> None:
     assert (settings.max_upload_mb, settings.max_pages) == (25, 500)
     assert settings.embedding_provider == "local"
     assert settings.embedding_dimension == 384
-    assert settings.chat_models == ["gpt-4o-mini"]
+    assert settings.chat_provider_name == "extractive"
+    assert settings.chat_models == ["extractive"] == [settings.default_chat_model]
+
+
+def test_a_configured_language_model_is_the_chat_provider() -> None:
+    settings = load_settings({"JWT_SECRET": GOOD_SECRET, "OPENAI_BASE_URL": "http://llm:8000/v1"})
+    assert settings.chat_provider_name == "openai"
+    assert settings.chat_models == ["gpt-4o-mini"] == [settings.default_chat_model]
+    forced = load_settings(
+        {"JWT_SECRET": GOOD_SECRET, "OPENAI_API_KEY": "sk-x", "CHAT_PROVIDER": "extractive"}
+    )
+    assert forced.chat_provider_name == "extractive"
+    with pytest.raises(ConfigurationError, match="CHAT_PROVIDER=openai needs OPENAI_API_KEY"):
+        load_settings({"JWT_SECRET": GOOD_SECRET, "CHAT_PROVIDER": "openai"})
 
 
 def test_missing_jwt_secret_is_named() -> None:
@@ -71,7 +84,8 @@ def test_comma_lists_and_blank_values() -> None:
     settings = load_settings(
         {
             "JWT_SECRET": GOOD_SECRET,
-            "ALLOWED_MODELS": "gpt-4o-mini, llama3 ,",
+            "OPENAI_API_KEY": "sk-test",
+            "ALLOWED_MODELS": "llama3 , gpt-4o-mini,",
             "FRONTEND_ORIGIN": "https://a.example,https://b.example",
             "DATABASE_URL": "  ",
             "EMBEDDING_DIMENSIONS": "",

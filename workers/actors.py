@@ -15,19 +15,25 @@ import dramatiq
 from sqlalchemy import func
 
 import workers.broker
-from core.bootstrap import INGEST_ACTOR
-from db.documents import copy_blob, lock_document, record_embedding_usage, replace_chunks
+from core.bootstrap import CHAT_ACTOR, INGEST_ACTOR
+from core.job_streams import usage_payload
+from db.documents import copy_blob, lock_document, replace_chunks
 from db.engine import unit_of_work
 from db.jobs import claim_job, finish_job, report_progress
+from db.usage import record_usage
 from pipeline.errors import PermanentError
 from pipeline.ingest import ChunkingOptions, IngestProgress, ingest_pdf
-from workers.outcomes import Cancelled, ingest_outcome
+from workers.answering import answer_chat_job
+from workers.event_stream import EventWriter
+from workers.outcomes import Cancelled, chat_outcome, ingest_outcome
 from workers.resources import WorkerResources, worker_resources
 
 log = logging.getLogger("docuchat.workers")
 
 INGEST_MAX_RETRIES = 5
 INGEST_TIME_LIMIT_MS = 15 * 60 * 1000
+CHAT_MAX_RETRIES = 3
+CHAT_TIME_LIMIT_MS = 10 * 60 * 1000
 # Progress is written at most this often (and at each change of stage), not once per chunk.
 PROGRESS_INTERVAL_SECONDS = 0.5
 
@@ -92,6 +98,33 @@ def ingest_document(job_id: str, tenant_id: str) -> None:
         _ingest(resources, tenant, job)
 
 
+@dramatiq.actor(
+    actor_name=CHAT_ACTOR,
+    queue_name="chat",
+    max_retries=CHAT_MAX_RETRIES,
+    min_backoff=200,
+    max_backoff=5_000,
+    time_limit=CHAT_TIME_LIMIT_MS,
+)
+def answer_question(job_id: str, tenant_id: str) -> None:
+    """Retrieve, prompt and stream one chat answer into the job's event stream, then save it.
+
+    A retried message finds a finished job and stops; the answer and its usage are saved
+    once, keyed by the job.
+    """
+    resources = worker_resources(workers.broker.settings)
+    job, tenant = uuid.UUID(job_id), uuid.UUID(tenant_id)
+    writer = EventWriter(resources.redis, job, resources.settings.stream_retention_seconds)
+
+    def announce(reason: str) -> None:
+        writer.emit(
+            "error", {"code": "internal_error", "message": reason, "usage": usage_payload(0, 0)}
+        )
+
+    with chat_outcome(resources.engine, tenant, job, CHAT_MAX_RETRIES, announce):
+        answer_chat_job(resources, tenant, job)
+
+
 def _ingest(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
     settings = resources.settings
     with unit_of_work(resources.engine, tenant_id) as session:
@@ -127,7 +160,15 @@ def _ingest(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID)
         document.status, document.error = "ready", None
         document.page_count, document.chunk_count = result.page_count, stored
         document.updated_at = func.now()
-        record_embedding_usage(session, document, resources.embedder.model, result.embedding_tokens)
+        record_usage(
+            session,
+            tenant_id=tenant_id,
+            user_id=document.uploaded_by,
+            job_id=job_id,
+            kind="embedding",
+            model=resources.embedder.model,
+            prompt_tokens=result.embedding_tokens,
+        )
         finish_job(
             session,
             job_id,

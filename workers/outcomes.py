@@ -5,6 +5,8 @@
 - Cancelled (the document was deleted meanwhile): the job ends cancelled, nothing is stored.
 - Anything else (database or provider trouble, time limit, a bug): the job goes back to
   queued with the reason and Dramatiq retries with backoff; on the last attempt it fails.
+- A chat answer's own failures (the provider refused, timed out, broke off) end its stream
+  with an `error` event whose `code` comes from `error_code`; the job fails, not retried.
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from db.chat import fail_chat
 from db.engine import unit_of_work
 from db.jobs import fail_ingest, finish_job, requeue_job
-from pipeline.errors import PermanentError, TransientError
+from pipeline.errors import (
+    PermanentError,
+    PipelineError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 
 log = logging.getLogger("docuchat.workers")
 
@@ -37,13 +45,22 @@ def retries_so_far() -> int:
 
 def describe(exc: BaseException) -> str:
     """A sentence for the job's error field; details stay in the worker's log."""
-    if isinstance(exc, TransientError):
+    if isinstance(exc, PipelineError):
         return str(exc)
     if isinstance(exc, DBAPIError):
         return "the database is unavailable"
     if type(exc).__name__ == "TimeLimitExceeded":
         return "the job ran past its time limit"
     return "an internal error (logged on the worker)"
+
+
+def error_code(exc: BaseException | None) -> str:
+    """The `code` of a chat stream's `error` event."""
+    if isinstance(exc, ProviderUnavailable):
+        return "provider_unavailable"
+    if isinstance(exc, ProviderRejected):
+        return "provider_rejected"
+    return "internal_error"
 
 
 def _record(engine: Engine, tenant_id: uuid.UUID, action: Callable[[Session], None]) -> None:
@@ -53,6 +70,28 @@ def _record(engine: Engine, tenant_id: uuid.UUID, action: Callable[[Session], No
             action(session)
     except Exception:
         log.exception("could not record the outcome of a job")
+
+
+def _retry_or_give_up(
+    engine: Engine,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    max_retries: int,
+    exc: BaseException,
+    give_up: Callable[[Session, uuid.UUID, str], None],
+) -> str | None:
+    """Requeue the job for Dramatiq's retry, or fail it on the last attempt; returns the
+    final reason when it gave up."""
+    reason = describe(exc)
+    retries = retries_so_far()
+    if retries < max_retries:
+        log.warning("job %s will be retried: %s", job_id, reason, exc_info=exc)
+        _record(engine, tenant_id, lambda s: requeue_job(s, job_id, reason))
+        return None
+    log.error("job %s failed for good: %s", job_id, reason, exc_info=exc)
+    final = f"gave up after {retries + 1} attempts: {reason}"
+    _record(engine, tenant_id, lambda s: give_up(s, job_id, final))
+    return final
 
 
 @contextmanager
@@ -70,13 +109,28 @@ def ingest_outcome(
         _record(engine, tenant_id, lambda s: fail_ingest(s, job_id, reason))
         raise
     except BaseException as exc:
-        reason = describe(exc)
-        retries = retries_so_far()
-        if retries >= max_retries:
-            log.error("ingest job %s failed for good: %s", job_id, reason, exc_info=exc)
-            final = f"gave up after {retries + 1} attempts: {reason}"
-            _record(engine, tenant_id, lambda s: fail_ingest(s, job_id, final))
-        else:
-            log.warning("ingest job %s will be retried: %s", job_id, reason, exc_info=exc)
-            _record(engine, tenant_id, lambda s: requeue_job(s, job_id, reason))
+        _retry_or_give_up(engine, tenant_id, job_id, max_retries, exc, fail_ingest)
+        raise
+
+
+@contextmanager
+def chat_outcome(
+    engine: Engine,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    max_retries: int,
+    announce: Callable[[str], None],
+) -> Iterator[None]:
+    """Failures of the answer itself are handled where they happen (an `error` event); what
+    reaches here is the infrastructure's: retried, and on the last attempt announced on the
+    job's stream."""
+    try:
+        yield
+    except BaseException as exc:
+        final = _retry_or_give_up(engine, tenant_id, job_id, max_retries, exc, fail_chat)
+        if final is not None:
+            try:
+                announce(final)
+            except Exception:
+                log.exception("could not announce the failure of chat job %s", job_id)
         raise

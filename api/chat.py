@@ -1,0 +1,241 @@
+"""`POST /v1/chat` queues a question; `GET /v1/chat/{job_id}/stream` relays its answer as
+Server-Sent Events read from the job's Redis Stream, resumable with Last-Event-ID."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio.to_thread
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from redis.exceptions import RedisError
+
+from api.files import parse_id
+from api.identity import Caller, bearer_caller, caller_of
+from api.resources import ApiResources, resources_of
+from api.schemas import ChatStarted
+from core.bootstrap import CHAT_ACTOR, enqueue
+from core.errors import (
+    AuthenticationFailed,
+    Gone,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+)
+from core.job_streams import STREAM_ID, TERMINAL_EVENTS, publish, stream_key, usage_payload
+from core.tokens import InvalidToken, decode_stream_token, issue_stream_token
+from db.chat import ask_question, fail_chat
+from db.engine import async_unit_of_work
+from db.jobs import FINISHED, get_job
+from db.models import Job
+
+log = logging.getLogger("docuchat.api")
+
+# The stream authenticates itself (a stream token or the bearer header): see `stream_caller`.
+STREAM_PATH = r"^/v1/chat/[^/]+/stream$"
+# Browsers reconnect this many milliseconds after a dropped stream.
+RECONNECT_MS = 1000
+
+
+class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
+    message: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+    session_id: str | None = None
+    document_ids: Annotated[list[str], msgspec.Meta(max_length=100)] | None = None
+    model: str | None = None
+
+
+def _uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(field, f"{value!r} is not an id (a UUID)") from None
+
+
+def stream_url(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> str:
+    token = issue_stream_token(resources.settings, caller.user_id, caller.tenant_id, job_id)
+    return f"/v1/chat/{job_id}/stream?token={token}"
+
+
+@post("/v1/chat", status_code=202, tags=["chat"], summary="Ask a question; the answer streams")
+async def ask(request: Request[Caller, Any, Any], data: JSONBody[ChatRequest]) -> ChatStarted:
+    resources = resources_of(request)
+    caller, settings = request.user, resources.settings
+    question = data.message.strip()
+    if not question:
+        raise InvalidInput("message", "the message is empty")
+    model = data.model or settings.default_chat_model
+    if model not in settings.chat_models:
+        raise InvalidInput(
+            "model",
+            f"{model!r} is not allowed here; choose one of {', '.join(settings.chat_models)}",
+        )
+    session_id = _uuid(data.session_id, "session_id") if data.session_id else None
+    document_ids = None
+    if data.document_ids is not None:
+        if not data.document_ids:
+            raise InvalidInput("document_ids", "give at least one id, or leave the field out")
+        document_ids = [_uuid(value, "document_ids") for value in data.document_ids]
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
+        asked = await ask_question(
+            session,
+            tenant_id=caller.tenant_id,
+            user_id=caller.user_id,
+            question=question,
+            model=model,
+            session_id=session_id,
+            document_ids=document_ids,
+        )
+    job_id = asked.job.id
+    start = {
+        "job_id": str(job_id),
+        "session_id": str(asked.chat_session.id),
+        "message_id": str(asked.answer.id),
+        "model": model,
+    }
+    try:
+        await publish(resources.redis, job_id, settings.stream_retention_seconds, ("start", start))
+        await anyio.to_thread.run_sync(
+            enqueue, resources.broker, "chat", CHAT_ACTOR, str(job_id), str(caller.tenant_id)
+        )
+    except RedisError as exc:
+        log.error("could not queue chat job %s: %s", job_id, exc)
+        await _fail_unqueued(resources, caller, asked.job)
+        raise ServiceUnavailable(
+            "the job queue is unavailable; your question was saved but not answered, "
+            "try again shortly"
+        ) from None
+    return ChatStarted(
+        job_id=str(job_id),
+        session_id=str(asked.chat_session.id),
+        message_id=str(asked.answer.id),
+        stream_url=stream_url(resources, caller, job_id),
+    )
+
+
+async def _fail_unqueued(resources: ApiResources, caller: Caller, job: Job) -> None:
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
+        await session.run_sync(
+            lambda sync: fail_chat(sync, job.id, "could not be queued: the queue is down")
+        )
+
+
+async def stream_caller(
+    request: Request[Any, Any, Any], resources: ApiResources, job_id: uuid.UUID, token: str | None
+) -> Caller:
+    """Who reads this stream: a stream token for exactly this job, or the usual bearer token."""
+    if token is None:
+        return await bearer_caller(request)
+    try:
+        claims = decode_stream_token(resources.settings, token)
+    except InvalidToken as exc:
+        raise AuthenticationFailed(str(exc)) from None
+    if claims.job_id != job_id:
+        raise PermissionDenied("this stream token is for another job")
+    requested = request.headers.get(resources.settings.tenant_header)
+    return await caller_of(resources, claims.user_id, claims.tenant_id, requested)
+
+
+async def own_chat_job(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> Job:
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
+        job = await get_job(session, job_id)
+    if job.kind != "chat" or job.user_id != caller.user_id:
+        raise NotFound(f"no chat job {job_id}")
+    return job
+
+
+@get(
+    "/v1/chat/{job_id:str}/stream",
+    tags=["chat"],
+    summary="The answer as Server-Sent Events: start, citations, delta..., end or error",
+    description=(
+        "Authenticate with the `token` query parameter of `stream_url` (browsers' EventSource "
+        "cannot send headers) or with the bearer header. Every event has an id; reconnecting "
+        "with `Last-Event-ID` resumes right after it. Keep-alive comments arrive every "
+        "SSE_KEEPALIVE_SECONDS."
+    ),
+    security=[{}],
+)
+async def stream_answer(
+    request: Request[Any, Any, Any],
+    job_id: FromPath[str],
+    token: Annotated[str | None, QueryParameter(name="token", max_length=4096)] = None,
+) -> Response[Any]:
+    resources = resources_of(request)
+    ident = parse_id(job_id, "job")
+    caller = await stream_caller(request, resources, ident, token)
+    job = await own_chat_job(resources, caller, ident)
+    last_id = request.headers.get("last-event-id", "").strip() or "0-0"
+    if not STREAM_ID.match(last_id):
+        raise InvalidInput("Last-Event-ID", "not an event id this stream gave out")
+    key = stream_key(ident)
+    if job.status in FINISHED and not await resources.redis.exists(key):
+        retention = resources.settings.stream_retention_seconds
+        raise Gone(
+            f"the live stream of this answer was kept for {retention} s and has expired; "
+            f"read the saved answer with GET /v1/sessions/{{session_id}}/messages"
+        )
+    if resources.open_streams >= resources.settings.max_streams_per_process:
+        raise ServiceUnavailable("this server is relaying as many answers as it can; retry shortly")
+    return ServerSentEvent(
+        relay(resources, key, last_id),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def relay(
+    resources: ApiResources, key: str, last_id: str
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Events after `last_id` as they are appended, until the answer's last event."""
+    redis = resources.stream_redis
+    block_ms = max(1, int(resources.settings.sse_keepalive_seconds * 1000))
+    retry: int | None = RECONNECT_MS
+    cursor = last_id.encode()
+    resources.open_streams += 1
+    try:
+        while True:
+            try:
+                batches = await redis.xread({key: cursor}, count=500, block=block_ms)
+            except RedisError as exc:
+                log.warning("stream %s interrupted: %s", key, exc)
+                yield _error("stream_unavailable", "the event stream is unavailable; reconnect")
+                return
+            if not batches:
+                yield ServerSentEventMessage(data=None, comment="keep-alive", retry=retry)
+                retry = None
+                if not await redis.exists(key):
+                    yield _error("stream_expired", "the event stream has expired")
+                    return
+                continue
+            for entry_id, fields in _entries(batches):
+                cursor = entry_id
+                event = fields[b"event"].decode()
+                yield ServerSentEventMessage(
+                    data=fields[b"data"].decode(), event=event, id=entry_id.decode(), retry=retry
+                )
+                retry = None
+                if event in TERMINAL_EVENTS:
+                    return
+    finally:
+        resources.open_streams -= 1
+        log.debug("stream %s closed at %s", key, cursor)
+
+
+def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """The entries of XREAD's reply for its one stream (RESP2: [[key, entries]])."""
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1]
+    return entries
+
+
+def _error(code: str, message: str) -> ServerSentEventMessage:
+    return ServerSentEventMessage(
+        data=msgspec.json.encode(
+            {"code": code, "message": message, "usage": usage_payload(0, 0)}
+        ).decode(),
+        event="error",
+    )

@@ -1,0 +1,191 @@
+"""Prompts, the extractive answerer, the OpenAI-compatible provider (against the stand-in) and
+the worker's event writer (against the real Redis), without HTTP or a queue."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from core.job_streams import cancel_key, stream_key
+from pipeline.chunking import count_tokens
+from pipeline.errors import ProviderRejected, ProviderUnavailable
+from pipeline.extractive import HEADER, NO_CLOSE_MATCH, NOTHING_TO_ANSWER_FROM, ExtractiveProvider
+from pipeline.generation import Finished, OpenAIChatProvider, TokenUsage
+from pipeline.prompting import Source, Turn, build_prompt, question_language
+from tests.conftest import Services
+from tests.openai_standin import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
+from workers.event_stream import EventWriter, relay_generation
+
+
+def _source(n: int, text: str, filename: str = "notes.pdf", page: int = 1) -> Source:
+    return Source(n, uuid.uuid4(), uuid.uuid4(), filename, page, page, text)
+
+
+HARBOUR = _source(1, "The copper lantern hangs in the harbour. Fishermen light it every evening.")
+
+
+def test_the_question_language_decides_the_instructions() -> None:
+    assert question_language("کتابخانه کی ساخته شد؟") == "fa"
+    assert question_language("When was the library built?") == "en"
+    assert question_language("PDF فایل را باز کن") == "fa"
+    fa = build_prompt("فانوس کجاست؟", [HARBOUR], [], 8000)
+    assert "فقط از منابع شماره‌دار" in fa.messages[0]["content"]
+    assert fa.messages[-1]["content"].startswith("منابع:\n\n[1] notes.pdf, صفحهٔ 1")
+    en = build_prompt("Where is the lantern?", [HARBOUR], [], 8000)
+    assert "[1] or [2][3]" in en.messages[0]["content"]
+    assert en.messages[-1]["content"].endswith("Question: Where is the lantern?")
+
+
+def test_history_is_trimmed_oldest_first_and_sources_come_first() -> None:
+    history = [
+        Turn("user", "first question " * 50),
+        Turn("assistant", "first answer " * 50),
+        Turn("user", "second question"),
+        Turn("assistant", "second answer"),
+    ]
+    source_tokens = count_tokens(f"[1] notes.pdf, page 1\n{HARBOUR.text}") + 2
+    roomy = build_prompt("Where?", [HARBOUR], history, 8000)
+    assert roomy.history == history
+    tight = build_prompt("Where?", [HARBOUR], history, source_tokens + 40)
+    assert tight.history == history[2:]
+    assert [m["role"] for m in tight.messages] == ["system", "user", "assistant", "user"]
+    # A source that does not fit is skipped; the next ones are renumbered.
+    long = _source(1, "word " * 3000)
+    prompt = build_prompt("Where?", [long, HARBOUR], [], 600)
+    assert [(s.n, s.text) for s in prompt.sources] == [(1, HARBOUR.text)]
+
+
+def test_an_answer_never_starts_its_history_without_its_question() -> None:
+    history = [Turn("user", "question " * 100), Turn("assistant", "short answer")]
+    prompt = build_prompt("And then?", [], history, 60)
+    assert prompt.history == []
+
+
+def _answer(question: str, sources: list[Source]) -> tuple[str, Finished]:
+    prompt = build_prompt(question, sources, [], 8000)
+    *pieces, finished = list(ExtractiveProvider().stream(prompt, "ignored"))
+    assert isinstance(finished, Finished)
+    return "".join(str(p) for p in pieces), finished
+
+
+def test_the_extractive_answer_says_what_it_is_and_quotes_with_citations() -> None:
+    other = _source(2, "The glacier hides a quartz cave. Climbers reach it in summer.", "b.pdf")
+    text, finished = _answer("When do fishermen light the lantern?", [HARBOUR, other])
+    first_line, _, rest = text.partition("\n")
+    assert first_line == HEADER["en"]
+    assert "- Fishermen light it every evening. [1]" in rest
+    assert "quartz" not in rest
+    assert finished.usage.completion_tokens == count_tokens(text)
+    assert ExtractiveProvider().model_for("gpt-4o-mini") == "extractive"
+
+
+def test_the_extractive_answer_matches_digits_in_any_script_and_admits_a_miss() -> None:
+    persian = _source(1, "کتابخانه در سال ۱۳۵۰ ساخته شد. باغ انار در شمال است.")
+    text, _ = _answer("چه چیزی در سال 1350 ساخته شد؟", [persian])
+    assert text.startswith(HEADER["fa"]) and "۱۳۵۰ ساخته شد. [1]" in text
+    miss, _ = _answer("What about zeppelins?", [HARBOUR])
+    assert NO_CLOSE_MATCH["en"] in miss and "[1]" in miss
+    nothing, _ = _answer("What about zeppelins?", [])
+    assert nothing == NOTHING_TO_ANSWER_FROM["en"]
+
+
+@pytest.fixture
+def standin() -> Iterator[StandIn]:
+    with StandIn() as server:
+        yield server
+
+
+def _provider(standin: StandIn, retries: int = 2) -> OpenAIChatProvider:
+    return OpenAIChatProvider(
+        api_key="sk-test",
+        base_url=standin.base_url,
+        timeout=1.0,
+        max_retries=retries,
+        max_tokens=64,
+        retry_pause=0.01,
+    )
+
+
+def test_the_provider_streams_pieces_and_reports_the_servers_usage(standin: StandIn) -> None:
+    prompt = build_prompt("Where is the lantern?", [HARBOUR], [], 8000)
+    *pieces, finished = list(_provider(standin).stream(prompt, "m"))
+    assert pieces == pieces_of(DEFAULT_REPLY)
+    assert finished == Finished("stop", TokenUsage(PROMPT_TOKENS_REPORTED, len(pieces)))
+    assert standin.chat_requests[0]["max_tokens"] == 64
+    assert standin.requests[0]["auth"] == "Bearer sk-test"
+
+
+def test_the_provider_retries_only_before_the_first_piece(standin: StandIn) -> None:
+    prompt = build_prompt("Where is the lantern?", [HARBOUR], [], 8000)
+    standin.failures = [503, 429]
+    assert "".join(str(p) for p in _provider(standin).stream(prompt, "m") if isinstance(p, str))
+    assert len(standin.chat_requests) == 3
+    standin.drop_after = 2
+    with pytest.raises(ProviderUnavailable, match="broke off after 2 pieces"):
+        list(_provider(standin).stream(prompt, "m"))
+    assert len(standin.chat_requests) == 4  # not retried: words were already out
+    standin.drop_after, standin.failures = None, [404]
+    with pytest.raises(ProviderRejected, match="HTTP 404"):
+        list(_provider(standin).stream(prompt, "m"))
+    standin.failures = [500, 500]
+    with pytest.raises(ProviderUnavailable, match="busy or failing"):
+        list(_provider(standin, retries=1).stream(prompt, "m"))
+
+
+@pytest.fixture
+def redis_client(services: Services) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(services.redis_url.rsplit("/", 1)[0] + "/7") as client:
+        yield client
+
+
+def _stream_texts(client: redis.Redis, job_id: uuid.UUID) -> list[tuple[str, str]]:
+    return [
+        (fields[b"event"].decode(), fields[b"data"].decode())
+        for _, fields in client.xrange(stream_key(job_id))
+    ]
+
+
+def test_the_writer_sends_the_first_piece_at_once_and_batches_a_burst(
+    redis_client: redis.Redis,
+) -> None:
+    job_id = uuid.uuid4()
+    writer = EventWriter(redis_client, job_id, retention_seconds=60)
+    burst = [f"w{i} " for i in range(200)]
+    relayed = relay_generation(iter([*burst, Finished("stop", TokenUsage(1, 2))]), writer)
+    assert relayed.text == "".join(burst) and relayed.finished is not None
+    deltas = [data for event, data in _stream_texts(redis_client, job_id) if event == "delta"]
+    assert deltas[0] == '{"text":"w0 "}'
+    assert 1 < len(deltas) < len(burst)
+    assert 0 < redis_client.ttl(stream_key(job_id)) <= 60
+
+
+def test_a_cancel_stops_the_relay_even_while_the_provider_is_silent(
+    redis_client: redis.Redis,
+) -> None:
+    job_id = uuid.uuid4()
+    release = threading.Event()
+
+    def stalled() -> Iterator[str | Finished]:
+        yield "first "
+        release.wait(timeout=30)  # a provider that says nothing more
+        yield "never "
+
+    writer = EventWriter(redis_client, job_id, retention_seconds=60)
+    threading.Timer(0.3, lambda: redis_client.set(cancel_key(job_id), 1)).start()
+    relayed = relay_generation(stalled(), writer)
+    release.set()
+    assert relayed.cancelled and relayed.text == "first "
+    assert _stream_texts(redis_client, job_id) == [("delta", '{"text":"first "}')]
+
+
+def test_a_provider_error_ends_the_relay_with_the_error(redis_client: redis.Redis) -> None:
+    def failing() -> Iterator[str | Finished]:
+        yield "partial "
+        raise ProviderUnavailable("gone")
+
+    relayed = relay_generation(failing(), EventWriter(redis_client, uuid.uuid4(), 60))
+    assert isinstance(relayed.error, ProviderUnavailable) and relayed.text == "partial "

@@ -1,0 +1,98 @@
+"""Answering one chat job: retrieve, build the prompt, stream the provider's text into the
+job's event stream, then save the answer and its usage in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from core.job_streams import usage_payload
+from db.chat import ChatTask, FinishedAnswer, load_chat_task, save_answer
+from db.engine import unit_of_work
+from db.jobs import claim_job, finish_job
+from db.search import hybrid_search
+from pipeline.chunking import count_tokens
+from pipeline.normalise import normalise_text
+from pipeline.prompting import Prompt, Source, Turn, build_prompt
+from workers.event_stream import EventWriter, Relayed, relay_generation
+from workers.outcomes import describe, error_code
+from workers.resources import WorkerResources
+
+log = logging.getLogger("docuchat.workers")
+
+
+def answer_chat_job(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    with unit_of_work(resources.engine, tenant_id) as session:
+        job = claim_job(session, job_id)
+        if job is None:
+            return  # cancelled before it started, or a duplicate delivery of finished work
+        task = load_chat_task(session, job)
+        if task is None:
+            finish_job(session, job_id, "cancelled", error="the session was deleted")
+            return
+    prompt = _prompt(resources, tenant_id, task)
+    writer = EventWriter(resources.redis, job_id, resources.settings.stream_retention_seconds)
+    writer.emit("citations", [_citation(source) for source in prompt.sources])
+    # With no sources there is nothing to send a model: the extractive answerer says so.
+    provider = resources.chat_provider if prompt.sources else resources.extractive
+    model = provider.model_for(task.model)
+    relayed = relay_generation(provider.stream(prompt, model), writer)
+    answer = _finished_answer(prompt, model, relayed)
+    with unit_of_work(resources.engine, tenant_id) as session:
+        save_answer(session, tenant_id, job, answer)
+    usage = usage_payload(answer.prompt_tokens, answer.completion_tokens)
+    if answer.status == "failed":
+        log.warning("chat job %s failed: %s", job_id, answer.error, exc_info=relayed.error)
+        code = error_code(relayed.error)
+        writer.emit("error", {"code": code, "message": answer.error, "usage": usage})
+    else:
+        reason = relayed.finished.finish_reason if relayed.finished else "cancelled"
+        writer.emit(
+            "end", {"finish_reason": "cancelled" if relayed.cancelled else reason, "usage": usage}
+        )
+
+
+def _prompt(resources: WorkerResources, tenant_id: uuid.UUID, task: ChatTask) -> Prompt:
+    settings = resources.settings
+    query = normalise_text(task.question)
+    vector = resources.embedder.embed_query(query)
+    with unit_of_work(resources.engine, tenant_id) as session:
+        hits = hybrid_search(
+            session, tenant_id, query, vector, settings.top_k, task.document_ids or None
+        )
+    sources = [
+        Source(n, h.chunk_id, h.document_id, h.filename, h.page_start, h.page_end, h.text)
+        for n, h in enumerate(hits, start=1)
+    ]
+    history = [Turn(role, content) for role, content in task.history]
+    return build_prompt(task.question, sources, history, settings.max_context_tokens)
+
+
+def _citation(source: Source) -> dict[str, Any]:
+    return {
+        "n": source.n,
+        "document_id": str(source.document_id),
+        "filename": source.filename,
+        "page_start": source.page_start,
+        "page_end": source.page_end,
+        "chunk_id": str(source.chunk_id),
+    }
+
+
+def _finished_answer(prompt: Prompt, model: str, relayed: Relayed) -> FinishedAnswer:
+    citations = [_citation(source) for source in prompt.sources]
+    if relayed.finished is not None and not relayed.cancelled:
+        usage = relayed.finished.usage
+        return FinishedAnswer(
+            relayed.text, "complete", citations, model, usage.prompt_tokens, usage.completion_tokens
+        )
+    # Stopped early: the provider reported nothing, so tiktoken counts what was spent.
+    spent = count_tokens(relayed.text)
+    prompt_tokens = prompt.tokens if spent or relayed.cancelled else 0
+    if relayed.cancelled:
+        return FinishedAnswer(relayed.text, "cancelled", citations, model, prompt_tokens, spent)
+    error = describe(relayed.error) if relayed.error else "the provider stopped without finishing"
+    return FinishedAnswer(
+        relayed.text, "failed", citations, model, prompt_tokens, spent, error=error
+    )
