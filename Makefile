@@ -35,3 +35,4 @@ clean:
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.chat

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import psutil
 
+from bench.stack import wait_healthy
 from core.devstack import api_command, worker_command
 from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from core.settings import Settings, load_settings
@@ -173,16 +174,7 @@ def main() -> None:
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=600
         ) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the API did not become healthy")
-                time.sleep(0.2)
+            wait_healthy(client)
 
             _ingest(client, english_pdf([filler(999, 6), filler(998, 6)]), "warm.pdf")
             times = [
