@@ -9,6 +9,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+from urllib.parse import parse_qsl
 
 from limits import RateLimitItemPerMinute
 from litestar.datastructures import MutableScopeHeaders
@@ -25,7 +26,8 @@ from litestar.types import (
 from api.identity import parse_bearer
 from api.resources import ApiResources
 from core.rate_limits import Decision
-from core.tokens import InvalidToken, decode_access_token
+from core.settings import Settings
+from core.tokens import InvalidToken, decode_access_token, decode_stream_token
 
 log = logging.getLogger("docuchat.api")
 UNLIMITED_PATHS = ("/healthz", "/schema")
@@ -65,6 +67,26 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+def _stream_token(scope: Scope) -> str | None:
+    """The job-scoped token of an answer stream's URL (EventSource sends no headers)."""
+    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+        if key == "token":
+            return value
+    return None
+
+
+def _user_of(settings: Settings, scope: Scope) -> str | None:
+    """The user a valid access or stream token names; a bad token counts against its IP."""
+    token = _bearer(scope)
+    with contextlib.suppress(InvalidToken):
+        if token:
+            return str(decode_access_token(settings, token).user_id)
+        token = _stream_token(scope)
+        if token:
+            return str(decode_stream_token(settings, token).user_id)
+    return None
+
+
 class RateLimitMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -76,11 +98,8 @@ class RateLimitMiddleware:
         resources: ApiResources = scope["app"].state.resources
         settings = resources.settings
         item = RateLimitItemPerMinute(settings.rate_limit_per_minute)
-        identity = ("ip", client_ip(scope, resources.trusted_proxies))
-        token = _bearer(scope)
-        if token:
-            with contextlib.suppress(InvalidToken):  # a bad token is limited by its IP
-                identity = ("user", str(decode_access_token(settings, token).user_id))
+        user = _user_of(settings, scope)
+        identity = ("user", user) if user else ("ip", client_ip(scope, resources.trusted_proxies))
         try:
             decision = await resources.rate_limiter.hit(item, *identity)
         except Exception:  # Redis trouble must not take the API down; the rest reports it

@@ -276,3 +276,15 @@ def test_deleting_a_session_removes_its_messages(
     assert usage == 1  # what was spent stays counted
     assert english_client.get(f"/v1/sessions/{uuid.uuid4()}/messages").status_code == 404
     assert english_client.delete("/v1/sessions/not-an-id").status_code == 404
+
+
+def test_a_stream_token_counts_against_its_users_rate_limit(
+    english_client: httpx.Client, server: LiveServer
+) -> None:
+    started = ask(english_client, "Where is the quartz cave?")
+    read_stream(english_client, started["stream_url"])
+    before = int(english_client.get("/v1/sessions").headers["RateLimit-Remaining"])
+    with bare_client(server.url) as browser:
+        replay = browser.get(started["stream_url"])
+    assert replay.status_code == 200
+    assert int(replay.headers["RateLimit-Remaining"]) == before - 1
