@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import redis
 from httpx_sse import connect_sse
 
@@ -114,6 +115,11 @@ def _time_to_first_token(client: httpx.Client, standin: StandIn) -> list[str]:
         f"  of which worker pick-up (job created to claimed): median "
         f"{statistics.median(pickups) * 1000:.1f} ms, max {max(pickups) * 1000:.1f} ms",
     ]
+
+
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _seconds_between(first: str, second: str) -> float:
@@ -260,7 +266,7 @@ def main() -> None:
             _process(
                 api_command("127.0.0.1", relay_port),
                 _environment(settings, relay_redis, standin),
-            ),
+            ) as relay_api,
             httpx.Client(
                 base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
             ) as client,
@@ -285,7 +291,15 @@ def main() -> None:
                     ]
                     paths = [s["stream_url"] for s in started]
                     jobs = [s["job_id"] for s in started]
+                    api_cpu, own_cpu = _cpu_seconds(relay_api.pid), time.process_time()
+                    wall = time.perf_counter()
                     report += asyncio.run(_relay(relay_port, paths, relay_redis, jobs))
+                    wall = time.perf_counter() - wall
+                    report.append(
+                        f"  CPU during the relay: API process "
+                        f"{(_cpu_seconds(relay_api.pid) - api_cpu) / wall:.0%} of a core, "
+                        f"bench client and writer {(time.process_time() - own_cpu) / wall:.0%}"
+                    )
     finally:
         owner.dispose()
         embedded_redis.stop()
