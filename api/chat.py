@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from redis.exceptions import RedisError
 
-from api.files import parse_id
+from api.files import parse_document_ids, parse_field_id, parse_id
 from api.identity import Caller, bearer_caller, caller_of
 from api.resources import ApiResources, resources_of
 from api.schemas import ChatStarted
@@ -28,7 +28,7 @@ from core.errors import (
     PermissionDenied,
     ServiceUnavailable,
 )
-from core.job_streams import STREAM_ID, TERMINAL_EVENTS, publish, stream_key, usage_payload
+from core.job_streams import STREAM_ID, TERMINAL_EVENTS, error_payload, publish, stream_key
 from core.tokens import InvalidToken, decode_stream_token, issue_stream_token
 from db.chat import ask_question, fail_chat
 from db.engine import async_unit_of_work
@@ -50,13 +50,6 @@ class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
     model: str | None = None
 
 
-def _uuid(value: str, field: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidInput(field, f"{value!r} is not an id (a UUID)") from None
-
-
 def stream_url(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> str:
     token = issue_stream_token(resources.settings, caller.user_id, caller.tenant_id, job_id)
     return f"/v1/chat/{job_id}/stream?token={token}"
@@ -75,12 +68,8 @@ async def ask(request: Request[Caller, Any, Any], data: JSONBody[ChatRequest]) -
             "model",
             f"{model!r} is not allowed here; choose one of {', '.join(settings.chat_models)}",
         )
-    session_id = _uuid(data.session_id, "session_id") if data.session_id else None
-    document_ids = None
-    if data.document_ids is not None:
-        if not data.document_ids:
-            raise InvalidInput("document_ids", "give at least one id, or leave the field out")
-        document_ids = [_uuid(value, "document_ids") for value in data.document_ids]
+    session_id = parse_field_id(data.session_id, "session_id") if data.session_id else None
+    document_ids = parse_document_ids(data.document_ids)
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         asked = await ask_question(
             session,
@@ -233,9 +222,5 @@ def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
 
 
 def _error(code: str, message: str) -> ServerSentEventMessage:
-    return ServerSentEventMessage(
-        data=msgspec.json.encode(
-            {"code": code, "message": message, "usage": usage_payload(0, 0)}
-        ).decode(),
-        event="error",
-    )
+    data = msgspec.json.encode(error_payload(code, message)).decode()
+    return ServerSentEventMessage(data=data, event="error")

@@ -16,7 +16,7 @@ from api.resources import ApiResources, resources_of
 from api.schemas import DocumentOut, DocumentPage, UploadOut, document_out, job_out
 from api.uploads import receive_upload
 from core.bootstrap import INGEST_ACTOR, enqueue
-from core.errors import NotFound, ServiceUnavailable
+from core.errors import InvalidInput, NotFound, ServiceUnavailable
 from db.documents import (
     StoredUpload,
     add_document,
@@ -38,6 +38,23 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise NotFound(f"no {what} {value!r}") from None
+
+
+def parse_field_id(value: str, field: str) -> uuid.UUID:
+    """Ids in request bodies: one that is not a UUID is a malformed field, hence 422."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(field, f"{value!r} is not an id (a UUID)") from None
+
+
+def parse_document_ids(values: list[str] | None) -> list[uuid.UUID] | None:
+    """An optional `document_ids` field: left out means all documents, never an empty list."""
+    if values is None:
+        return None
+    if not values:
+        raise InvalidInput("document_ids", "give at least one id, or leave the field out")
+    return [parse_field_id(value, "document_ids") for value in values]
 
 
 async def enqueue_ingest(resources: ApiResources, job: Job, tenant_id: uuid.UUID) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -10,10 +9,11 @@ import msgspec
 from litestar import Request, post
 from litestar.params import JSONBody
 
+from api.files import parse_document_ids
 from api.identity import Caller
 from api.resources import resources_of
 from core.errors import InvalidInput
-from db.documents import unknown_documents
+from db.documents import require_documents
 from db.engine import async_unit_of_work
 from db.search import hybrid_search
 from pipeline.normalise import normalise_text
@@ -39,15 +39,6 @@ class SearchResponse(msgspec.Struct):
     results: list[SearchResult]
 
 
-def _document_ids(values: list[str] | None) -> list[uuid.UUID] | None:
-    if values is None:
-        return None
-    try:
-        return [uuid.UUID(value) for value in values]
-    except ValueError:
-        raise InvalidInput("document_ids", "each document id must be a UUID") from None
-
-
 @post("/v1/search", status_code=200, tags=["search"], summary="Ranked chunks for a query")
 async def search(
     request: Request[Caller, Any, Any], data: JSONBody[SearchRequest]
@@ -57,17 +48,11 @@ async def search(
     query = normalise_text(data.query)
     if not query:
         raise InvalidInput("query", "the query has no searchable text")
-    document_ids = _document_ids(data.document_ids)
-    if document_ids is not None and not document_ids:
-        raise InvalidInput("document_ids", "give at least one id, or leave the field out")
+    document_ids = parse_document_ids(data.document_ids)
     vector = await anyio.to_thread.run_sync(resources.embedder.embed_query, query)
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         if document_ids:
-            unknown = await unknown_documents(session, document_ids)
-            if unknown:
-                raise InvalidInput(
-                    "document_ids", f"no such documents: {', '.join(map(str, unknown))}"
-                )
+            await require_documents(session, document_ids)
         hits = await session.run_sync(
             hybrid_search,
             caller.tenant_id,

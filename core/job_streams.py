@@ -46,6 +46,17 @@ def usage_payload(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
+def error_payload(
+    code: str, message: str, prompt_tokens: int = 0, completion_tokens: int = 0
+) -> dict[str, object]:
+    """The data of an `error` event: why the answer ended, and what it had spent."""
+    return {
+        "code": code,
+        "message": message,
+        "usage": usage_payload(prompt_tokens, completion_tokens),
+    }
+
+
 async def publish(
     redis: AsyncRedis, job_id: uuid.UUID, retention_seconds: int, *events: tuple[str, Any]
 ) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput, NotFound
-from db.documents import unknown_documents
+from db.documents import require_documents
 from db.jobs import ACTIVE, finish_job
 from db.models import ChatSession, Job, Message
 from db.paging import decode_cursor, page_of
@@ -71,9 +71,7 @@ async def ask_question(
             raise InvalidInput("session_id", f"no session {session_id} of yours") from None
         chat.updated_at = func.now()
     if document_ids:
-        unknown = await unknown_documents(session, document_ids)
-        if unknown:
-            raise InvalidInput("document_ids", f"no such documents: {', '.join(map(str, unknown))}")
+        await require_documents(session, document_ids)
     job = Job(
         tenant_id=tenant_id,
         user_id=user_id,

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from core.errors import NotFound
+from core.errors import InvalidInput, NotFound
 from db.jobs import ACTIVE
 from db.models import Chunk, Document, DocumentBlob, Job
 from db.paging import decode_cursor, page_of
@@ -200,10 +200,10 @@ def replace_chunks(
     return len(rows)
 
 
-async def unknown_documents(
-    session: AsyncSession, document_ids: Iterable[uuid.UUID]
-) -> list[uuid.UUID]:
-    """Those of `document_ids` the tenant has no document for."""
+async def require_documents(session: AsyncSession, document_ids: Iterable[uuid.UUID]) -> None:
+    """Raise InvalidInput naming those of `document_ids` the tenant has no document for."""
     wanted = list(dict.fromkeys(document_ids))
     found = set(await session.scalars(select(Document.id).where(Document.id.in_(wanted))))
-    return [ident for ident in wanted if ident not in found]
+    unknown = [str(ident) for ident in wanted if ident not in found]
+    if unknown:
+        raise InvalidInput("document_ids", f"no such documents: {', '.join(unknown)}")

@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from pipeline.chunking import count_tokens
@@ -79,7 +80,7 @@ class Prompt:
     language: Language
     question: str
 
-    @property
+    @cached_property
     def tokens(self) -> int:
         return sum(count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in self.messages)
 

@@ -16,7 +16,7 @@ from sqlalchemy import func
 
 import workers.broker
 from core.bootstrap import CHAT_ACTOR, INGEST_ACTOR
-from core.job_streams import usage_payload
+from core.job_streams import error_payload
 from db.documents import copy_blob, lock_document, replace_chunks
 from db.engine import unit_of_work
 from db.jobs import claim_job, finish_job, report_progress
@@ -117,12 +117,10 @@ def answer_question(job_id: str, tenant_id: str) -> None:
     writer = EventWriter(resources.redis, job, resources.settings.stream_retention_seconds)
 
     def announce(reason: str) -> None:
-        writer.emit(
-            "error", {"code": "internal_error", "message": reason, "usage": usage_payload(0, 0)}
-        )
+        writer.emit("error", error_payload("internal_error", reason))
 
     with chat_outcome(resources.engine, tenant, job, CHAT_MAX_RETRIES, announce):
-        answer_chat_job(resources, tenant, job)
+        answer_chat_job(resources, writer, tenant, job)
 
 
 def _ingest(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:

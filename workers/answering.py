@@ -7,7 +7,7 @@ import logging
 import uuid
 from typing import Any
 
-from core.job_streams import usage_payload
+from core.job_streams import error_payload, usage_payload
 from db.chat import ChatTask, FinishedAnswer, load_chat_task, save_answer
 from db.engine import unit_of_work
 from db.jobs import claim_job, finish_job
@@ -22,7 +22,9 @@ from workers.resources import WorkerResources
 log = logging.getLogger("docuchat.workers")
 
 
-def answer_chat_job(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
+def answer_chat_job(
+    resources: WorkerResources, writer: EventWriter, tenant_id: uuid.UUID, job_id: uuid.UUID
+) -> None:
     with unit_of_work(resources.engine, tenant_id) as session:
         job = claim_job(session, job_id)
         if job is None:
@@ -32,25 +34,24 @@ def answer_chat_job(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uu
             finish_job(session, job_id, "cancelled", error="the session was deleted")
             return
     prompt = _prompt(resources, tenant_id, task)
-    writer = EventWriter(resources.redis, job_id, resources.settings.stream_retention_seconds)
-    writer.emit("citations", [_citation(source) for source in prompt.sources])
+    citations = [_citation(source) for source in prompt.sources]
+    writer.emit("citations", citations)
     # With no sources there is nothing to send a model: the extractive answerer says so.
     provider = resources.chat_provider if prompt.sources else resources.extractive
     model = provider.model_for(task.model)
     relayed = relay_generation(provider.stream(prompt, model), writer)
-    answer = _finished_answer(prompt, model, relayed)
+    answer = _finished_answer(prompt, model, citations, relayed)
     with unit_of_work(resources.engine, tenant_id) as session:
         save_answer(session, tenant_id, job, answer)
-    usage = usage_payload(answer.prompt_tokens, answer.completion_tokens)
+    spent = (answer.prompt_tokens, answer.completion_tokens)
     if answer.status == "failed":
         log.warning("chat job %s failed: %s", job_id, answer.error, exc_info=relayed.error)
-        code = error_code(relayed.error)
-        writer.emit("error", {"code": code, "message": answer.error, "usage": usage})
-    else:
-        reason = relayed.finished.finish_reason if relayed.finished else "cancelled"
-        writer.emit(
-            "end", {"finish_reason": "cancelled" if relayed.cancelled else reason, "usage": usage}
-        )
+        message = answer.error or ""
+        writer.emit("error", error_payload(error_code(relayed.error), message, *spent))
+        return
+    finished = relayed.finished
+    reason = finished.finish_reason if finished and answer.status == "complete" else "cancelled"
+    writer.emit("end", {"finish_reason": reason, "usage": usage_payload(*spent)})
 
 
 def _prompt(resources: WorkerResources, tenant_id: uuid.UUID, task: ChatTask) -> Prompt:
@@ -80,8 +81,9 @@ def _citation(source: Source) -> dict[str, Any]:
     }
 
 
-def _finished_answer(prompt: Prompt, model: str, relayed: Relayed) -> FinishedAnswer:
-    citations = [_citation(source) for source in prompt.sources]
+def _finished_answer(
+    prompt: Prompt, model: str, citations: list[dict[str, Any]], relayed: Relayed
+) -> FinishedAnswer:
     if relayed.finished is not None and not relayed.cancelled:
         usage = relayed.finished.usage
         return FinishedAnswer(
