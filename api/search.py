@@ -16,6 +16,7 @@ from core.errors import InvalidInput
 from db.documents import require_documents
 from db.engine import async_unit_of_work
 from db.search import hybrid_search
+from db.usage import record_usage
 from pipeline.normalise import normalise_text
 
 
@@ -49,17 +50,28 @@ async def search(
     if not query:
         raise InvalidInput("query", "the query has no searchable text")
     document_ids = parse_document_ids(data.document_ids)
-    vector = await anyio.to_thread.run_sync(resources.embedder.embed_query, query)
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         if document_ids:
             await require_documents(session, document_ids)
+    embedder = resources.embedder
+    embedded = await anyio.to_thread.run_sync(embedder.embed_query, query)
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         hits = await session.run_sync(
             hybrid_search,
             caller.tenant_id,
             query,
-            vector,
+            embedded.vectors[0],
             data.top_k or resources.settings.top_k,
             document_ids,
+        )
+        await session.run_sync(
+            record_usage,
+            tenant_id=caller.tenant_id,
+            user_id=caller.user_id,
+            job_id=None,
+            kind="embedding",
+            model=embedder.model,
+            prompt_tokens=embedded.prompt_tokens,
         )
     return SearchResponse(
         [

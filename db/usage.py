@@ -1,4 +1,5 @@
-"""Usage records: the tokens each job spent, written at most once per job."""
+"""Usage records: the tokens each metered model call spent, written at most once per job and
+kind."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ def record_usage(
     *,
     tenant_id: uuid.UUID,
     user_id: uuid.UUID | None,
-    job_id: uuid.UUID,
+    job_id: uuid.UUID | None,
     kind: str,
     model: str,
     prompt_tokens: int,
     completion_tokens: int = 0,
 ) -> bool:
-    """Count a job's tokens; False (and nothing written) when the job was counted already."""
+    """Count a model call's tokens; False (and nothing written) when this job counted this
+    kind already. Calls made outside a job (a search) have no job id and always count."""
     inserted = session.execute(
         insert(UsageRecord)
         .values(
@@ -33,7 +35,7 @@ def record_usage(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
         )
-        .on_conflict_do_nothing(index_elements=[UsageRecord.job_id])
+        .on_conflict_do_nothing(index_elements=[UsageRecord.job_id, UsageRecord.kind])
         .returning(UsageRecord.id)
     ).first()
     return inserted is not None

@@ -34,7 +34,7 @@ class Embedder(Protocol):
 
     def embed_passages(self, texts: Sequence[str]) -> Embeddings: ...
 
-    def embed_query(self, text: str) -> np.ndarray: ...
+    def embed_query(self, text: str) -> Embeddings: ...
 
 
 class LocalE5Embedder:
@@ -61,10 +61,10 @@ class LocalE5Embedder:
             vectors = np.asarray(self._model().passage(list(texts)), dtype=np.float32)
         return Embeddings(vectors.reshape(len(texts), self.dimension), _tiktoken_count(texts))
 
-    def embed_query(self, text: str) -> np.ndarray:
+    def embed_query(self, text: str) -> Embeddings:
         with self._lock:
             vector = np.asarray(self._model().query([text]), dtype=np.float32)
-        return vector.reshape(self.dimension)
+        return Embeddings(vector.reshape(1, self.dimension), _tiktoken_count([text]))
 
 
 class OpenAIEmbedder:
@@ -127,8 +127,8 @@ class OpenAIEmbedder:
             return Embeddings(np.zeros((0, self.dimension), dtype=np.float32), 0)
         return self._embed(list(texts))
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._embed([text]).vectors[0]
+    def embed_query(self, text: str) -> Embeddings:
+        return self._embed([text])
 
 
 def _tiktoken_count(texts: Sequence[str]) -> int:

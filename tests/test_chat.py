@@ -273,7 +273,7 @@ def test_deleting_a_session_removes_its_messages(
             {"j": started["job_id"]},
         ).scalar_one()
     assert left == 0
-    assert usage == 1  # what was spent stays counted
+    assert usage == 2  # what was spent (the answer, the question's embedding) stays counted
     assert english_client.get(f"/v1/sessions/{uuid.uuid4()}/messages").status_code == 404
     assert english_client.delete("/v1/sessions/not-an-id").status_code == 404
 

@@ -77,7 +77,7 @@ def _usage_rows(engine: Engine, job_id: str) -> list[tuple[str, str, int, int]]:
         rows = conn.execute(
             text(
                 "SELECT kind, model, prompt_tokens, completion_tokens FROM usage_records "
-                "WHERE job_id = :j"
+                "WHERE job_id = :j AND kind = 'chat'"
             ),
             {"j": job_id},
         )

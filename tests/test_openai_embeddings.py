@@ -48,7 +48,7 @@ def test_passages_come_back_normalised_in_order_with_the_provider_s_usage(
 
 def test_server_errors_are_retried_then_reported_as_transient(standin: StandIn) -> None:
     standin.failures = [500, 503]
-    assert _embedder(standin).embed_query("retried").shape == (64,)
+    assert _embedder(standin).embed_query("retried").vectors.shape == (1, 64)
     assert len(standin.requests) == 3
     standin.failures = [500, 500, 500]
     with pytest.raises(EmbeddingUnavailable, match="HTTP 500"):

@@ -165,4 +165,5 @@ def test_e5_query_and_passage_roles_rank_the_right_passage() -> None:
         ["The cat sleeps on the warm windowsill.", "تهران پایتخت ایران است.", "Invoices are due."]
     )
     query = embedder.embed_query("پایتخت ایران کجاست؟")
-    assert int(np.argmax(passages.vectors @ query)) == 1
+    assert int(np.argmax(passages.vectors @ query.vectors[0])) == 1
+    assert query.prompt_tokens == count_tokens("پایتخت ایران کجاست؟")

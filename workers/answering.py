@@ -11,7 +11,9 @@ from core.job_streams import error_payload, usage_payload
 from db.chat import ChatTask, FinishedAnswer, load_chat_task, save_answer
 from db.engine import unit_of_work
 from db.jobs import claim_job, finish_job
+from db.models import Job
 from db.search import hybrid_search
+from db.usage import record_usage
 from pipeline.chunking import count_tokens
 from pipeline.normalise import normalise_text
 from pipeline.prompting import Prompt, Source, Turn, build_prompt
@@ -33,7 +35,7 @@ def answer_chat_job(
         if task is None:
             finish_job(session, job_id, "cancelled", error="the session was deleted")
             return
-    prompt = _prompt(resources, tenant_id, task)
+    prompt = _prompt(resources, tenant_id, job, task)
     citations = [_citation(source) for source in prompt.sources]
     writer.emit("citations", citations)
     # With no sources there is nothing to send a model: the extractive answerer says so.
@@ -54,13 +56,22 @@ def answer_chat_job(
     writer.emit("end", {"finish_reason": reason, "usage": usage_payload(*spent)})
 
 
-def _prompt(resources: WorkerResources, tenant_id: uuid.UUID, task: ChatTask) -> Prompt:
-    settings = resources.settings
+def _prompt(resources: WorkerResources, tenant_id: uuid.UUID, job: Job, task: ChatTask) -> Prompt:
+    """Retrieve the question's sources; its embedding is counted with the search."""
+    settings, embedder = resources.settings, resources.embedder
     query = normalise_text(task.question)
-    vector = resources.embedder.embed_query(query)
+    embedded = embedder.embed_query(query)
     with unit_of_work(resources.engine, tenant_id) as session:
-        hits = hybrid_search(
-            session, tenant_id, query, vector, settings.top_k, task.document_ids or None
+        vector, only = embedded.vectors[0], task.document_ids or None
+        hits = hybrid_search(session, tenant_id, query, vector, settings.top_k, only)
+        record_usage(
+            session,
+            tenant_id=tenant_id,
+            user_id=job.user_id,
+            job_id=job.id,
+            kind="embedding",
+            model=embedder.model,
+            prompt_tokens=embedded.prompt_tokens,
         )
     sources = [
         Source(n, h.chunk_id, h.document_id, h.filename, h.page_start, h.page_end, h.text)
