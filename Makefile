@@ -36,3 +36,4 @@ clean:
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.chat
+	$(BIN)/python -m bench.usage

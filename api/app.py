@@ -19,6 +19,7 @@ from api.rate_limiting import RateLimitMiddleware
 from api.resources import lifespan_for
 from api.search import search
 from api.sessions import delete_chat_session, get_session_messages, list_chat_sessions
+from api.usage import get_usage
 from core.settings import Settings, load_settings
 
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> Litestar:
             list_chat_sessions,
             get_session_messages,
             delete_chat_session,
+            get_usage,
         ],
         # JSON bodies are small; uploads stream and enforce MAX_UPLOAD_MB themselves.
         request_max_body_size=1 << 20,

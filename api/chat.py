@@ -19,6 +19,7 @@ from api.files import parse_document_ids, parse_field_id, parse_id
 from api.identity import Caller, bearer_caller, caller_of
 from api.resources import ApiResources, resources_of
 from api.schemas import ChatStarted
+from api.usage import require_quota
 from core.bootstrap import CHAT_ACTOR, enqueue
 from core.errors import (
     AuthenticationFailed,
@@ -71,6 +72,7 @@ async def ask(request: Request[Caller, Any, Any], data: JSONBody[ChatRequest]) -
     session_id = parse_field_id(data.session_id, "session_id") if data.session_id else None
     document_ids = parse_document_ids(data.document_ids)
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
+        await require_quota(session, caller)
         asked = await ask_question(
             session,
             tenant_id=caller.tenant_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC
 from typing import Any
 
 from litestar import Request, Response
@@ -18,6 +19,7 @@ from core.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
+    QuotaExceeded,
     RateLimited,
     ServiceUnavailable,
     SignInRejected,
@@ -63,6 +65,8 @@ def on_docuchat_error(_: Request[Any, Any, Any], exc: DocuChatError) -> Response
         headers["WWW-Authenticate"] = 'Bearer realm="docuchat"'
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, QuotaExceeded):
+        extra.update(quota=exc.quota, used=exc.used, resets_at=exc.resets_at.astimezone(UTC))
     if isinstance(exc, PermanentError):
         extra["field"] = "file"
     if isinstance(exc, TransientError | ServiceUnavailable):

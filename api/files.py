@@ -15,6 +15,7 @@ from api.identity import Caller
 from api.resources import ApiResources, resources_of
 from api.schemas import DocumentOut, DocumentPage, UploadOut, document_out, job_out
 from api.uploads import receive_upload
+from api.usage import require_quota
 from core.bootstrap import INGEST_ACTOR, enqueue
 from core.errors import InvalidInput, NotFound, ServiceUnavailable
 from db.documents import (
@@ -81,6 +82,8 @@ async def enqueue_ingest(resources: ApiResources, job: Job, tenant_id: uuid.UUID
 async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]:
     resources = resources_of(request)
     caller, settings = request.user, resources.settings
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
+        await require_quota(session, caller)  # before reading a byte of the upload
     received = await receive_upload(request, settings.max_upload_mb)
     try:
         pages = await anyio.to_thread.run_sync(count_pages, received.path, settings.max_pages)

@@ -12,6 +12,7 @@ from litestar.params import JSONBody
 from api.files import parse_document_ids
 from api.identity import Caller
 from api.resources import resources_of
+from api.usage import require_quota
 from core.errors import InvalidInput
 from db.documents import require_documents
 from db.engine import async_unit_of_work
@@ -53,6 +54,7 @@ async def search(
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         if document_ids:
             await require_documents(session, document_ids)
+        await require_quota(session, caller)
     embedder = resources.embedder
     embedded = await anyio.to_thread.run_sync(embedder.embed_query, query)
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
@@ -64,7 +66,7 @@ async def search(
             data.top_k or resources.settings.top_k,
             document_ids,
         )
-        await session.run_sync(
+        await session.run_sync(  # last: the tenant's month total stays locked only until commit
             record_usage,
             tenant_id=caller.tenant_id,
             user_id=caller.user_id,

@@ -6,7 +6,9 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
+from typing import Any, ClassVar
 
 import click
 from dotenv import dotenv_values
@@ -20,6 +22,7 @@ from core.tokens import issue_access_token
 from db.accounts import create_tenant, find_tenant, get_or_create_user, promote_user
 from db.engine import create_sync_engine, unit_of_work
 from db.migrate import check_schema, downgrade, upgrade
+from db.usage import set_quota
 
 DATA_DIR_HELP = "Folder of the embedded Postgres and Redis (default: DATA_DIR or .docuchat)."
 
@@ -137,6 +140,57 @@ def tenant_create(slug: str, name: str, data_dir: Path | None) -> None:
         with unit_of_work(engine) as session:
             created = create_tenant(session, slug, name)
         click.echo(str(created.id))
+
+
+class QuotaType(click.ParamType):
+    """A monthly token quota: a whole number of tokens (1000000, 1_000_000, 2M), or `none`."""
+
+    name = "tokens"
+    SUFFIXES: ClassVar[dict[str, int]] = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+    LARGEST = 10**15
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | None:
+        text = str(value).strip().lower().replace("_", "").replace(",", "")
+        if text in ("none", "unlimited"):
+            return None
+        scale = self.SUFFIXES.get(text[-1:], 1)
+        digits = text[:-1] if scale > 1 else text
+        if not digits.isdigit():
+            self.fail(f"{value!r} is not a number of tokens (like 2000000 or 2M) or `none`")
+        tokens = int(digits) * scale
+        if tokens > self.LARGEST:
+            self.fail(f"{value!r} is more than {self.LARGEST:,} tokens; use `none` for no quota")
+        return tokens
+
+
+@tenant.command("set-quota")
+@click.argument("slug")
+@click.argument("tokens", type=QuotaType())
+@data_dir_option
+def tenant_set_quota(slug: str, tokens: int | None, data_dir: Path | None) -> None:
+    """Set tenant SLUG's monthly token quota (TOKENS, e.g. 2000000 or 2M; `none` removes it).
+
+    Every token counts: answers (prompt and completion) and embeddings. The month starts at
+    midnight UTC on the 1st. Once the tenant has used its quota, questions, searches and
+    uploads get HTTP 429 until the month resets.
+    """
+    with (
+        admin_database(_resolve_data_dir(data_dir)) as (_settings, engine),
+        unit_of_work(engine) as session,
+    ):
+        state = set_quota(session, find_tenant(session, slug), tokens)
+    month = f"{state.period_start.astimezone(UTC):%B %Y}"
+    resets = f"{state.resets_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    if state.monthly_tokens is None:
+        click.echo(f"{slug}: no monthly quota ({state.used:,} tokens used in {month})")
+        return
+    click.echo(
+        f"{slug}: {state.monthly_tokens:,} tokens a month; {state.used:,} used in {month}, "
+        f"{state.remaining:,} left until {resets}"
+        + (" (over quota: requests are refused now)" if state.exceeded else "")
+    )
 
 
 @main.group()

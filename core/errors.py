@@ -6,10 +6,17 @@ DocuChatError
  ├── NotFound                the named thing does not exist (or is not the caller's)
  ├── Conflict                the thing exists already, or is in a state that forbids the request
  ├── Gone                    the thing existed but is no longer kept
- ├── AuthenticationFailed, PermissionDenied, SignInRejected, RateLimited   (who may ask)
+ ├── AuthenticationFailed, PermissionDenied, SignInRejected   (who may ask)
+ ├── RateLimited             too many requests for now
+ │    └── QuotaExceeded      the tenant spent its monthly tokens
  ├── ServiceUnavailable      a backing service (queue, database, provider) is down: retry later
  └── PipelineError           see pipeline/errors.py
 """
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
 
 
 class DocuChatError(Exception):
@@ -59,6 +66,21 @@ class RateLimited(DocuChatError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = max(1, retry_after)
+
+
+class QuotaExceeded(RateLimited):
+    """The tenant has used its monthly token quota; nothing that spends tokens is accepted
+    until the quota month resets."""
+
+    def __init__(self, tenant: str, used: int, quota: int, resets_at: datetime, now: datetime):
+        super().__init__(
+            f"tenant {tenant!r} has used {used:,} of its {quota:,} tokens this month, so new "
+            f"questions, searches and uploads are refused until the quota resets on "
+            f"{resets_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC; an operator can raise it with "
+            "`docuchat tenant set-quota`",
+            retry_after=math.ceil((resets_at - now).total_seconds()),
+        )
+        self.used, self.quota, self.resets_at = used, quota, resets_at
 
 
 class ServiceUnavailable(DocuChatError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
     ForeignKey,
     Integer,
@@ -207,8 +208,20 @@ class UsageRecord(Base):
     completion_tokens: Mapped[int] = mapped_column(
         Integer, nullable=False, server_default=text("0")
     )
-    # At most one record per job (a unique index): a retried job never counts twice.
+    # At most one record per job and kind (a unique index): a retried job never counts twice.
     job_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = _created_at()
+
+
+class UsageMonth(Base):
+    """A tenant's tokens in one UTC calendar month, kept by a trigger on usage_records."""
+
+    __tablename__ = "usage_months"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    month: Mapped[date] = mapped_column(Date, primary_key=True)  # the 1st of the month
+    tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))

@@ -30,6 +30,7 @@ from db.engine import create_sync_engine
 from db.migrate import upgrade
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
+SERVER_TIME_ZONE = "Pacific/Kiritimati"
 
 
 @dataclass
@@ -77,6 +78,11 @@ def engine(settings: Settings) -> Iterator[Engine]:
     """The test database, migrated to head once per run."""
     engine = create_sync_engine(settings, as_app=False)
     upgrade(engine, settings.embedding_dimension)
+    # Far from UTC on purpose (UTC+14): no answer may depend on the database's time zone.
+    with engine.begin() as conn:
+        name = conn.exec_driver_sql("SELECT current_database()").scalar_one()
+        conn.exec_driver_sql(f"ALTER DATABASE \"{name}\" SET TimeZone = '{SERVER_TIME_ZONE}'")
+    engine.dispose()  # connections made from here on start in that zone
     yield engine
     engine.dispose()
 

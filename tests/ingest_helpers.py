@@ -7,12 +7,13 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from core.settings import Settings
 from core.tokens import issue_access_token
 from db.accounts import create_tenant, get_or_create_user
 from db.engine import unit_of_work
+from db.models import Tenant
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -27,6 +28,23 @@ def tenant_client(engine: Engine, settings: Settings, base_url: str) -> httpx.Cl
         base_url=base_url,
         timeout=30,
         headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant.slug},
+    )
+
+
+def colleague_client(
+    engine: Engine, settings: Settings, client: httpx.Client, role: str = "member"
+) -> httpx.Client:
+    """A client for a new user, with this role, of the same tenant as `client`."""
+    slug = client.headers["X-Tenant-ID"]
+    with unit_of_work(engine) as session:
+        tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).one()
+        user = get_or_create_user(session, tenant, f"c-{uuid.uuid4().hex[:8]}@example.com")
+        user.role = role
+    token = issue_access_token(settings, user.id, tenant.id).token
+    return httpx.Client(
+        base_url=str(client.base_url),
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": slug},
     )
 
 

@@ -61,6 +61,8 @@ class StandIn:
     stall_after: int | None = None  # pieces sent before stalling for `stall_seconds`
     drop_after: int | None = None  # pieces sent before the connection is dropped
     report_usage: bool = True
+    # What it told its clients they spent: (model, prompt tokens, completion tokens).
+    reported_usage: list[tuple[str, int, int]] = field(default_factory=list)
     # (received, first piece sent) per streamed answer, time.perf_counter() seconds.
     first_piece_timings: list[tuple[float, float]] = field(default_factory=list)
 
@@ -147,6 +149,9 @@ class StandIn:
                         "total_tokens": PROMPT_TOKENS_REPORTED + len(pieces),
                     }
                     self._chunk(base | {"choices": [], "usage": usage})
+                    standin.reported_usage.append(
+                        (body["model"], PROMPT_TOKENS_REPORTED, len(pieces))
+                    )
                 self._chunk("[DONE]")
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
@@ -166,6 +171,7 @@ class StandIn:
     def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         tokens = sum(len(re.findall(r"\w+", text)) for text in inputs)
+        self.reported_usage.append((body["model"], tokens, 0))
         return {
             "object": "list",
             "model": body["model"],

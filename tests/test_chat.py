@@ -13,14 +13,10 @@ from sqlalchemy import Engine, text
 
 from core.job_streams import stream_key
 from core.settings import Settings
-from core.tokens import issue_access_token
-from db.accounts import get_or_create_user
-from db.engine import unit_of_work
-from db.models import Tenant
 from pipeline.extractive import HEADER, NOTHING_TO_ANSWER_FROM
 from tests.chat_helpers import ask, bare_client, read_stream
 from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
-from tests.ingest_helpers import ingest, tenant_client, wait_for_job
+from tests.ingest_helpers import colleague_client, ingest, tenant_client, wait_for_job
 from tests.pdfs import english_pdf, filler, persian_filler, persian_pdf
 
 FA_PAGES = [
@@ -62,20 +58,6 @@ def english_client(
     with tenant_client(engine, api_settings, server.url) as client:
         ingest(client, english_pdf(EN_PAGES), "harbour.pdf")
         yield client
-
-
-def _colleague(engine: Engine, settings: Settings, client: httpx.Client) -> httpx.Client:
-    """Another user of the same tenant as `client`."""
-    slug = client.headers["X-Tenant-ID"]
-    with unit_of_work(engine) as session:
-        tenant = session.query(Tenant).filter_by(slug=slug).one()
-        user = get_or_create_user(session, tenant, f"c-{uuid.uuid4().hex[:8]}@example.com")
-    token = issue_access_token(settings, user.id, tenant.id).token
-    return httpx.Client(
-        base_url=str(client.base_url),
-        timeout=30,
-        headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": slug},
-    )
 
 
 def test_a_persian_question_is_answered_from_a_persian_pdf_over_sse(
@@ -195,7 +177,7 @@ def test_sessions_and_answers_belong_to_their_user(
     started = ask(english_client, "Who lights the copper lantern?")
     session_id, job_id = started["session_id"], started["job_id"]
     read_stream(english_client, started["stream_url"])
-    with _colleague(engine, api_settings, english_client) as colleague:
+    with colleague_client(engine, api_settings, english_client) as colleague:
         assert colleague.get(f"/v1/sessions/{session_id}/messages").status_code == 404
         assert colleague.delete(f"/v1/sessions/{session_id}").status_code == 404
         assert colleague.get(f"/v1/jobs/{job_id}").status_code == 404

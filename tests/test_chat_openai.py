@@ -14,7 +14,7 @@ from core.settings import Settings
 from pipeline.chunking import count_tokens
 from tests.chat_helpers import ask, read_stream
 from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
-from tests.ingest_helpers import ingest, tenant_client, wait_for_job
+from tests.ingest_helpers import colleague_client, ingest, tenant_client, wait_for_job
 from tests.openai_standin import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
 from tests.pdfs import english_pdf, filler
 
@@ -116,6 +116,37 @@ def test_an_answer_streams_from_the_provider_and_its_reported_usage_is_saved(
     assert _usage_rows(engine, started["job_id"]) == [
         ("chat", "standin-large", PROMPT_TOKENS_REPORTED, pieces)
     ]
+
+
+def test_usage_adds_up_what_the_provider_reported(
+    client: httpx.Client, standin: StandIn, engine: Engine, llm_settings: Settings
+) -> None:
+    questions = ["When do fishermen light the lantern?", "Where does the lantern hang?"]
+    standin.reported_usage.clear()
+    with colleague_client(engine, llm_settings, client) as colleague:
+        for question in questions:
+            read_stream(colleague, ask(colleague, question, model="standin-large")["stream_url"])
+        usage = colleague.get("/v1/usage").json()
+    assert [model for model, _, _ in standin.reported_usage] == ["standin-large"] * 2
+    prompt = sum(p for _, p, _ in standin.reported_usage)
+    completion = sum(c for _, _, c in standin.reported_usage)
+    embedded = sum(count_tokens(q) for q in questions)
+    for window in ("last_24h", "last_7d"):
+        assert usage[window]["by_model"] == {
+            "standin-large": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "requests": 2,
+            },
+            llm_settings.embedding_model_name: {
+                "prompt_tokens": embedded,
+                "completion_tokens": 0,
+                "total_tokens": embedded,
+                "requests": 2,
+            },
+        }
+        assert usage[window]["total_tokens"] == prompt + completion + embedded
 
 
 def test_a_server_that_reports_no_usage_is_counted_with_tiktoken(

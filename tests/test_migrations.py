@@ -6,7 +6,7 @@ from db.migrate import EMBEDDING_WIDTH_SQL, check_schema, downgrade, head_revisi
 
 TABLES = {
     "tenants", "users", "documents", "document_blobs", "chunks", "jobs", "chat_sessions",
-    "messages", "usage_records",
+    "messages", "usage_records", "usage_months",
 }  # fmt: skip
 
 

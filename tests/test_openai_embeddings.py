@@ -112,6 +112,15 @@ def test_the_whole_stack_runs_on_an_openai_compatible_embedder_by_configuration(
             job = wait_for_job(client, response.json()["job"]["id"])
             assert job["status"] == "failed"
             assert "refused the request (HTTP 401)" in job["error"]
+            # Usage is what the provider reported: two documents and one search query.
+            usage = client.get("/v1/usage").json()["last_24h"]["by_model"]["standin-embed"]
+        reported = sum(prompt for _model, prompt, _completion in standin.reported_usage)
+        assert usage == {
+            "prompt_tokens": reported,
+            "completion_tokens": 0,
+            "total_tokens": reported,
+            "requests": 3,
+        }
         assert results["results"][0]["document_id"] == document["id"]
         assert results["results"][0]["page_start"] == 1
         assert any(r["path"] == "/v1/embeddings" for r in standin.requests)

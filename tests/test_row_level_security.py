@@ -59,3 +59,16 @@ def test_the_app_role_cannot_bypass_security(app_engine: Engine) -> None:
             text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
         ).one()
     assert tuple(row) == (False, False)
+
+
+def test_every_table_with_a_tenant_id_has_row_level_security(engine: Engine) -> None:
+    with engine.connect() as conn:
+        unguarded = conn.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
+                "WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace "
+                "AND a.attname = 'tenant_id' AND NOT (c.relrowsecurity AND EXISTS "
+                "(SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))"
+            )
+        ).scalars()
+        assert list(unguarded) == []

@@ -64,7 +64,7 @@ def _prompt(resources: WorkerResources, tenant_id: uuid.UUID, job: Job, task: Ch
     with unit_of_work(resources.engine, tenant_id) as session:
         vector, only = embedded.vectors[0], task.document_ids or None
         hits = hybrid_search(session, tenant_id, query, vector, settings.top_k, only)
-        record_usage(
+        record_usage(  # last: the tenant's month total stays locked only until the commit
             session,
             tenant_id=tenant_id,
             user_id=job.user_id,
