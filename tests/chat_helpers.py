@@ -27,7 +27,10 @@ class Answer:
 
     @property
     def text(self) -> str:
-        return "".join(e.data["text"] for e in self.events if e.event == "delta")
+        """The answer as a client shows it: the text since the last `restart`, if any."""
+        names = self.names
+        since = len(names) - names[::-1].index("restart") if "restart" in names else 0
+        return "".join(e.data["text"] for e in self.events[since:] if e.event == "delta")
 
     def last(self, name: str) -> Any:
         return next(e.data for e in reversed(self.events) if e.event == name)

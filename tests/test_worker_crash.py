@@ -1,18 +1,32 @@
-"""A worker killed with SIGKILL mid-ingestion: another worker finishes the job, no duplicates.
+"""A worker killed with SIGKILL mid-ingestion or mid-answer: another worker finishes the job,
+with no duplicate chunks, messages or usage.
 
-This test's API and workers use their own Redis database, so the run's shared worker cannot
-take the message first: the one worker alive when the upload lands is the one that dies.
+These tests' API and workers use their own Redis databases, so the run's shared worker cannot
+take the message first: the one worker alive when the job is queued is the one that dies.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
+import httpx
+import pytest
 from sqlalchemy import Engine, text
 
+from tests.chat_helpers import ask, read_stream
 from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
-from tests.ingest_helpers import tenant_client, upload, wait_for_job
+from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
+from tests.openai_standin import StandIn
 from tests.pdfs import english_pdf, filler
+
+REPLY = " ".join(f"word{i}" for i in range(40)) + " [1]."
+
+
+@pytest.fixture
+def standin() -> Iterator[StandIn]:
+    with StandIn(reply=REPLY, piece_delay=0.05) as server:
+        yield server
 
 
 def test_a_killed_worker_s_job_is_redelivered_and_finished_once(
@@ -61,3 +75,47 @@ def test_a_killed_worker_s_job_is_redelivered_and_finished_once(
     assert document["status"] == "ready"
     assert ordinals == list(range(document["chunks"])), "exactly one set of chunks"
     assert usage == 1, "the embedding usage is counted once"
+
+
+def test_a_killed_worker_s_answer_restarts_on_another_and_is_saved_once(
+    services: Services, engine: Engine, standin: StandIn
+) -> None:
+    settings = settings_for(
+        services,
+        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/6",
+        WORKER_HEARTBEAT_TIMEOUT_SECONDS="2",
+        RATE_LIMIT_PER_MINUTE="100000",
+        OPENAI_BASE_URL=standin.base_url,
+    )
+    pages = ["The copper lantern hangs in the old harbour. " + filler(1, 4)]
+    with LiveServer(settings) as server, tenant_client(engine, settings, server.url) as client:
+        first = WorkerProcess(settings, threads=1).__enter__()
+        try:
+            ingest(client, english_pdf(pages), "harbour.pdf")
+            started = ask(client, "Where does the copper lantern hang?")
+            before = read_stream(client, started["stream_url"], stop_after_deltas=5)
+        finally:
+            first.kill()
+        job_id = started["job_id"]
+        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "running"  # orphaned
+        with WorkerProcess(settings, threads=1):
+            resumed = read_stream(client, started["stream_url"], last_event_id=before.events[-1].id)
+            whole = read_stream(client, started["stream_url"])
+        messages = _messages(client, started["session_id"])
+    assert before.text and REPLY.startswith(before.text)
+    assert resumed.names[0] == "restart" and resumed.names[-1] == "end"
+    assert whole.names.count("restart") == 1
+    assert resumed.text == whole.text == REPLY  # what a client shows after the restart
+    assert [m["content"] for m in messages if m["role"] == "assistant"] == [REPLY]
+    with engine.connect() as conn:
+        kinds = conn.execute(
+            text("SELECT kind FROM usage_records WHERE job_id = :j ORDER BY kind"), {"j": job_id}
+        ).scalars()
+        assert list(kinds) == ["chat", "embedding"]  # counted once each
+
+
+def _messages(client: httpx.Client, session_id: str) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = client.get(f"/v1/sessions/{session_id}/messages").json()[
+        "messages"
+    ]
+    return messages

@@ -23,6 +23,8 @@ from workers.resources import WorkerResources
 
 log = logging.getLogger("docuchat.workers")
 
+RESTART_REASON = "the answer was interrupted (its worker stopped) and starts again"
+
 
 def answer_chat_job(
     resources: WorkerResources, writer: EventWriter, tenant_id: uuid.UUID, job_id: uuid.UUID
@@ -35,6 +37,9 @@ def answer_chat_job(
         if task is None:
             finish_job(session, job_id, "cancelled", error="the session was deleted")
             return
+    if writer.earlier_attempt_wrote():
+        # What the stream holds is a half answer that will never finish: clients drop it.
+        writer.emit("restart", {"reason": RESTART_REASON})
     prompt = _prompt(resources, tenant_id, job, task)
     citations = [_citation(source) for source in prompt.sources]
     writer.emit("citations", citations)
