@@ -20,10 +20,12 @@ from api.resources import lifespan_for
 from api.search import search
 from api.sessions import delete_chat_session, get_session_messages, list_chat_sessions
 from api.usage import get_usage
+from core.redaction import install_log_redaction
 from core.settings import Settings, load_settings
 
 
 def create_app(settings: Settings) -> Litestar:
+    install_log_redaction()
     return Litestar(
         route_handlers=[
             healthz,

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import uvicorn
+from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
@@ -28,6 +29,7 @@ from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from core.settings import Settings, load_settings
 from db.engine import create_sync_engine
 from db.migrate import upgrade
+from tests.auth_helpers import Inbox
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 SERVER_TIME_ZONE = "Pacific/Kiritimati"
@@ -195,6 +197,16 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server on loopback: its inbox and port."""
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
 
 
 @pytest.fixture(scope="session")

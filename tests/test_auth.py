@@ -6,52 +6,21 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from email import message_from_bytes
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from sqlalchemy import Engine, text
 
 from core.cli import main
-from core.embedded import free_port
 from core.settings import Settings
 from core.tokens import issue_access_token
 from db.accounts import create_tenant, get_or_create_user
 from db.engine import unit_of_work
+from tests.auth_helpers import Inbox, sign_in
 from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, settings_for
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], str]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = message_from_bytes(envelope.content)
-        body = message.get_payload(decode=True).decode()
-        self.messages.append((list(envelope.rcpt_tos), body))
-        return "250 OK"
-
-    def code_for(self, address: str, timeout: float = 10) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for recipients, body in reversed(self.messages):
-                if address in recipients:
-                    return re.search(r"^\s+(\d{6})\s*$", body, re.MULTILINE).group(1)  # type: ignore[union-attr]
-            time.sleep(0.05)
-        raise AssertionError(f"no mail for {address}")
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
 
 
 def auth_settings(services: Services, smtp_port: int, **overrides: str) -> Settings:
@@ -79,20 +48,6 @@ def api(services: Services, smtp: tuple[Inbox, int], engine: Engine) -> Iterator
 
 def _email() -> str:
     return f"user-{uuid.uuid4().hex[:8]}@example.com"
-
-
-def sign_in(client: httpx.Client, inbox: Inbox, tenant: str, email: str) -> str:
-    headers = {"X-Tenant-ID": tenant}
-    assert (
-        client.post("/v1/auth/request-code", json={"email": email}, headers=headers).status_code
-        == 202
-    )
-    code = inbox.code_for(email.strip().lower())
-    response = client.post(
-        "/v1/auth/verify-code", json={"email": email, "code": code}, headers=headers
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
 
 
 def test_sign_in_end_to_end(api: httpx.Client, smtp: tuple[Inbox, int], tenant: Any) -> None:

@@ -8,8 +8,10 @@ made later, per process, on first use (`workers.resources`).
 import dramatiq
 
 from core.bootstrap import create_broker
+from core.redaction import install_log_redaction
 from core.settings import load_settings
 
+install_log_redaction()
 settings = load_settings()
 broker = create_broker(settings)
 dramatiq.set_broker(broker)
