@@ -28,7 +28,7 @@ from db.documents import (
 from db.engine import async_unit_of_work
 from db.jobs import fail_ingest_async
 from db.models import Job
-from pipeline.pdf import count_pages
+from pipeline.pdf_isolation import ReadLimits, count_pages
 
 log = logging.getLogger("docuchat.api")
 
@@ -86,7 +86,8 @@ async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]
         await require_quota(session, caller)  # before reading a byte of the upload
     received = await receive_upload(request, settings.max_upload_mb)
     try:
-        pages = await anyio.to_thread.run_sync(count_pages, received.path, settings.max_pages)
+        limits = ReadLimits.from_settings(settings)
+        pages = await anyio.to_thread.run_sync(count_pages, received.path, limits)
         upload = StoredUpload(
             received.path, received.filename, received.size_bytes, received.sha256, pages
         )

@@ -22,6 +22,18 @@ from datetime import UTC, datetime
 class DocuChatError(Exception):
     """Base of every error DocuChat raises on purpose."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take other arguments than their message: pickle (to cross a process
+        # boundary) the message and attributes, not the constructor's arguments.
+        return (_rebuild, (type(self), str(self), self.__dict__))
+
+
+def _rebuild(kind: type[DocuChatError], message: str, state: dict[str, object]) -> DocuChatError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigurationError(DocuChatError):
     """The settings or the environment cannot run the service; the message says what to fix."""

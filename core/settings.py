@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     top_k: int = Field(default=6, ge=1, le=50)
     max_upload_mb: int = Field(default=25, ge=1, le=1024)
     max_pages: int = Field(default=500, ge=1, le=20000)
+    # Each PDF is read in a child process held to these (pipeline/pdf_isolation.py).
+    pdf_memory_limit_mb: int = Field(default=1024, ge=256, le=65536)
+    pdf_cpu_seconds: int = Field(default=300, ge=5, le=3600)
     embedding_batch_size: int = Field(default=32, ge=1, le=2048)
 
     # A job's event stream stays readable this long after its last event.

@@ -10,6 +10,7 @@ DocuChatError
       │    ├── EncryptedPdf        needs a password to open
       │    ├── NoPages             a PDF with no pages
       │    ├── TooManyPages        over MAX_PAGES
+      │    ├── PdfTooDemanding     reading it needs more memory, CPU or text than allowed
       │    ├── NoExtractableText   only images: a scan (OCR is not supported)
       │    ├── EmbeddingRejected   the provider refused the request (bad key, bad model)
       │    └── ProviderRejected    the language model refused the request (bad key, bad model)
@@ -69,6 +70,11 @@ class TooManyPages(PermanentError):
         super().__init__(f"the PDF has {pages} pages; the limit is {limit}")
         self.pages = pages
         self.limit = limit
+
+
+class PdfTooDemanding(PermanentError):
+    """Reading the file went past a limit set for hostile files (a decompression bomb, a page
+    of millions of characters); the message names the limit and its setting."""
 
 
 class NoExtractableText(PermanentError):

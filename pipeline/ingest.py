@@ -16,7 +16,8 @@ from pipeline.chunking import TextChunk, chunk_pages
 from pipeline.embedding import Embedder
 from pipeline.errors import NoExtractableText
 from pipeline.normalise import normalise_text
-from pipeline.pdf import PageText, PdfSource, opened_pdf
+from pipeline.pdf import PageText, PdfSource
+from pipeline.pdf_isolation import ReadLimits, read_pdf
 
 # Fewer letters than this in the whole document: a scan or a picture book, not text.
 MIN_LETTERS = 10
@@ -41,7 +42,7 @@ class IngestedDocument:
 class ChunkingOptions:
     chunk_tokens: int
     overlap_tokens: int
-    max_pages: int
+    limits: ReadLimits
     batch_size: int = 32
 
 
@@ -64,7 +65,7 @@ def ingest_pdf(
     on_progress: Callable[[IngestProgress], None] = _noop,
 ) -> IngestedDocument:
     """Read, chunk and embed one PDF. `on_progress` may raise to stop the work early."""
-    with opened_pdf(path, options.max_pages) as source:
+    with read_pdf(path, options.limits) as source:
         total_pages = source.page_count
         on_progress(IngestProgress("extracting", 0, total_pages))
         pages = normalised_pages(

@@ -109,14 +109,20 @@ def _open_with_pypdf(path: Path, pdfium_reason: str) -> PdfSource:
     return source
 
 
-def open_pdf(path: Path) -> PdfSource:
-    """Open a PDF for reading, or raise the PermanentError that says what is wrong with it."""
+def check_header(path: Path) -> None:
+    """Refuse an empty file, or one whose bytes are not a PDF's, without parsing it."""
     with path.open("rb") as file:
         head = file.read(HEADER_WINDOW)
     if not head:
         raise EmptyFile()
     if not looks_like_pdf(head):
         raise NotAPdf()
+
+
+def open_pdf(path: Path) -> PdfSource:
+    """Open a PDF for reading, or raise the PermanentError that says what is wrong with it.
+    This parses the file in the calling process: untrusted files go through pdf_isolation."""
+    check_header(path)
     try:
         return _open_with_pdfium(path)
     except pdfium.PdfiumError as exc:
@@ -143,9 +149,3 @@ def opened_pdf(path: Path, max_pages: int) -> Iterator[PdfSource]:
         yield source
     finally:
         source.close()
-
-
-def count_pages(path: Path, max_pages: int) -> int:
-    """The page count of a PDF that opens, needs no password and has 1..max_pages pages."""
-    with opened_pdf(path, max_pages) as source:
-        return source.page_count

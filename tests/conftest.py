@@ -161,6 +161,7 @@ def worker_environment(settings: Settings, **extra: str) -> dict[str, str]:
         "OPENAI_TIMEOUT_SECONDS": str(settings.openai_timeout_seconds),
         "OPENAI_MAX_RETRIES": str(settings.openai_max_retries),
         "ALLOWED_MODELS": ",".join(settings.allowed_models),
+        "PDF_MEMORY_LIMIT_MB": str(settings.pdf_memory_limit_mb),
     }
     if settings.openai_base_url:
         environ["OPENAI_BASE_URL"] = settings.openai_base_url

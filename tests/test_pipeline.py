@@ -24,7 +24,8 @@ from pipeline.errors import (
 )
 from pipeline.ingest import ChunkingOptions, IngestProgress, ingest_pdf, normalised_pages
 from pipeline.normalise import normalise_text
-from pipeline.pdf import PageText, count_pages, opened_pdf
+from pipeline.pdf import PageText
+from pipeline.pdf_isolation import ReadLimits, count_pages, read_pdf
 from tests.pdfs import blank_pdf, encrypted_pdf, english_pdf, filler, persian_pdf, scanned_pdf
 
 PERSIAN = "پایتون یک زبان برنامه‌نویسی است. کتابخانه‌های زیادی دارد و ۱۲۳ ویژگی."
@@ -38,7 +39,7 @@ def _write(tmp_path: Path, data: bytes, name: str = "doc.pdf") -> Path:
 
 def test_persian_words_come_out_separated_and_in_reading_order(tmp_path: Path) -> None:
     path = _write(tmp_path, persian_pdf([PERSIAN + "\n\nپاراگراف دوم درباره‌ی یادگیری است."]))
-    with opened_pdf(path, max_pages=10) as source:
+    with read_pdf(path, ReadLimits(10)) as source:
         (page,) = list(normalised_pages(source))
     assert page.number == 1
     assert page.text.split() == (PERSIAN + " پاراگراف دوم درباره‌ی یادگیری است.").split()
@@ -49,7 +50,7 @@ def test_persian_words_come_out_separated_and_in_reading_order(tmp_path: Path) -
 
 def test_english_pages_keep_their_numbers(tmp_path: Path) -> None:
     path = _write(tmp_path, english_pdf(["First page. Alpha.", "Second page. Beta."]))
-    with opened_pdf(path, max_pages=10) as source:
+    with read_pdf(path, ReadLimits(10)) as source:
         pages = list(normalised_pages(source))
     assert [(p.number, p.text) for p in pages] == [
         (1, "First page. Alpha."),
@@ -120,35 +121,37 @@ def test_chunking_rejects_an_overlap_as_large_as_the_chunk() -> None:
 )
 def test_files_that_are_not_usable_pdfs(tmp_path: Path, data: bytes, error: type) -> None:
     with pytest.raises(error):
-        count_pages(_write(tmp_path, data), max_pages=10)
+        count_pages(_write(tmp_path, data), ReadLimits(10))
 
 
 def test_encrypted_truncated_empty_and_long_pdfs_are_refused(tmp_path: Path) -> None:
     with pytest.raises(EncryptedPdf, match="password"):
-        count_pages(_write(tmp_path, encrypted_pdf()), max_pages=10)
+        count_pages(_write(tmp_path, encrypted_pdf()), ReadLimits(10))
     truncated = english_pdf([filler(1, 40)])[:900]
     with pytest.raises(CorruptPdf):
-        count_pages(_write(tmp_path, truncated), max_pages=10)
+        count_pages(_write(tmp_path, truncated), ReadLimits(10))
     empty = io.BytesIO()
     pypdf.PdfWriter().write(empty)
     with pytest.raises(NoPages):
-        count_pages(_write(tmp_path, empty.getvalue()), max_pages=10)
+        count_pages(_write(tmp_path, empty.getvalue()), ReadLimits(10))
     with pytest.raises(TooManyPages, match="has 6 pages; the limit is 5"):
-        count_pages(_write(tmp_path, blank_pdf(6)), max_pages=5)
-    assert count_pages(_write(tmp_path, blank_pdf(5)), max_pages=5) == 5
+        count_pages(_write(tmp_path, blank_pdf(6)), ReadLimits(5))
+    assert count_pages(_write(tmp_path, blank_pdf(5)), ReadLimits(5)) == 5
 
 
 def test_a_scan_without_text_is_a_permanent_error(tmp_path: Path) -> None:
     path = _write(tmp_path, scanned_pdf())
     with pytest.raises(NoExtractableText, match="scanned PDF") as caught:
-        ingest_pdf(path, LocalE5Embedder(), ChunkingOptions(200, 20, 10))
+        ingest_pdf(path, LocalE5Embedder(), ChunkingOptions(200, 20, ReadLimits(10)))
     assert isinstance(caught.value, PermanentError)
 
 
 def test_ingest_pdf_chunks_embeds_and_reports_progress(tmp_path: Path) -> None:
     path = _write(tmp_path, english_pdf([filler(n, 25) for n in range(3)]))
     seen: list[IngestProgress] = []
-    result = ingest_pdf(path, LocalE5Embedder(), ChunkingOptions(100, 10, 10, 4), seen.append)
+    result = ingest_pdf(
+        path, LocalE5Embedder(), ChunkingOptions(100, 10, ReadLimits(10), 4), seen.append
+    )
     assert result.page_count == 3
     assert result.vectors.shape == (len(result.chunks), 384)
     assert np.allclose(np.linalg.norm(result.vectors, axis=1), 1, atol=1e-3)

@@ -23,6 +23,7 @@ from db.jobs import claim_job, finish_job, report_progress
 from db.usage import record_usage
 from pipeline.errors import PermanentError
 from pipeline.ingest import ChunkingOptions, IngestProgress, ingest_pdf
+from pipeline.pdf_isolation import ReadLimits
 from workers.answering import answer_chat_job
 from workers.event_stream import EventWriter
 from workers.outcomes import Cancelled, chat_outcome, ingest_outcome
@@ -145,7 +146,7 @@ def _ingest(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID)
             ChunkingOptions(
                 chunk_tokens=settings.chunk_token_size,
                 overlap_tokens=settings.chunk_overlap,
-                max_pages=settings.max_pages,
+                limits=ReadLimits.from_settings(settings),
                 batch_size=settings.embedding_batch_size,
             ),
             on_progress=progress,
