@@ -10,6 +10,8 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core.errors import (
     AuthenticationFailed,
@@ -103,6 +105,15 @@ def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dic
     return problem(exc.status_code, exc.detail, dict(exc.headers or {}))
 
 
+def on_database_unavailable(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, Any]]:
+    """Postgres down, restarting or out of connections: the request can be tried again, and
+    the pool's pre-ping reconnects by itself once the database is back."""
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem(503, "the database is unavailable; try again shortly", {"Retry-After": "5"})
+
+
 def on_unexpected_error(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, Any]]:
@@ -114,5 +125,8 @@ EXCEPTION_HANDLERS = {
     DocuChatError: on_docuchat_error,
     ValidationException: on_validation_error,
     HTTPException: on_http_error,
+    OperationalError: on_database_unavailable,
+    InterfaceError: on_database_unavailable,
+    PoolTimeout: on_database_unavailable,
     Exception: on_unexpected_error,
 }

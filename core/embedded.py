@@ -50,7 +50,9 @@ class EmbeddedPostgres:
         existing = postmaster_info.read_from_pgdata(self.pgdata)
         already_running = existing is not None and existing.is_running()
         self._server = pgserver.get_server(self.pgdata, cleanup_mode=None)
-        self.started_here = not already_running
+        if not already_running:  # a server this process stopped is remembered, not restarted
+            self._server.ensure_postgres_running()
+        self.started_here = self.started_here or not already_running
         admin_uri = self._server.get_uri("postgres")
         with psycopg.connect(admin_uri, autocommit=True) as conn:
             exists = conn.execute(
