@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -14,6 +14,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.files import parse_document_ids, parse_field_id, parse_id
 from api.identity import Caller, bearer_caller, caller_of
@@ -173,16 +174,27 @@ async def stream_answer(
         )
     if resources.open_streams >= resources.settings.max_streams_per_process:
         raise ServiceUnavailable("this server is relaying as many answers as it can; retry shortly")
+
+    async def finished() -> bool:
+        async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
+            return (await get_job(session, ident)).status in FINISHED
+
     return ServerSentEvent(
-        relay(resources, key, last_id),
+        relay(resources, key, last_id, finished),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def relay(
-    resources: ApiResources, key: str, last_id: str
+    resources: ApiResources,
+    key: str,
+    last_id: str,
+    finished: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Events after `last_id` as they are appended, until the answer's last event."""
+    """Events after `last_id` as they are appended, until the answer's last event.
+
+    A stream that is missing while its job is unfinished was lost with a Redis restart: the
+    reaper sends the job again and its new attempt starts the stream afresh, so we wait."""
     redis = resources.stream_redis
     block_ms = max(1, int(resources.settings.sse_keepalive_seconds * 1000))
     retry: int | None = RECONNECT_MS
@@ -192,14 +204,15 @@ async def relay(
         while True:
             try:
                 batches = await redis.xread({key: cursor}, count=500, block=block_ms)
-            except RedisError as exc:
+                expired = not batches and not await redis.exists(key) and await finished()
+            except (RedisError, SQLAlchemyError) as exc:
                 log.warning("stream %s interrupted: %s", key, exc)
                 yield _error("stream_unavailable", "the event stream is unavailable; reconnect")
                 return
             if not batches:
                 yield ServerSentEventMessage(data=None, comment="keep-alive", retry=retry)
                 retry = None
-                if not await redis.exists(key):
+                if expired:
                     yield _error("stream_expired", "the event stream has expired")
                     return
                 continue

@@ -25,6 +25,8 @@ BROKER_NAMESPACE = "docuchat"
 # Actor names the API enqueues by name, so it never imports the workers' code.
 INGEST_ACTOR = "ingest_document"
 CHAT_ACTOR = "answer_question"
+# How long one attempt at a job may run before Dramatiq stops it, by queue.
+TIME_LIMIT_MS = {"ingest": 15 * 60 * 1000, "chat": 10 * 60 * 1000}
 
 # How many broker commands in a million run queue maintenance, which hands the messages of a
 # dead worker to the living. Dramatiq's default suits its 60 s heartbeat timeout; a shorter
@@ -68,9 +70,22 @@ def create_broker(settings: Settings) -> WakingRedisBroker:
     return broker
 
 
-def enqueue(broker: Broker, queue: str, actor: str, *args: str) -> str:
-    """Send a message to `actor` on `queue` by name; returns the message id."""
+def enqueue(broker: Broker, queue: str, actor: str, job_id: str, *args: str) -> str:
+    """Send job `job_id` to `actor` on `queue` by name. The message's id is the job's (Dramatiq
+    keys its Redis copies by ids of their own), so the reaper can tell which jobs still have a
+    message."""
     message: Message[Any] = Message(
-        queue_name=queue, actor_name=actor, args=args, kwargs={}, options={}
+        queue_name=queue,
+        actor_name=actor,
+        args=(job_id, *args),
+        kwargs={},
+        options={},
+        message_id=job_id,
     )
     return broker.enqueue(message).message_id
+
+
+def message_keys(queue: str) -> tuple[str, str]:
+    """The Redis hashes that hold a queue's messages from enqueue to ack: ready or being
+    worked on, and delayed (waiting for a retry)."""
+    return f"{BROKER_NAMESPACE}:{queue}.msgs", f"{BROKER_NAMESPACE}:{queue}.DQ.msgs"

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     max_streams_per_process: int = Field(default=2000, ge=1, le=50000)
 
     worker_heartbeat_timeout_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # Every worker's reaper looks this often for unfinished jobs whose queue message is gone
+    # (Redis lost it) and sends them again; a job younger than the grace is left alone.
+    reaper_interval_seconds: float = Field(default=30.0, ge=0.5, le=3600)
+    reaper_grace_seconds: float = Field(default=60.0, ge=1, le=3600)
 
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, gt=0, lt=65536)

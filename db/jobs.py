@@ -2,15 +2,17 @@
 
 queued ──claim──> running ──finish──> succeeded | failed | cancelled
    ^                 │
-   └──── retry ──────┘   (a transient error: back to queued with the reason)
+   └──── retry ──────┘   (a transient error, or a lost queue message: back to queued)
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -54,17 +56,60 @@ async def cancel_job(session: AsyncSession, job_id: uuid.UUID) -> tuple[Job, str
 _FINISHED_VERB = {"succeeded": "succeeded", "failed": "failed", "cancelled": "been cancelled"}
 
 
-def claim_job(session: Session, job_id: uuid.UUID) -> Job | None:
+@dataclass(frozen=True)
+class Claimed:
+    job: Job
+    earlier_attempt: bool  # an attempt before this one started the job (and did not finish)
+
+
+def claim_job(session: Session, job_id: uuid.UUID) -> Claimed | None:
     """Mark the job running and return it, or None when it is gone or already finished
     (a duplicate delivery of a message whose work is done)."""
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None or job.status in FINISHED:
         return None
+    earlier_attempt = job.started_at is not None
     job.status = "running"
     job.error = None
     job.started_at = job.started_at or func.now()
+    job.updated_at = func.now()
     session.flush()
-    return job
+    return Claimed(job, earlier_attempt)
+
+
+@dataclass(frozen=True)
+class UnfinishedJob:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    kind: str
+    status: str
+    idle: timedelta  # since the job last changed hands
+
+
+def unfinished_jobs(session: Session, older_than: timedelta) -> list[UnfinishedJob]:
+    """Queued or running jobs of every tenant that have not changed hands for `older_than`
+    (at most 1,000, longest idle first): the reaper's candidates."""
+    rows = session.execute(
+        text("SELECT id, tenant_id, kind, status, idle FROM docuchat_unfinished_jobs(:older_than)"),
+        {"older_than": older_than},
+    )
+    return [UnfinishedJob(*row) for row in rows]
+
+
+def requeue_lost_job(session: Session, job_id: uuid.UUID, reason: str) -> int | None:
+    """Back to queued because its message was lost; returns how many times that has now
+    happened, or None when the job finished meanwhile (its message was done, not lost)."""
+    return session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(
+            status="queued",
+            error=f"requeued: {reason}",
+            requeues=Job.requeues + 1,
+            updated_at=func.now(),
+        )
+        .returning(Job.requeues)
+    ).scalar_one_or_none()
 
 
 def report_progress(session: Session, job_id: uuid.UUID, progress: dict[str, Any]) -> bool:
@@ -86,7 +131,12 @@ def finish_job(
     error: str | None = None,
     progress: dict[str, Any] | None = None,
 ) -> None:
-    values: dict[str, Any] = {"status": status, "error": error, "finished_at": func.now()}
+    values: dict[str, Any] = {
+        "status": status,
+        "error": error,
+        "finished_at": func.now(),
+        "updated_at": func.now(),
+    }
     if progress is not None:
         values["progress"] = progress
     session.execute(
@@ -99,7 +149,7 @@ def requeue_job(session: Session, job_id: uuid.UUID, reason: str) -> None:
     session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.not_in(FINISHED))
-        .values(status="queued", error=f"will retry: {reason}")
+        .values(status="queued", error=f"will retry: {reason}", updated_at=func.now())
     )
 
 

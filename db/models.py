@@ -151,6 +151,12 @@ class Job(Base):
     created_at: Mapped[datetime] = _created_at()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Times the reaper sent the job again because its queue message was lost.
+    requeues: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # When the job last changed hands: queued, claimed, sent back for a retry, finished.
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
 
 
 class ChatSession(Base):

@@ -60,6 +60,8 @@ def read_stream(
         assert source.response.status_code == 200, source.response.read()
         assert source.response.headers["content-type"].startswith("text/event-stream")
         for sse in source.iter_sse():
+            if not sse.data:
+                continue  # a keep-alive that carries the reconnection delay: no event
             answer.events.append(Event(sse.event, sse.id, json.loads(sse.data)))
             if sse.event in ("end", "error"):
                 break

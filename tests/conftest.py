@@ -65,6 +65,9 @@ def settings_for(services: Services, **overrides: str) -> Settings:
         "REDIS_URL": services.redis_url,
         "JWT_SECRET": TEST_JWT_SECRET,
         "DATA_DIR": str(services.root),
+        # Tests share one database among several Redis databases, so a reaper would take
+        # another test's jobs for lost ones; the tests of the reaper turn it on.
+        "REAPER_INTERVAL_SECONDS": "3600",
     }
     environ.update(overrides)
     return load_settings(environ)
@@ -162,6 +165,8 @@ def worker_environment(settings: Settings, **extra: str) -> dict[str, str]:
         "OPENAI_MAX_RETRIES": str(settings.openai_max_retries),
         "ALLOWED_MODELS": ",".join(settings.allowed_models),
         "PDF_MEMORY_LIMIT_MB": str(settings.pdf_memory_limit_mb),
+        "REAPER_INTERVAL_SECONDS": str(settings.reaper_interval_seconds),
+        "REAPER_GRACE_SECONDS": str(settings.reaper_grace_seconds),
     }
     if settings.openai_base_url:
         environ["OPENAI_BASE_URL"] = settings.openai_base_url

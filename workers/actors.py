@@ -15,7 +15,7 @@ import dramatiq
 from sqlalchemy import func
 
 import workers.broker
-from core.bootstrap import CHAT_ACTOR, INGEST_ACTOR
+from core.bootstrap import CHAT_ACTOR, INGEST_ACTOR, TIME_LIMIT_MS
 from core.job_streams import error_payload
 from db.documents import copy_blob, lock_document, replace_chunks
 from db.engine import unit_of_work
@@ -32,9 +32,9 @@ from workers.resources import WorkerResources, worker_resources
 log = logging.getLogger("docuchat.workers")
 
 INGEST_MAX_RETRIES = 5
-INGEST_TIME_LIMIT_MS = 15 * 60 * 1000
+INGEST_TIME_LIMIT_MS = TIME_LIMIT_MS["ingest"]
 CHAT_MAX_RETRIES = 3
-CHAT_TIME_LIMIT_MS = 10 * 60 * 1000
+CHAT_TIME_LIMIT_MS = TIME_LIMIT_MS["chat"]
 # Progress is written at most this often (and at each change of stage), not once per chunk.
 PROGRESS_INTERVAL_SECONDS = 0.5
 
@@ -127,9 +127,10 @@ def answer_question(job_id: str, tenant_id: str) -> None:
 def _ingest(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
     settings = resources.settings
     with unit_of_work(resources.engine, tenant_id) as session:
-        job = claim_job(session, job_id)
-        if job is None:
+        claimed = claim_job(session, job_id)
+        if claimed is None:
             return  # a duplicate delivery of finished work
+        job = claimed.job
         document = lock_document(session, job.document_id) if job.document_id else None
         if document is None:
             raise Cancelled()

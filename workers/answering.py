@@ -23,22 +23,24 @@ from workers.resources import WorkerResources
 
 log = logging.getLogger("docuchat.workers")
 
-RESTART_REASON = "the answer was interrupted (its worker stopped) and starts again"
+RESTART_REASON = "the answer was interrupted (its worker or the queue failed) and starts again"
 
 
 def answer_chat_job(
     resources: WorkerResources, writer: EventWriter, tenant_id: uuid.UUID, job_id: uuid.UUID
 ) -> None:
     with unit_of_work(resources.engine, tenant_id) as session:
-        job = claim_job(session, job_id)
-        if job is None:
+        claimed = claim_job(session, job_id)
+        if claimed is None:
             return  # cancelled before it started, or a duplicate delivery of finished work
+        job = claimed.job
         task = load_chat_task(session, job)
         if task is None:
             finish_job(session, job_id, "cancelled", error="the session was deleted")
             return
-    if writer.earlier_attempt_wrote():
-        # What the stream holds is a half answer that will never finish: clients drop it.
+    if claimed.earlier_attempt:
+        # Whatever an earlier attempt streamed is a half answer that will never finish, and
+        # the stream may even be gone (Redis lost it): clients drop what they have shown.
         writer.emit("restart", {"reason": RESTART_REASON})
     prompt = _prompt(resources, tenant_id, job, task)
     citations = [_citation(source) for source in prompt.sources]

@@ -10,8 +10,10 @@ import dramatiq
 from core.bootstrap import create_broker
 from core.redaction import install_log_redaction
 from core.settings import load_settings
+from workers.reaper import JobReaper
 
 install_log_redaction()
 settings = load_settings()
 broker = create_broker(settings)
+broker.add_middleware(JobReaper(settings))
 dramatiq.set_broker(broker)

@@ -38,12 +38,6 @@ class EventWriter:
         self._last_poll = 0.0
         self.cancelled = False
 
-    def earlier_attempt_wrote(self) -> bool:
-        """Whether an earlier attempt at this job (on a worker that died, or before a retried
-        error) got as far as writing events after the API's `start`."""
-        last: list[tuple[bytes, dict[bytes, bytes]]] = self._redis.xrevrange(self._key, count=1)  # type: ignore[assignment]
-        return bool(last) and last[0][1].get(b"event") != b"start"
-
     def emit(self, event: str, payload: Any) -> None:
         """Write an event now, after any text still waiting."""
         self._write([*self._delta_events(), (event, payload)])

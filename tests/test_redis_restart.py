@@ -1,0 +1,207 @@
+"""Redis killed in the middle of an answer and started again empty: the client that was
+reading gets a clear `error` event, and after reconnecting with Last-Event-ID it gets the
+whole answer (after a `restart`); the reaper sends the job whose message was lost again, and
+the answer and its usage are saved once. No job is left unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from httpx_sse import connect_sse
+from sqlalchemy import Engine, create_engine, text
+
+from core.bootstrap import create_broker
+from core.embedded import EmbeddedRedis
+from core.settings import Settings
+from db.engine import create_sync_engine
+from db.migrate import upgrade
+from tests.chat_helpers import Answer, Event, ask, read_stream
+from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.ingest_helpers import ingest, tenant_client, upload
+from tests.openai_standin import StandIn
+from tests.pdfs import english_pdf, filler
+from workers.reaper import MAX_REQUEUES, reap_lost_jobs
+
+REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."
+
+
+@pytest.fixture
+def standin() -> Iterator[StandIn]:
+    with StandIn(reply=REPLY, piece_delay=0.05) as server:
+        yield server
+
+
+@pytest.fixture
+def own_database(empty_database: str, settings: Settings) -> Iterator[tuple[str, Engine]]:
+    """A database of the test's own, so the reaper sees no other test's jobs."""
+    owner = create_engine(empty_database)
+    upgrade(owner, settings.embedding_dimension)
+    try:
+        yield empty_database, owner
+    finally:
+        owner.dispose()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _read_until_broken(client: httpx.Client, url: str, kill: EmbeddedRedis) -> Answer:
+    """Read five deltas, SIGKILL Redis, and read on until the stream says what happened."""
+    answer = Answer()
+    with connect_sse(client, "GET", url, timeout=30) as source:
+        for sse in source.iter_sse():
+            if not sse.data:
+                continue  # a keep-alive that carries the reconnection delay: no event
+            answer.events.append(Event(sse.event, sse.id, json.loads(sse.data)))
+            if answer.names.count("delta") == 5 and kill.pid:
+                os.kill(kill.pid, signal.SIGKILL)  # no save: everything in Redis is gone
+            if sse.event in ("end", "error"):
+                break
+    return answer
+
+
+def _resume(client: httpx.Client, url: str, last_event_id: str, timeout: float = 60) -> Answer:
+    """Reconnect as EventSource does, with Last-Event-ID, until the answer's last event."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            answer = read_stream(client, url, last_event_id=last_event_id)
+        except (httpx.HTTPError, AssertionError):
+            answer = Answer()
+        if answer.names and answer.names[-1] == "end":
+            return answer
+        time.sleep(0.5)
+    raise AssertionError("the answer never ended after Redis came back")
+
+
+@pytest.mark.parametrize("outage", [0.0, 3.0], ids=["blip", "three-seconds"])
+def test_an_answer_survives_redis_losing_everything_mid_stream(
+    services: Services,
+    own_database: tuple[str, Engine],
+    standin: StandIn,
+    own_redis: EmbeddedRedis,
+    outage: float,
+) -> None:
+    """A blip: the worker's next write reaches the new Redis, and the client resumes where it
+    was. Three seconds: the worker's write fails, the job's message is gone with Redis, the
+    reaper sends it again and the client gets the whole answer after a `restart`."""
+    database_url, engine = own_database
+    settings = settings_for(
+        services,
+        DATABASE_URL=database_url,
+        REDIS_URL=own_redis.url,
+        RATE_LIMIT_PER_MINUTE="100000",
+        OPENAI_BASE_URL=standin.base_url,
+        REAPER_INTERVAL_SECONDS="0.5",
+        REAPER_GRACE_SECONDS="1",
+    )
+    pages = ["The copper lantern hangs in the old harbour. " + filler(1, 4)]
+    with (
+        LiveServer(settings) as server,
+        tenant_client(engine, settings, server.url) as client,
+        WorkerProcess(settings, threads=1),
+    ):
+        ingest(client, english_pdf(pages), "harbour.pdf")
+        started = ask(client, "Where does the copper lantern hang?")
+        broken = _read_until_broken(client, started["stream_url"], own_redis)
+        time.sleep(outage)
+        own_redis.start()  # same port, empty
+        last_id = next(e.id for e in reversed(broken.events) if e.event == "delta")
+        resumed = _resume(client, started["stream_url"], last_id)
+        job = client.get(f"/v1/jobs/{started['job_id']}").json()
+        messages = client.get(f"/v1/sessions/{started['session_id']}/messages").json()
+
+    assert broken.names[-1] == "error"
+    assert broken.last("error")["code"] == "stream_unavailable"
+    shown = resumed.text if "restart" in resumed.names else broken.text + resumed.text
+    assert shown == REPLY  # what the client shows: nothing lost, nothing twice
+    assert job["status"] == "succeeded"
+    assistant = [m["content"] for m in messages["messages"] if m["role"] == "assistant"]
+    assert assistant == [REPLY]
+    with engine.connect() as conn:
+        kinds = conn.execute(
+            text("SELECT kind FROM usage_records WHERE job_id = :j ORDER BY kind"),
+            {"j": started["job_id"]},
+        ).scalars()
+        requeues = conn.execute(
+            text("SELECT requeues FROM jobs WHERE id = :j"), {"j": started["job_id"]}
+        ).scalar_one()
+    assert list(kinds) == ["chat", "embedding"]  # counted once each
+    if outage:
+        assert "restart" in resumed.names
+        assert requeues == 1  # the reaper found its message gone and sent it again
+
+
+def test_the_reaper_leaves_jobs_with_messages_alone_and_gives_up_after_its_limit(
+    services: Services, own_database: tuple[str, Engine], own_redis: EmbeddedRedis
+) -> None:
+    """No worker listens here: the reaper is called directly on jobs whose messages it sees."""
+    database_url, engine = own_database
+    settings = settings_for(
+        services,
+        DATABASE_URL=database_url,
+        REDIS_URL=own_redis.url,
+        RATE_LIMIT_PER_MINUTE="100000",
+    )
+    app_engine = create_sync_engine(settings)
+    broker = create_broker(settings)
+    queued = redis.Redis.from_url(own_redis.url)
+    try:
+        with LiveServer(settings) as server, tenant_client(engine, settings, server.url) as client:
+            kept = ingest_job(client, 1)
+            lost = ingest_job(client, 2)
+            _lose(queued, lost)  # as if Redis had lost its message
+
+            def reap() -> dict[str, list[uuid.UUID]]:
+                return reap_lost_jobs(app_engine, queued, broker, timedelta(0), 3600)
+
+            first = reap()
+            for _ in range(MAX_REQUEUES - 1):
+                _lose(queued, lost)
+                reap()
+            _lose(queued, lost)
+            last = reap()
+            kept_job = client.get(f"/v1/jobs/{kept}").json()
+            lost_job = client.get(f"/v1/jobs/{lost}").json()
+            document = client.get(f"/v1/files/{lost_job['document_id']}").json()
+    finally:
+        app_engine.dispose()
+        queued.close()
+    assert first == {"requeued": [uuid.UUID(lost)], "failed": []}
+    assert kept_job["status"] == "queued"
+    assert last == {"requeued": [], "failed": [uuid.UUID(lost)]}
+    assert lost_job["status"] == "failed" and "queue message was lost" in lost_job["error"]
+    assert document["status"] == "failed" and "queue message was lost" in document["error"]
+
+
+def ingest_job(client: httpx.Client, seed: int) -> str:
+    response = upload(client, english_pdf([filler(seed, 3)]))
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["job"]["id"]
+    return job_id
+
+
+def _lose(queued: redis.Redis, job_id: str) -> None:
+    """Remove the job's messages from the ingest queue's hash, as a Redis restart would."""
+    key = "docuchat:ingest.msgs"
+    for field, raw in queued.hgetall(key).items():
+        if json.loads(raw)["message_id"] == job_id:
+            queued.hdel(key, field)
