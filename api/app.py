@@ -12,6 +12,7 @@ from api.auth import me, request_code, verify_code
 from api.chat import STREAM_PATH, ask, stream_answer
 from api.errors import EXCEPTION_HANDLERS
 from api.files import delete_file, get_file, list_files, upload_file
+from api.header_limit import header_limit
 from api.health import healthz
 from api.identity import PUBLIC, BearerAuthentication
 from api.jobs import cancel, get_job_status
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> Litestar:
         request_max_body_size=1 << 20,
         lifespan=[lifespan_for(settings)],
         middleware=[
+            header_limit,
             RateLimitMiddleware,
             DefineMiddleware(
                 BearerAuthentication,

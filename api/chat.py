@@ -16,7 +16,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.files import parse_document_ids, parse_field_id, parse_id
+from api.files import parse_document_ids, parse_field_id, parse_id, text_field
 from api.identity import Caller, bearer_caller, caller_of
 from api.resources import ApiResources, resources_of
 from api.schemas import ChatStarted
@@ -61,7 +61,7 @@ def stream_url(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> st
 async def ask(request: Request[Caller, Any, Any], data: JSONBody[ChatRequest]) -> ChatStarted:
     resources = resources_of(request)
     caller, settings = request.user, resources.settings
-    question = data.message.strip()
+    question = text_field(data.message, "message").strip()
     if not question:
         raise InvalidInput("message", "the message is empty")
     model = data.model or settings.default_chat_model

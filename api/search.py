@@ -9,7 +9,7 @@ import msgspec
 from litestar import Request, post
 from litestar.params import JSONBody
 
-from api.files import parse_document_ids
+from api.files import parse_document_ids, text_field
 from api.identity import Caller
 from api.resources import resources_of
 from api.usage import require_quota
@@ -47,7 +47,7 @@ async def search(
 ) -> SearchResponse:
     resources = resources_of(request)
     caller = request.user
-    query = normalise_text(data.query)
+    query = normalise_text(text_field(data.query, "query"))
     if not query:
         raise InvalidInput("query", "the query has no searchable text")
     document_ids = parse_document_ids(data.document_ids)
