@@ -16,6 +16,7 @@ from api.header_limit import header_limit
 from api.health import healthz
 from api.identity import PUBLIC, BearerAuthentication
 from api.jobs import cancel, get_job_status
+from api.openapi import document_errors
 from api.rate_limiting import RateLimitMiddleware
 from api.resources import lifespan_for
 from api.search import search
@@ -27,7 +28,7 @@ from core.settings import Settings, load_settings
 
 def create_app(settings: Settings) -> Litestar:
     install_log_redaction()
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             healthz,
             request_code,
@@ -89,6 +90,8 @@ def create_app(settings: Settings) -> Litestar:
             security=[{"bearer": []}],
         ),
     )
+    document_errors(app)
+    return app
 
 
 def create_app_from_env() -> Litestar:

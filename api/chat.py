@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.files import parse_document_ids, parse_field_id, parse_id, text_field
 from api.identity import Caller, bearer_caller, caller_of
+from api.openapi import problem_responses
 from api.resources import ApiResources, resources_of
 from api.schemas import ChatStarted
 from api.usage import require_quota
@@ -152,6 +153,7 @@ async def own_chat_job(resources: ApiResources, caller: Caller, job_id: uuid.UUI
         "SSE_KEEPALIVE_SECONDS."
     ),
     security=[{}],
+    responses=problem_responses(410),
 )
 async def stream_answer(
     request: Request[Any, Any, Any],

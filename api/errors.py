@@ -87,12 +87,19 @@ def _field_of(item: dict[str, Any]) -> str:
     return named.group(1) if key == "data" and named else key
 
 
+def _described(item: dict[str, Any]) -> dict[str, str]:
+    field, message = _field_of(item), str(item.get("message", ""))
+    if field == "data" and message == "'data'":  # Litestar's words for "no body at all"
+        return {"field": "body", "message": "a JSON body is required"}
+    return {"field": field, "message": message}
+
+
 def on_validation_error(
     _: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, Any]]:
     """Malformed bodies and parameters: 422, naming each field and what is wrong with it."""
     errors = [
-        {"field": _field_of(item), "message": str(item.get("message", ""))}
+        _described(item)
         for item in (exc.extra if isinstance(exc.extra, list) else [])
         if isinstance(item, dict)
     ]

@@ -86,6 +86,7 @@ async def enqueue_ingest(resources: ApiResources, job: Job, tenant_id: uuid.UUID
     request_max_body_size=None,  # the upload enforces MAX_UPLOAD_MB itself, while streaming
     tags=["files"],
     summary="Upload a PDF (multipart field `file`); ingestion runs in the background",
+    opt={"upload": True},  # its multipart body is documented in api/openapi.py
 )
 async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]:
     resources = resources_of(request)

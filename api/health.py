@@ -9,9 +9,11 @@ from typing import Literal
 
 import msgspec
 from litestar import Request, get
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Response
 from sqlalchemy import text
 
+from api.identity import PUBLIC
 from api.resources import resources_of
 from core.bootstrap import BROKER_NAMESPACE, QUEUES
 
@@ -46,7 +48,13 @@ async def _timed(probe: Callable[[], Awaitable[dict[str, int] | None]]) -> Check
     )
 
 
-@get("/healthz", summary="Service health", tags=["operations"])
+@get(
+    "/healthz",
+    summary="Service health",
+    tags=["operations"],
+    opt={PUBLIC: True},
+    responses={503: ResponseSpec(HealthReport, description="a dependency is down")},
+)
 async def healthz(request: Request) -> Response[HealthReport]:
     resources = resources_of(request)
 

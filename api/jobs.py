@@ -10,6 +10,7 @@ from litestar.params import FromPath
 from api.chat import stream_url
 from api.files import parse_id
 from api.identity import Caller
+from api.openapi import problem_responses
 from api.resources import ApiResources, resources_of
 from api.schemas import JobOut, job_out
 from core.errors import NotFound
@@ -46,6 +47,7 @@ async def get_job_status(request: Request[Caller, Any, Any], job_id: FromPath[st
     status_code=200,
     tags=["jobs"],
     summary="Cancel a queued or running job; a generation stops within a second",
+    responses=problem_responses(409),
 )
 async def cancel(request: Request[Caller, Any, Any], job_id: FromPath[str]) -> JobOut:
     resources = resources_of(request)
