@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: dev test lint bench clean
+.PHONY: dev test lint bench bench-load clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "DocuChat needs Python 3.11 or newer"'
@@ -37,3 +37,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.chat
 	$(BIN)/python -m bench.usage
+	$(BIN)/python -m bench.load
+
+bench-load: $(VENV)/.installed-test
+	$(BIN)/python -m bench.load

@@ -61,6 +61,9 @@ class StandIn:
     stall_after: int | None = None  # pieces sent before stalling for `stall_seconds`
     drop_after: int | None = None  # pieces sent before the connection is dropped
     report_usage: bool = True
+    # Each piece is the time it was sent (time.time(), and a space) instead of a word of
+    # `reply`: a client can tell every token's latency and whether any was lost or doubled.
+    stamp_pieces: bool = False
     # What it told its clients they spent: (model, prompt tokens, completion tokens).
     reported_usage: list[tuple[str, int, int]] = field(default_factory=list)
     # (received, first piece sent) per streamed answer, time.perf_counter() seconds.
@@ -136,6 +139,8 @@ class StandIn:
                         time.sleep(standin.stall_seconds)
                     if standin.piece_delay:
                         time.sleep(standin.piece_delay)
+                    if standin.stamp_pieces:
+                        piece = f"{time.time():.6f} "
                     self._chunk(choice({"content": piece}))
                     if i == 0:
                         timing = (self.received, time.perf_counter())
