@@ -208,6 +208,9 @@ async def relay(
                 batches = await redis.xread({key: cursor}, count=500, block=block_ms)
                 expired = not batches and not await redis.exists(key) and await finished()
             except (RedisError, SQLAlchemyError) as exc:
+                if resources.draining:
+                    yield _reconnect()
+                    return
                 log.warning("stream %s interrupted: %s", key, exc)
                 yield _error("stream_unavailable", "the event stream is unavailable; reconnect")
                 return
@@ -236,6 +239,14 @@ def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """The entries of XREAD's reply for its one stream (RESP2: [[key, entries]])."""
     entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1]
     return entries
+
+
+def _reconnect() -> ServerSentEventMessage:
+    """The last event of a stream whose server is shutting down: the answer goes on, and
+    EventSource reconnects by itself (with Last-Event-ID) after `retry`."""
+    reason = "this server is shutting down; reconnect with Last-Event-ID to read on"
+    data = msgspec.json.encode({"reason": reason}).decode()
+    return ServerSentEventMessage(data=data, event="reconnect", retry=RECONNECT_MS)
 
 
 def _error(code: str, message: str) -> ServerSentEventMessage:

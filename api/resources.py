@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from dramatiq import Broker
@@ -44,6 +48,43 @@ class ApiResources:
         default_factory=list
     )
     open_streams: int = 0  # answer streams this process is relaying now
+    draining: bool = False  # SIGTERM arrived: open streams end with `reconnect`
+
+
+def drain_streams_on_shutdown(resources: ApiResources) -> Callable[[], None]:
+    """On SIGTERM or SIGINT, end every open answer stream with a `reconnect` event (its
+    clients resume elsewhere with Last-Event-ID), then let uvicorn's own handler shut down as
+    usual: it waits for open requests, and streams would otherwise keep it waiting for their
+    answers to finish. Returns what undoes it. Only the main thread may set signal handlers;
+    elsewhere (an embedded server) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    pending: set[asyncio.Task[None]] = set()
+
+    def drain() -> None:
+        resources.draining = True
+        # Every relay is blocked in XREAD on this pool: closing its connections wakes them all.
+        task = loop.create_task(resources.stream_redis.connection_pool.disconnect())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(drain)
+        handler = previous[signal.Signals(signum)]
+        if callable(handler):
+            handler(signum, frame)
+
+    for sig in signals:
+        signal.signal(sig, on_signal)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def resources_of(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiResources:
@@ -98,9 +139,11 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 ipaddress.ip_network(entry, strict=False) for entry in settings.trusted_proxies
             ],
         )
+        restore_signals = drain_streams_on_shutdown(app.state.resources)
         try:
             yield
         finally:
+            restore_signals()
             app.state.resources.broker.close()
             await redis.aclose()
             await stream_redis.aclose()
