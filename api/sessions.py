@@ -12,7 +12,7 @@ from api.files import parse_id
 from api.identity import Caller
 from api.resources import resources_of
 from api.schemas import SessionMessages, SessionPage, message_out, session_out
-from core.job_streams import request_cancel
+from core.job_streams import publish, request_cancel, usage_payload
 from db.chat import delete_session, list_sessions, own_session, session_messages
 from db.engine import async_unit_of_work
 
@@ -61,4 +61,9 @@ async def delete_chat_session(
     ident = parse_id(session_id, "session")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         cancelled = await delete_session(session, caller.user_id, ident)
-    await request_cancel(resources.redis, cancelled, resources.settings.stream_retention_seconds)
+    retention = resources.settings.stream_retention_seconds
+    await request_cancel(resources.redis, list(cancelled), retention)
+    end = {"finish_reason": "cancelled", "usage": usage_payload(0, 0)}
+    for job_id, previous in cancelled.items():
+        if previous == "queued":  # no worker will write the end of this answer
+            await publish(resources.redis, job_id, retention, ("end", end))

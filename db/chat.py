@@ -133,20 +133,31 @@ async def session_messages(session: AsyncSession, session_id: uuid.UUID) -> list
 
 async def delete_session(
     session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
-) -> list[uuid.UUID]:
-    """Delete the user's session and its messages; returns the ids of its unfinished jobs,
-    now cancelled, so their workers can be told to stop."""
+) -> dict[uuid.UUID, str]:
+    """Delete the user's session and its messages; returns its unfinished jobs, now
+    cancelled, with the status each had (queued or running), so their workers can be told to
+    stop and the streams of the queued ones, which no worker will end, be ended."""
     chat = await own_session(session, user_id, session_id)
     job_ids = select(Message.job_id).where(Message.session_id == chat.id)
-    cancelled = await session.scalars(
-        update(Job)
+    unfinished = await session.execute(
+        select(Job.id, Job.status)
         .where(Job.id.in_(job_ids), Job.status.in_(ACTIVE))
-        .values(status="cancelled", error="the session was deleted", finished_at=func.now())
-        .returning(Job.id)
+        .with_for_update()
     )
-    ids = list(cancelled.all())
+    previous = {job_id: status for job_id, status in unfinished.all()}
+    if previous:
+        await session.execute(
+            update(Job)
+            .where(Job.id.in_(previous))
+            .values(
+                status="cancelled",
+                error="the session was deleted",
+                finished_at=func.now(),
+                updated_at=func.now(),
+            )
+        )
     await session.execute(delete(ChatSession).where(ChatSession.id == chat.id))
-    return ids
+    return previous
 
 
 async def cancel_queued_answer(session: AsyncSession, job_id: uuid.UUID) -> None:

@@ -270,3 +270,19 @@ def test_a_stream_token_counts_against_its_users_rate_limit(
         replay = browser.get(started["stream_url"])
     assert replay.status_code == 200
     assert int(replay.headers["RateLimit-Remaining"]) == before - 1
+
+
+def test_deleting_a_session_ends_the_stream_of_an_answer_no_worker_took(
+    services: Services, engine: Engine
+) -> None:
+    settings = settings_for(
+        services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/10"
+    )  # no worker serves these queues: the answer stays queued
+    with LiveServer(settings) as server, tenant_client(engine, settings, server.url) as client:
+        started = ask(client, "Where is the quartz cave?")
+        assert client.delete(f"/v1/sessions/{started['session_id']}").status_code == 204
+        answer = read_stream(client, started["stream_url"])
+        job = client.get(f"/v1/jobs/{started['job_id']}")
+    assert answer.names == ["start", "end"]
+    assert answer.last("end")["finish_reason"] == "cancelled"
+    assert job.status_code == 200 and job.json()["status"] == "cancelled"
