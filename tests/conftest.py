@@ -197,7 +197,9 @@ class WorkerProcess:
     def __exit__(self, *exc: object) -> None:
         assert self.process is not None
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # The main process only: it passes SIGTERM on to its worker processes, and a
+            # worker process that gets a second one exits at once instead of finishing.
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -7,6 +7,7 @@ take the message first: the one worker alive when the job is queued is the one t
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 
@@ -119,3 +120,32 @@ def _messages(client: httpx.Client, session_id: str) -> list[dict[str, str]]:
         "messages"
     ]
     return messages
+
+
+def test_sigterm_lets_a_worker_finish_the_answer_it_is_streaming(
+    services: Services, engine: Engine, standin: StandIn
+) -> None:
+    settings = settings_for(
+        services,
+        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/11",
+        RATE_LIMIT_PER_MINUTE="100000",
+        OPENAI_BASE_URL=standin.base_url,
+    )
+    pages = ["The copper lantern hangs in the old harbour. " + filler(1, 4)]
+    with LiveServer(settings) as server, tenant_client(engine, settings, server.url) as client:
+        worker = WorkerProcess(settings, threads=1).__enter__()
+        try:
+            ingest(client, english_pdf(pages), "harbour.pdf")
+            started = ask(client, "Where does the copper lantern hang?")
+            before = read_stream(client, started["stream_url"], stop_after_deltas=3)
+            assert worker.process is not None
+            worker.process.send_signal(signal.SIGTERM)  # as a deploy stops it
+            rest = read_stream(client, started["stream_url"], last_event_id=before.events[-1].id)
+            exit_code = worker.process.wait(timeout=30)
+        finally:
+            worker.__exit__()
+        job = client.get(f"/v1/jobs/{started['job_id']}").json()
+    assert "restart" not in rest.names and rest.names[-1] == "end"
+    assert before.text + rest.text == REPLY  # the answer it was streaming, finished
+    assert job["status"] == "succeeded"
+    assert exit_code == 0
