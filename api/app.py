@@ -18,16 +18,19 @@ from api.identity import PUBLIC, BearerAuthentication
 from api.jobs import cancel, get_job_status
 from api.openapi import document_errors
 from api.rate_limiting import RateLimitMiddleware
+from api.request_log import request_context, stamp_response
 from api.resources import lifespan_for
 from api.search import search
 from api.sessions import delete_chat_session, get_session_messages, list_chat_sessions
 from api.usage import get_usage
+from core.logs import configure_logging
 from core.redaction import install_log_redaction
 from core.settings import Settings, load_settings
 
 
 def create_app(settings: Settings) -> Litestar:
     install_log_redaction()
+    configure_logging(settings.log_level, settings.log_format)
     app = Litestar(
         route_handlers=[
             healthz,
@@ -51,7 +54,10 @@ def create_app(settings: Settings) -> Litestar:
         # JSON bodies are small; uploads stream and enforce MAX_UPLOAD_MB themselves.
         request_max_body_size=1 << 20,
         lifespan=[lifespan_for(settings)],
+        logging_config=None,  # configured above: JSON lines with request and tenant ids
+        before_send=[stamp_response],
         middleware=[
+            request_context,
             header_limit,
             RateLimitMiddleware,
             DefineMiddleware(
@@ -71,6 +77,7 @@ def create_app(settings: Settings) -> Litestar:
                 "Last-Event-ID",
             ],
             expose_headers=[
+                "X-Request-ID",
                 "Retry-After",
                 "RateLimit-Limit",
                 "RateLimit-Remaining",

@@ -11,6 +11,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from sqlalchemy import select
 
 from api.resources import ApiResources, resources_of
+from core import logs
 from core.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
 from core.tokens import InvalidToken, decode_access_token
 from db.accounts import tenant_lookup
@@ -77,6 +78,7 @@ async def caller_of(
         )
     if not (user.active and tenant.active):
         raise PermissionDenied("this account or its tenant is disabled")
+    logs.tenant_id.set(str(tenant.id))  # for the log lines of the rest of the request
     return Caller(user.id, tenant.id, tenant.slug, user.email, user.role)
 
 

@@ -45,6 +45,7 @@ def api_command(host: str, port: int) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "api.app:create_app_from_env", "--factory",
         "--host", host, "--port", str(port), "--no-server-header",
+        "--no-access-log",  # the app writes its own, with the request id (api/request_log.py)
     ]  # fmt: skip
 
 

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     app_env: Literal["development", "test", "production"] = "development"
     data_dir: Path = Path(".docuchat")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one object per line, with request, tenant and job ids; text: for reading by eye.
+    log_format: Literal["json", "text"] = "json"
 
     database_url: str | None = None
     redis_url: str | None = None
