@@ -16,6 +16,7 @@ from api.header_limit import header_limit
 from api.health import healthz
 from api.identity import PUBLIC, BearerAuthentication
 from api.jobs import cancel, get_job_status
+from api.metrics import metrics
 from api.openapi import document_errors
 from api.rate_limiting import RateLimitMiddleware
 from api.request_log import request_context, stamp_response
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> Litestar:
             get_session_messages,
             delete_chat_session,
             get_usage,
+            metrics,
         ],
         # JSON bodies are small; uploads stream and enforce MAX_UPLOAD_MB themselves.
         request_max_body_size=1 << 20,

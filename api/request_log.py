@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
+from api.metrics import observe_request
 from core import logs
 
 HEADER = b"x-request-id"
@@ -62,5 +63,6 @@ async def stamp_response(message: Message, scope: Scope) -> None:
         "status": status,
         "duration_ms": round(seconds * 1000, 1),
     }
+    observe_request(http, status, seconds)
     # The query string goes in the message only: that is what secret masking reads.
     log.info("%s %s %d %.1f ms", method, target, status, seconds * 1000, extra={"fields": fields})

@@ -5,6 +5,7 @@ Start the fleet with `dramatiq workers.broker workers.actors`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import time
@@ -15,6 +16,7 @@ import dramatiq
 from sqlalchemy import func
 
 import workers.broker
+from core import metrics
 from core.bootstrap import CHAT_ACTOR, INGEST_ACTOR, TIME_LIMIT_MS
 from core.job_streams import error_payload
 from db.documents import copy_blob, lock_document, replace_chunks
@@ -95,7 +97,8 @@ def ingest_document(job_id: str, tenant_id: str) -> None:
     """
     resources = worker_resources(workers.broker.settings)
     job, tenant = uuid.UUID(job_id), uuid.UUID(tenant_id)
-    with ingest_outcome(resources.engine, tenant, job, INGEST_MAX_RETRIES):
+    count = functools.partial(metrics.record_job, resources.redis, "ingest")
+    with ingest_outcome(resources.engine, tenant, job, INGEST_MAX_RETRIES, count):
         _ingest(resources, tenant, job)
 
 
@@ -120,12 +123,14 @@ def answer_question(job_id: str, tenant_id: str) -> None:
     def announce(reason: str) -> None:
         writer.emit("error", error_payload("internal_error", reason))
 
-    with chat_outcome(resources.engine, tenant, job, CHAT_MAX_RETRIES, announce):
+    count = functools.partial(metrics.record_job, resources.redis, "chat")
+    with chat_outcome(resources.engine, tenant, job, CHAT_MAX_RETRIES, announce, count):
         answer_chat_job(resources, writer, tenant, job)
 
 
 def _ingest(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
     settings = resources.settings
+    began = time.monotonic()
     with unit_of_work(resources.engine, tenant_id) as session:
         claimed = claim_job(session, job_id)
         if claimed is None:
@@ -181,4 +186,6 @@ def _ingest(resources: WorkerResources, tenant_id: uuid.UUID, job_id: uuid.UUID)
                 "chunks_total": stored,
             },
         )
+    metrics.record_job(resources.redis, "ingest", "succeeded")
+    metrics.record_ingestion(resources.redis, result.page_count, time.monotonic() - began)
     log.info("ingested document %s: %d pages, %d chunks", document_id, result.page_count, stored)

@@ -7,8 +7,9 @@ import logging
 import uuid
 from typing import Any
 
+from core import metrics
 from core.job_streams import error_payload, usage_payload
-from db.chat import ChatTask, FinishedAnswer, load_chat_task, save_answer
+from db.chat import JOB_STATUS, ChatTask, FinishedAnswer, load_chat_task, save_answer
 from db.engine import unit_of_work
 from db.jobs import claim_job, finish_job
 from db.models import Job
@@ -53,6 +54,13 @@ def answer_chat_job(
     with unit_of_work(resources.engine, tenant_id) as session:
         save_answer(session, tenant_id, job, answer)
     spent = (answer.prompt_tokens, answer.completion_tokens)
+    metrics.record_job(resources.redis, "chat", JOB_STATUS[answer.status])
+    first = relayed.first_piece_at
+    metrics.record_answer(
+        resources.redis,
+        first - job.created_at.timestamp() if first is not None else None,
+        answer.completion_tokens,
+    )
     if answer.status == "failed":
         log.warning("chat job %s failed: %s", job_id, answer.error, exc_info=relayed.error)
         message = answer.error or ""

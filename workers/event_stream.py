@@ -92,6 +92,7 @@ class Relayed:
     finished: Finished | None = None
     cancelled: bool = False
     error: BaseException | None = None
+    first_piece_at: float | None = None  # time.time() of the first piece of text
 
 
 _DONE = object()
@@ -146,6 +147,8 @@ def relay_generation(pieces: Iterator[str | Finished], writer: EventWriter) -> R
                 relayed.finished = item
                 continue
             assert isinstance(item, str)
+            if relayed.first_piece_at is None:
+                relayed.first_piece_at = time.time()
             text.append(item)
             writer.delta(item)
             if writer.cancelled:

@@ -96,20 +96,28 @@ def _retry_or_give_up(
 
 @contextmanager
 def ingest_outcome(
-    engine: Engine, tenant_id: uuid.UUID, job_id: uuid.UUID, max_retries: int
+    engine: Engine,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    max_retries: int,
+    count: Callable[[str], None],
 ) -> Iterator[None]:
+    """`count` is told how the job ended when it ended here (cancelled or failed)."""
     try:
         yield
     except Cancelled:
         log.info("ingest job %s cancelled", job_id)
         _record(engine, tenant_id, lambda s: finish_job(s, job_id, "cancelled"))
+        count("cancelled")
     except PermanentError as exc:
         reason = str(exc)
         log.info("ingest job %s failed: %s", job_id, reason)
         _record(engine, tenant_id, lambda s: fail_ingest(s, job_id, reason))
+        count("failed")
         raise
     except BaseException as exc:
-        _retry_or_give_up(engine, tenant_id, job_id, max_retries, exc, fail_ingest)
+        if _retry_or_give_up(engine, tenant_id, job_id, max_retries, exc, fail_ingest):
+            count("failed")
         raise
 
 
@@ -120,6 +128,7 @@ def chat_outcome(
     job_id: uuid.UUID,
     max_retries: int,
     announce: Callable[[str], None],
+    count: Callable[[str], None],
 ) -> Iterator[None]:
     """Failures of the answer itself are handled where they happen (an `error` event); what
     reaches here is the infrastructure's: retried, and on the last attempt announced on the
@@ -129,6 +138,7 @@ def chat_outcome(
     except BaseException as exc:
         final = _retry_or_give_up(engine, tenant_id, job_id, max_retries, exc, fail_chat)
         if final is not None:
+            count("failed")
             try:
                 announce(final)
             except Exception:

@@ -1,0 +1,55 @@
+"""`GET /metrics` in Prometheus' text format: this API process's request latency by route,
+and the fleet's jobs, queues, time to first token, tokens and ingestion (core.metrics).
+
+It names no tenant, user or document. Expose it to your Prometheus, not to the internet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.types import HTTPScope
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from sqlalchemy import text
+
+from api.identity import PUBLIC
+from api.resources import resources_of
+from core.bootstrap import BROKER_NAMESPACE, QUEUES
+from core.metrics import KEY, FleetCollector, FleetSnapshot
+
+REGISTRY = CollectorRegistry()
+REQUEST_SECONDS = Histogram(
+    "docuchat_http_request_duration_seconds",
+    "Time to the start of each response, by route (an SSE stream: until it opened)",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+
+
+def observe_request(scope: HTTPScope, status: int, seconds: float) -> None:
+    # The route's template, never the raw path: ids would make a series per document.
+    route = str(scope.get("path_template") or "unmatched")
+    REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(seconds)
+
+
+@get("/metrics", opt={PUBLIC: True}, include_in_schema=False)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    resources = resources_of(request)
+    pipe = resources.redis.pipeline(transaction=False)
+    pipe.hgetall(KEY)
+    for queue in QUEUES:
+        pipe.llen(f"{BROKER_NAMESPACE}:{queue}")
+    counters, *depths = await pipe.execute()
+    async with resources.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT * FROM docuchat_unfinished_job_counts()"))
+        unfinished = [(kind, status, int(jobs)) for kind, status, jobs in rows]
+    snapshot = FleetSnapshot(
+        counters={key.decode(): float(value) for key, value in counters.items()},
+        queue_depth={queue: int(depth) for queue, depth in zip(QUEUES, depths, strict=True)},
+        unfinished=unfinished,
+    )
+    fleet = CollectorRegistry()
+    fleet.register(FleetCollector(snapshot))
+    body = generate_latest(REGISTRY) + generate_latest(fleet)
+    return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
