@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import click
+import httpx
 from dotenv import dotenv_values
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 
+from core.bulk_ingest import FileResult, ingest_paths, pdfs_under
 from core.devstack import DevOptions, run_dev
 from core.embedded import EmbeddedPostgres, secret_from_data_dir
 from core.errors import DocuChatError
@@ -223,3 +227,81 @@ def token(slug: str, email: str, data_dir: Path | None) -> None:
         issued = issue_access_token(settings, user.id, found.id)
         click.echo(f"access token for {user.email} in {found.slug}, valid {issued.expires_in}s:")
         click.echo(issued.token)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--tenant", "slug", required=True, help="The tenant the documents go to.")
+@click.option("--email", required=True, help="The user they are uploaded as (made if needed).")
+@click.option("--api", "api_url", default=None,
+              help="The API's URL (default: DOCUCHAT_API or http://127.0.0.1:8000).")  # fmt: skip
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32),
+              help="Uploads at a time.")  # fmt: skip
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Follow the ingestion of the uploaded files to its end.")  # fmt: skip
+@data_dir_option
+def ingest(
+    paths: tuple[Path, ...],
+    slug: str,
+    email: str,
+    api_url: str | None,
+    concurrency: int,
+    wait: bool,
+    data_dir: Path | None,
+) -> None:
+    """Upload PDFs (files, or folders searched for *.pdf) to tenant SLUG through the API.
+
+    Files the tenant already has are skipped, so running it again resumes an interrupted load.
+    """
+    files = pdfs_under(paths)
+    if not files:
+        raise click.UsageError("no PDF files in the paths given")
+    with admin_database(_resolve_data_dir(data_dir)) as (settings, engine):
+        with unit_of_work(engine) as session:
+            found = find_tenant(session, slug)
+            user = get_or_create_user(session, found, email)
+        access = issue_access_token(settings, user.id, found.id).token
+    base = api_url or _configured("DOCUCHAT_API") or "http://127.0.0.1:8000"
+    headers = {"Authorization": f"Bearer {access}", "X-Tenant-ID": found.slug}
+    with (
+        httpx.Client(base_url=base, headers=headers, timeout=120) as client,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        ) as progress,
+    ):
+        try:
+            client.get("/healthz")
+        except httpx.TransportError as exc:
+            raise click.ClickException(f"cannot reach the API at {base}: {exc}") from None
+        uploading = progress.add_task("uploaded", total=len(files))
+        ingesting = progress.add_task("ingested", total=None, visible=wait)
+
+        def uploaded(result: FileResult) -> None:
+            progress.advance(uploading)
+            if result.job_id:
+                current = progress.tasks[ingesting].total or 0
+                progress.update(ingesting, total=current + 1)
+
+        report = ingest_paths(
+            client,
+            files,
+            concurrency=concurrency,
+            wait=wait,
+            on_uploaded=uploaded,
+            on_finished=lambda _: progress.advance(ingesting),
+        )
+    new = report.count("succeeded") + report.count("uploaded")
+    click.echo(
+        f"{len(files)} files: {new} new"
+        + (f" ({report.count('succeeded')} ingested)" if wait else " (ingesting)")
+        + f", {report.count('already there')} already there, "
+        f"{report.count('refused')} refused, {report.count('failed')} failed"
+    )
+    for problem in report.problems:
+        click.echo(f"  {problem.outcome}: {problem.path}: {problem.detail}", err=True)
+    if report.problems:
+        sys.exit(1)

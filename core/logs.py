@@ -41,9 +41,23 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(entry).decode()
 
 
+class _Stderr(logging.StreamHandler[Any]):
+    """Writes to whatever sys.stderr is when a record comes, as logging's last resort does:
+    a stream swapped meanwhile (by a test runner, a daemon) is followed, not written after
+    it was closed."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def configure_logging(level: str, style: Literal["json", "text"]) -> None:
     """Send every logger of this process through one stderr handler in `style`."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(JsonFormatter() if style == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -5,9 +5,11 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from core.cli import main
+from core.embedded import free_port
 from core.settings import Settings
 from core.tokens import decode_access_token
-from tests.conftest import TEST_JWT_SECRET, Services
+from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, WorkerProcess, settings_for
+from tests.pdfs import english_pdf, filler, persian_filler, persian_pdf
 
 
 @pytest.fixture
@@ -81,3 +83,56 @@ def test_migrate_reports_what_it_did(cli: CliRunner) -> None:
     result = cli.invoke(main, ["migrate"])
     assert result.exit_code == 0, result.output
     assert "upgraded to head" in result.output
+
+
+def test_bulk_ingest_loads_a_folder_skips_duplicates_and_resumes(
+    cli: CliRunner,
+    services: Services,
+    engine,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    settings = settings_for(services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/14")
+    slug = _slug()
+    assert cli.invoke(main, ["tenant", "create", slug, "--name", "Bulk"]).exit_code == 0
+    folder = tmp_path / "library"
+    (folder / "persian").mkdir(parents=True)
+    english = english_pdf([filler(21, 6)])
+    (folder / "harbour.pdf").write_bytes(english)
+    (folder / "copy of harbour.PDF").write_bytes(english)  # the same bytes: one document
+    (folder / "persian" / "garden.pdf").write_bytes(persian_pdf([persian_filler(5, 4)]))
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 8)
+    (folder / "notes.txt").write_text("not a PDF, not uploaded")
+    command = ["ingest", str(folder), "--tenant", slug, "--email", "ops@example.com"]
+    with LiveServer(settings) as server, WorkerProcess(settings):
+        first = cli.invoke(main, [*command, "--api", server.url])
+        again = cli.invoke(main, [*command, "--api", server.url, "--concurrency", "1"])
+    assert first.exit_code == 1, first.output  # one file was refused
+    assert "4 files: 2 new (2 ingested), 1 already there, 1 refused, 0 failed" in first.output
+    assert "refused: " in first.output and "broken.pdf: 422" in first.output
+    assert again.exit_code == 1
+    assert "4 files: 0 new (0 ingested), 3 already there, 1 refused, 0 failed" in again.output
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT d.status, u.email FROM documents d JOIN tenants t ON t.id = d.tenant_id"
+                " JOIN users u ON u.id = d.uploaded_by WHERE t.slug = :slug"
+            ),
+            {"slug": slug},
+        ).all()
+    assert sorted(rows) == [("ready", "ops@example.com"), ("ready", "ops@example.com")]
+
+
+def test_bulk_ingest_says_when_the_api_is_not_there(cli: CliRunner, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    slug = _slug()
+    assert cli.invoke(main, ["tenant", "create", slug, "--name", "Bulk"]).exit_code == 0
+    (tmp_path / "a.pdf").write_bytes(english_pdf(["text"]))
+    url = f"http://127.0.0.1:{free_port()}"
+    result = cli.invoke(
+        main, ["ingest", str(tmp_path), "--tenant", slug, "--email", "o@example.com", "--api", url]
+    )
+    assert result.exit_code == 1
+    assert f"cannot reach the API at {url}" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = cli.invoke(main, ["ingest", str(empty), "--tenant", slug, "--email", "o@example.com"])
+    assert nothing.exit_code == 2 and "no PDF files in the paths given" in nothing.output

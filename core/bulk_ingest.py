@@ -1,0 +1,111 @@
+"""`docuchat ingest`: load a folder of PDFs through the HTTP API, with a progress bar.
+
+Through the API, not around it: the same checks, page limits, quotas and duplicate detection
+as any upload, from any machine that can reach it. Resumable by construction: the API knows a
+file it already has by its bytes (200 instead of 202), so running the command again skips what
+is done and uploads the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+FINISHED = ("succeeded", "failed", "cancelled")
+MAX_ATTEMPTS = 5  # for answers that say "try again": 429 from the rate limit, 503
+
+
+@dataclass
+class FileResult:
+    path: Path
+    outcome: str  # uploaded | already there | refused | failed | succeeded
+    detail: str = ""
+    job_id: str | None = None
+
+
+@dataclass
+class BulkReport:
+    results: list[FileResult] = field(default_factory=list)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for result in self.results if result.outcome == outcome)
+
+    @property
+    def problems(self) -> list[FileResult]:
+        return [r for r in self.results if r.outcome in ("refused", "failed")]
+
+
+def pdfs_under(paths: Iterable[Path]) -> list[Path]:
+    """The files named, and the PDFs in the folders named (recursively), each once, sorted."""
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            found.update(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".pdf")
+        else:
+            found.add(path)
+    return sorted(found)
+
+
+def upload_one(client: httpx.Client, path: Path) -> FileResult:
+    for attempt in range(MAX_ATTEMPTS):
+        with path.open("rb") as data:
+            response = client.post(
+                "/v1/files", files={"file": (path.name, data, "application/pdf")}
+            )
+        retryable = response.status_code == 503 or (
+            response.status_code == 429 and "quota" not in response.text
+        )
+        if retryable and attempt + 1 < MAX_ATTEMPTS:
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+            continue
+        break
+    body = (
+        response.json()
+        if response.headers.get("content-type", "").startswith("application/json")
+        else {}
+    )
+    if response.status_code == 202:
+        return FileResult(path, "uploaded", job_id=body["job"]["id"])
+    if response.status_code == 200:
+        document = body["document"]
+        detail = document["status"] + (f": {document['error']}" if document.get("error") else "")
+        return FileResult(path, "already there", detail)
+    return FileResult(
+        path, "refused", f"{response.status_code}: {body.get('detail', response.text)}"
+    )
+
+
+def ingest_paths(
+    client: httpx.Client,
+    paths: list[Path],
+    *,
+    concurrency: int = 4,
+    wait: bool = True,
+    on_uploaded: Callable[[FileResult], None] = lambda _: None,
+    on_finished: Callable[[FileResult], None] = lambda _: None,
+    poll_seconds: float = 0.5,
+) -> BulkReport:
+    """Upload every path (`concurrency` at a time), then, with `wait`, follow their ingestion
+    until each has succeeded or failed."""
+    report = BulkReport()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for result in pool.map(lambda p: upload_one(client, p), paths):
+            report.results.append(result)
+            on_uploaded(result)
+    waiting = {r.job_id: r for r in report.results if r.job_id is not None}
+    while wait and waiting:
+        for job_id, result in list(waiting.items()):
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] in FINISHED:
+                result.outcome = "succeeded" if job["status"] == "succeeded" else "failed"
+                result.detail = job.get("error") or ""
+                del waiting[job_id]
+                on_finished(result)
+        if waiting:
+            time.sleep(poll_seconds)
+    return report
