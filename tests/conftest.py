@@ -6,6 +6,7 @@ runs on one machine never collide. The schema is built by `alembic upgrade head`
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -56,6 +57,8 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     finally:
         redis.stop()
         postgres.stop()
+        # The in-process servers sent all logging to stderr; what is logged at exit is noise.
+        logging.getLogger().handlers.clear()
 
 
 def settings_for(services: Services, **overrides: str) -> Settings:
