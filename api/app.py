@@ -24,6 +24,7 @@ from api.resources import lifespan_for
 from api.search import search
 from api.sessions import delete_chat_session, get_session_messages, list_chat_sessions
 from api.usage import get_usage
+from api.web import web_client
 from core.logs import configure_logging
 from core.redaction import install_log_redaction
 from core.settings import Settings, load_settings
@@ -52,6 +53,7 @@ def create_app(settings: Settings) -> Litestar:
             delete_chat_session,
             get_usage,
             metrics,
+            web_client,
         ],
         # JSON bodies are small; uploads stream and enforce MAX_UPLOAD_MB themselves.
         request_max_body_size=1 << 20,
