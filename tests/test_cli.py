@@ -28,7 +28,7 @@ def test_tenant_create_prints_the_new_id(cli: CliRunner, engine) -> None:  # typ
     slug = _slug()
     result = cli.invoke(main, ["tenant", "create", slug, "--name", "Acme Inc"])
     assert result.exit_code == 0, result.output
-    tenant_id = uuid.UUID(result.output.strip())
+    tenant_id = uuid.UUID(result.stdout.strip())
     with engine.connect() as conn:
         row = conn.execute(text("SELECT slug, name FROM tenants WHERE id = :id"), {"id": tenant_id})
         assert tuple(row.one()) == (slug, "Acme Inc")
@@ -55,14 +55,14 @@ def test_token_creates_the_user_and_prints_a_valid_token_last(
 ) -> None:
     slug = _slug()
     tenant_id = uuid.UUID(
-        cli.invoke(main, ["tenant", "create", slug, "--name", "T"]).output.strip()
+        cli.invoke(main, ["tenant", "create", slug, "--name", "T"]).stdout.strip()
     )
     first = cli.invoke(main, ["token", slug, "  Alice@Example.COM "])
     assert first.exit_code == 0, first.output
-    claims = decode_access_token(settings, first.output.split()[-1])
+    claims = decode_access_token(settings, first.stdout.split()[-1])
     assert claims.tenant_id == tenant_id
     second = cli.invoke(main, ["token", str(tenant_id), "alice@example.com"])  # by id, same user
-    assert decode_access_token(settings, second.output.split()[-1]).user_id == claims.user_id
+    assert decode_access_token(settings, second.stdout.split()[-1]).user_id == claims.user_id
     with engine.connect() as conn:
         emails = conn.execute(
             text("SELECT email FROM users WHERE tenant_id = :t"), {"t": tenant_id}
