@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -15,17 +17,20 @@ import httpx
 from dotenv import dotenv_values
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, text
 
+from core.bootstrap import INGEST_ACTOR, create_broker, enqueue
 from core.bulk_ingest import FileResult, ingest_paths, pdfs_under
 from core.devstack import DevOptions, run_dev
-from core.embedded import EmbeddedPostgres, secret_from_data_dir
+from core.embedded import EmbeddedPostgres, EmbeddedRedis, secret_from_data_dir
 from core.errors import DocuChatError
 from core.settings import Settings, load_settings
 from core.tokens import issue_access_token
 from db.accounts import create_tenant, find_tenant, get_or_create_user, promote_user
 from db.engine import create_sync_engine, unit_of_work
+from db.jobs import queue_reingestion
 from db.migrate import check_schema, downgrade, upgrade
+from db.models import Tenant
 from db.usage import set_quota
 
 DATA_DIR_HELP = "Folder of the embedded Postgres and Redis (default: DATA_DIR or .docuchat)."
@@ -305,3 +310,69 @@ def ingest(
         click.echo(f"  {problem.outcome}: {problem.path}: {problem.detail}", err=True)
     if report.problems:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--tenant", "slug", default=None, help="The tenant whose documents to re-embed.")
+@click.option("--all", "every", is_flag=True, help="Every tenant's documents.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Follow the work to its end.")  # fmt: skip
+@data_dir_option
+def reindex(slug: str | None, every: bool, wait: bool, data_dir: Path | None) -> None:
+    """Ingest a tenant's documents again, to re-embed them after the embedding provider or
+    model changed (same width). The workers do it; documents stay searchable meanwhile."""
+    if bool(slug) == every:
+        raise click.UsageError("name a tenant with --tenant SLUG, or give --all")
+    resolved = _resolve_data_dir(data_dir)
+    with admin_database(resolved) as (settings, engine):
+        queue_url = settings.redis_url or EmbeddedRedis.running_url(resolved)
+        if not queue_url:
+            raise click.ClickException(
+                "REDIS_URL is not set and no `docuchat dev` runs on this data folder: "
+                "the workers' queue is out of reach"
+            )
+        with unit_of_work(engine) as session:
+            tenants = (
+                [find_tenant(session, slug)]
+                if slug
+                else list(session.scalars(select(Tenant).where(Tenant.active)))
+            )
+            queued = {tenant.id: queue_reingestion(session, tenant.id) for tenant in tenants}
+        broker = create_broker(settings.model_copy(update={"redis_url": queue_url}))
+        try:
+            for tenant_id, job_ids in queued.items():
+                for job_id in job_ids:
+                    enqueue(broker, "ingest", INGEST_ACTOR, str(job_id), str(tenant_id))
+        finally:
+            broker.close()
+        everything = [job_id for job_ids in queued.values() for job_id in job_ids]
+        click.echo(f"{len(everything)} documents queued for re-embedding")
+        if wait and everything:
+            failed = _follow(engine, everything)
+            click.echo(f"{len(everything) - len(failed)} re-embedded, {len(failed)} failed")
+            for document, error in failed:
+                click.echo(f"  failed: {document}: {error}", err=True)
+            if failed:
+                sys.exit(1)
+
+
+def _follow(engine: Engine, job_ids: list[uuid.UUID]) -> list[tuple[str, str]]:
+    """Wait for the jobs to finish, with a progress bar; returns the failed ones' documents
+    (file names) and errors."""
+    query = text(
+        "SELECT j.status, d.filename, j.error FROM jobs j LEFT JOIN documents d"
+        " ON d.id = j.document_id WHERE j.id = ANY(:ids)"
+    )
+    with Progress(
+        TextColumn("re-embedded"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as progress:  # fmt: skip
+        task = progress.add_task("re-embedded", total=len(job_ids))
+        while True:
+            with engine.connect() as conn:
+                rows = conn.execute(query, {"ids": job_ids}).all()
+            done = [row for row in rows if row.status in ("succeeded", "failed", "cancelled")]
+            progress.update(task, completed=len(done))
+            if len(done) == len(job_ids):
+                return [(row.filename, row.error) for row in done if row.status != "succeeded"]
+            time.sleep(0.5)

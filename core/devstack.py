@@ -172,6 +172,7 @@ def run_dev(options: DevOptions, out: IO[str] = sys.stdout) -> int:
             if not os.environ.get("REDIS_URL"):
                 redis = EmbeddedRedis(options.data_dir)
                 os.environ["REDIS_URL"] = redis.start()
+                redis.record_url()  # for admin commands run meanwhile (docuchat reindex)
                 embedded.append("Redis")
             settings = load_settings()
             prepare_database(settings)
@@ -179,6 +180,7 @@ def run_dev(options: DevOptions, out: IO[str] = sys.stdout) -> int:
         finally:
             supervisor.stop_all()
             if redis is not None:
+                redis.forget_url()
                 redis.stop()
             if postgres is not None:
                 postgres.stop()

@@ -145,6 +145,19 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @staticmethod
+    def running_url(data_dir: Path) -> str | None:
+        """The URL of the embedded Redis a `docuchat dev` of this data folder runs, if any:
+        admin commands reach it through this, as they reach Postgres through its socket."""
+        recorded = (data_dir / "redis" / "url").resolve()
+        return recorded.read_text().strip() if recorded.exists() else None
+
+    def record_url(self) -> None:
+        (self.dir / "url").write_text(self.url)
+
+    def forget_url(self) -> None:
+        (self.dir / "url").unlink(missing_ok=True)
+
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None

@@ -166,3 +166,34 @@ def fail_ingest(session: Session, job_id: uuid.UUID, reason: str) -> None:
 
 async def fail_ingest_async(session: AsyncSession, job_id: uuid.UUID, reason: str) -> None:
     await session.run_sync(lambda sync_session: fail_ingest(sync_session, job_id, reason))
+
+
+def queue_reingestion(session: Session, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+    """A new ingest job for each of the tenant's documents that is ready or failed and has no
+    unfinished job (it is in work already); returns the jobs' ids. The documents keep their
+    chunks, and stay searchable, until each new ingestion replaces them."""
+    busy = select(Job.document_id).where(
+        Job.tenant_id == tenant_id, Job.kind == "ingest", Job.status.in_(ACTIVE)
+    )
+    documents = session.scalars(
+        select(Document)
+        .where(
+            Document.tenant_id == tenant_id,
+            Document.status.in_(("ready", "failed")),
+            Document.id.not_in(busy.where(Job.document_id.is_not(None))),
+        )
+        .order_by(Document.created_at)
+    ).all()
+    jobs = [
+        Job(
+            tenant_id=tenant_id,
+            user_id=document.uploaded_by,
+            kind="ingest",
+            document_id=document.id,
+            progress={"stage": "queued"},
+        )
+        for document in documents
+    ]
+    session.add_all(jobs)
+    session.flush()
+    return [job.id for job in jobs]

@@ -9,6 +9,7 @@ from core.embedded import free_port
 from core.settings import Settings
 from core.tokens import decode_access_token
 from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, WorkerProcess, settings_for
+from tests.ingest_helpers import ingest, tenant_client
 from tests.pdfs import english_pdf, filler, persian_filler, persian_pdf
 
 
@@ -136,3 +137,54 @@ def test_bulk_ingest_says_when_the_api_is_not_there(cli: CliRunner, tmp_path) ->
     empty.mkdir()
     nothing = cli.invoke(main, ["ingest", str(empty), "--tenant", slug, "--email", "o@example.com"])
     assert nothing.exit_code == 2 and "no PDF files in the paths given" in nothing.output
+
+
+def test_reindex_ingests_a_tenant_s_documents_again_and_no_one_else_s(
+    cli: CliRunner,
+    services: Services,
+    engine,
+    monkeypatch,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    settings = settings_for(services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/15")
+    with LiveServer(settings) as server, WorkerProcess(settings):
+        with tenant_client(engine, settings, server.url) as mine:
+            ingest(mine, english_pdf([filler(31, 6)]), "one.pdf")
+            ingest(mine, english_pdf([filler(32, 6), filler(33, 6)]), "two.pdf")
+            slug = mine.headers["X-Tenant-ID"]
+        with tenant_client(engine, settings, server.url) as other:
+            theirs = ingest(other, english_pdf([filler(34, 6)]), "theirs.pdf")
+        before = _chunk_ids(engine)
+        monkeypatch.setenv("REDIS_URL", settings.redis_url or "")
+        result = cli.invoke(main, ["reindex", "--tenant", slug])
+    assert result.exit_code == 0, result.output
+    assert "2 documents queued for re-embedding" in result.stdout
+    assert "2 re-embedded, 0 failed" in result.stdout
+    after = _chunk_ids(engine)
+    mine_before = {c for c, (s, _) in before.items() if s == slug}
+    mine_after = {c for c, (s, _) in after.items() if s == slug}
+    assert mine_after and not mine_after & mine_before  # every chunk made anew
+    theirs_before = {c for c, (_, d) in before.items() if d == theirs["id"]}
+    assert theirs_before and theirs_before <= set(after)  # the other tenant's untouched
+
+
+def test_reindex_needs_one_tenant_or_all_and_a_queue(cli: CliRunner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert "--tenant SLUG, or give --all" in cli.invoke(main, ["reindex"]).output
+    both = cli.invoke(main, ["reindex", "--tenant", "x", "--all"])
+    assert both.exit_code == 2 and "--tenant SLUG, or give --all" in both.output
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    slug = _slug()
+    assert cli.invoke(main, ["tenant", "create", slug, "--name", "Q"]).exit_code == 0
+    lost = cli.invoke(main, ["reindex", "--tenant", slug, "--data-dir", str(tmp_path)])
+    assert lost.exit_code == 1 and "the workers' queue is out of reach" in lost.output
+
+
+def _chunk_ids(engine) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.id, t.slug, c.document_id FROM chunks c"
+                " JOIN tenants t ON t.id = c.tenant_id"
+            )
+        ).all()
+    return {str(chunk): (slug, str(document)) for chunk, slug, document in rows}
