@@ -17,7 +17,7 @@ from api.health import healthz
 from api.identity import PUBLIC, BearerAuthentication
 from api.jobs import cancel, get_job_status
 from api.metrics import metrics
-from api.openapi import document_errors
+from api.openapi import document_errors, document_examples
 from api.rate_limiting import RateLimitMiddleware
 from api.request_log import request_context, stamp_response
 from api.resources import lifespan_for
@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> Litestar:
         ),
     )
     document_errors(app)
+    document_examples(app)
     return app
 
 

@@ -11,6 +11,7 @@ to this document.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar
@@ -25,6 +26,7 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
+from litestar.openapi.spec.base import BaseSchemaObject
 from litestar.routes import HTTPRoute
 
 from api.identity import PUBLIC
@@ -143,3 +145,260 @@ def _problem(status: int) -> OpenAPIResponse:
             )
         },
     )
+
+
+# ---- examples ---------------------------------------------------------------------------------
+
+_ID = "6f1c2a4e-3b9d-4c8e-9a51-2d7e8f0b1c34"
+_JOB = "0b7e9c2d-5a41-4f3e-8d26-91c4a7e3f5b8"
+_AT = "2026-11-26T09:30:00Z"
+_DOCUMENT = {
+    "id": _ID,
+    "filename": "manual.pdf",
+    "size_bytes": 482133,
+    "sha256": "9f2c" + "0" * 60,
+    "status": "ready",
+    "pages": 12,
+    "chunks": 31,
+    "error": None,
+    "uploaded_by": "1d2e3f4a-5b6c-4d7e-8f90-a1b2c3d4e5f6",
+    "created_at": _AT,
+    "updated_at": _AT,
+}
+_JOB_OUT = {
+    "id": _JOB,
+    "kind": "ingest",
+    "status": "running",
+    "progress": {
+        "stage": "embedding",
+        "pages_done": 12,
+        "pages_total": 12,
+        "chunks_done": 16,
+        "chunks_total": 31,
+    },
+    "error": None,
+    "document_id": _ID,
+    "created_at": _AT,
+    "started_at": _AT,
+    "finished_at": None,
+    "stream_url": None,
+}
+_TOKENS = {"prompt_tokens": 5000, "completion_tokens": 880, "total_tokens": 5880, "requests": 7}
+_WINDOW = {
+    "since": _AT,
+    "prompt_tokens": 5120,
+    "completion_tokens": 880,
+    "total_tokens": 6000,
+    "requests": 14,
+    "by_model": {"gpt-4o-mini": _TOKENS},
+    "by_kind": {
+        "chat": _TOKENS,
+        "embedding": {
+            "prompt_tokens": 120,
+            "completion_tokens": 0,
+            "total_tokens": 120,
+            "requests": 7,
+        },
+    },
+}
+REQUEST_EXAMPLES: dict[tuple[str, str], Any] = {
+    ("post", "/v1/auth/request-code"): {"email": "you@example.com"},
+    ("post", "/v1/auth/verify-code"): {"email": "you@example.com", "code": "483920"},
+    ("post", "/v1/search"): {"query": "How do I reset the device?", "top_k": 6},
+    ("post", "/v1/chat"): {"message": "کتابخانه‌ی مرکزی در چه سالی ساخته شد؟"},
+}
+RESPONSE_EXAMPLES: dict[tuple[str, str], Any] = {
+    ("get", "/healthz"): {
+        "status": "ok",
+        "checks": {
+            "database": {"status": "ok", "latency_ms": 1.9},
+            "redis": {"status": "ok", "latency_ms": 0.6},
+            "broker": {
+                "status": "ok",
+                "latency_ms": 0.8,
+                "detail": {"workers": 2, "queued_ingest": 0, "queued_chat": 1},
+            },
+        },
+    },
+    ("post", "/v1/auth/request-code"): {
+        "detail": "If the address can receive mail, a sign-in code is on its way.",
+        "expires_in": 600,
+    },
+    ("post", "/v1/auth/verify-code"): {
+        "access_token": "eyJhbGciOiJIUzI1NiIs…",
+        "expires_in": 604800,
+        "token_type": "bearer",
+    },
+    ("get", "/v1/me"): {
+        "user_id": "1d2e3f4a-5b6c-4d7e-8f90-a1b2c3d4e5f6",
+        "email": "you@example.com",
+        "role": "member",
+        "tenant": {"id": "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d", "slug": "demo"},
+    },
+    ("get", "/v1/files"): {"items": [_DOCUMENT], "next_cursor": None},
+    ("post", "/v1/files"): {
+        "document": _DOCUMENT | {"status": "queued", "pages": 12, "chunks": 0},
+        "job": _JOB_OUT,
+    },
+    ("get", "/v1/files/{document_id}"): _DOCUMENT,
+    ("get", "/v1/jobs/{job_id}"): _JOB_OUT,
+    ("post", "/v1/jobs/{job_id}/cancel"): _JOB_OUT | {"status": "cancelled", "finished_at": _AT},
+    ("post", "/v1/search"): {
+        "results": [
+            {
+                "chunk_id": "c4d5e6f7-a8b9-4c0d-9e1f-2a3b4c5d6e7f",
+                "document_id": _ID,
+                "filename": "manual.pdf",
+                "page_start": 7,
+                "page_end": 7,
+                "score": 0.0328,
+                "text": "To reset the device, hold the power button for ten seconds…",
+            }
+        ]
+    },
+    ("post", "/v1/chat"): {
+        "job_id": _JOB,
+        "session_id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
+        "message_id": "8e9f0a1b-2c3d-4e5f-9a0b-1c2d3e4f5a6b",
+        "stream_url": f"/v1/chat/{_JOB}/stream?token=eyJhbGciOiJIUzI1NiIs…",
+    },
+    ("get", "/v1/sessions"): {
+        "items": [
+            {
+                "id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
+                "title": "How do I reset…",
+                "created_at": _AT,
+                "updated_at": _AT,
+            }
+        ],
+        "next_cursor": None,
+    },
+    ("get", "/v1/sessions/{session_id}/messages"): {
+        "session": {
+            "id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
+            "title": "How do I reset…",
+            "created_at": _AT,
+            "updated_at": _AT,
+        },
+        "messages": [
+            {
+                "id": "5d6e7f8a-9b0c-4d1e-8f2a-3b4c5d6e7f8a",
+                "role": "user",
+                "content": "How do I reset the device?",
+                "status": "complete",
+                "citations": [],
+                "model": None,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "job_id": _JOB,
+                "created_at": _AT,
+            },
+            {
+                "id": "8e9f0a1b-2c3d-4e5f-9a0b-1c2d3e4f5a6b",
+                "role": "assistant",
+                "content": "Hold the power button for ten seconds [1].",
+                "status": "complete",
+                "citations": [
+                    {
+                        "n": 1,
+                        "document_id": _ID,
+                        "filename": "manual.pdf",
+                        "page_start": 7,
+                        "page_end": 7,
+                        "chunk_id": "c4d5e6f7-a8b9-4c0d-9e1f-2a3b4c5d6e7f",
+                    }
+                ],
+                "model": "gpt-4o-mini",
+                "prompt_tokens": 1830,
+                "completion_tokens": 12,
+                "job_id": _JOB,
+                "created_at": _AT,
+            },
+        ],
+    },
+    ("get", "/v1/usage"): {
+        "scope": "user",
+        "at": _AT,
+        "last_24h": _WINDOW,
+        "last_7d": _WINDOW,
+        "quota": {
+            "monthly_tokens": 2000000,
+            "used_tokens": 412000,
+            "remaining_tokens": 1588000,
+            "period_start": "2026-11-01T00:00:00Z",
+            "resets_at": "2026-12-01T00:00:00Z",
+        },
+    },
+}
+STREAM_EXAMPLE = (
+    'id: 1764149400000-0\nevent: start\ndata: {"job_id": "…", "model": "gpt-4o-mini"}\n\n'
+    'id: 1764149400120-0\nevent: citations\ndata: [{"n": 1, "filename": "manual.pdf", '
+    '"page_start": 7, "page_end": 7}]\n\n'
+    'id: 1764149400410-0\nevent: delta\ndata: {"text": "Hold the power button"}\n\n'
+    'id: 1764149401950-0\nevent: end\ndata: {"finish_reason": "stop", "usage": {…}}\n\n'
+)
+PROBLEM_EXAMPLES = {
+    400: {"status": 400, "detail": "JSON is malformed: invalid character (byte 0)"},
+    401: {"status": 401, "detail": "an `Authorization: Bearer <token>` header is required"},
+    403: {"status": 403, "detail": "this token belongs to another tenant than 'acme'"},
+    404: {"status": 404, "detail": f"no document '{_ID}'"},
+    409: {"status": 409, "detail": "the job has already succeeded; there is nothing to cancel"},
+    410: {"status": 410, "detail": "the live stream of this answer has expired"},
+    413: {"status": 413, "detail": "the file is larger than the 25 MB allowed"},
+    415: {"status": 415, "detail": "the file is not a PDF", "field": "file"},
+    422: {
+        "status": 422,
+        "detail": "message: Expected `str` of length >= 1",
+        "field": "message",
+        "errors": [{"field": "message", "message": "Expected `str` of length >= 1"}],
+    },
+    429: {"status": 429, "detail": "too many requests; try again in 12 s"},
+    431: {"status": 431, "detail": "the request's headers take 40,960 bytes; at most 32,768"},
+    503: {"status": 503, "detail": "the database is unavailable; try again shortly"},
+}
+
+
+@dataclass
+class _Verbatim(BaseSchemaObject):
+    """An example served as written: Litestar drops None from what it serialises, and an
+    example without its nulls would not match its own schema (`"error": null` is required)."""
+
+    value: Any
+
+    def to_schema(self) -> Any:
+        return self.value
+
+
+def document_examples(app: Litestar) -> None:
+    """Put an example on every request body and every response of the served document."""
+    assert app.openapi_schema.paths is not None
+    for path, item in app.openapi_schema.paths.items():
+        for method in ("get", "post", "delete"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            body = REQUEST_EXAMPLES.get((method, path))
+            if (method, path) == ("post", "/v1/files"):
+                body = {"file": "(the PDF's bytes)"}
+            if body is not None and isinstance(operation.request_body, RequestBody):
+                for media in (operation.request_body.content or {}).values():
+                    media.example = _Verbatim(body)
+            for code, response in (operation.responses or {}).items():
+                if not isinstance(response, OpenAPIResponse) or not response.content:
+                    continue
+                if path.endswith("/stream") and code == "200":
+                    response.content = {
+                        "text/event-stream": OpenAPIMediaType(
+                            schema=Schema(type=OpenAPIType.STRING), example=STREAM_EXAMPLE
+                        )
+                    }
+                    continue
+                example = (
+                    RESPONSE_EXAMPLES.get((method, path))
+                    if code.startswith("2")
+                    else PROBLEM_EXAMPLES.get(int(code))
+                )
+                if code == "503" and path == "/healthz":
+                    example = RESPONSE_EXAMPLES[("get", "/healthz")] | {"status": "down"}
+                for media in response.content.values():
+                    media.example = _Verbatim(example)
