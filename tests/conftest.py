@@ -17,7 +17,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import uvicorn
@@ -225,3 +227,16 @@ def worker(settings: Settings, engine: Engine) -> Iterator[WorkerProcess]:
     """One worker process serving the whole test run."""
     with WorkerProcess(settings) as process:
         yield process
+
+
+def wait_until_healthy(base: str, process: subprocess.Popen[Any], timeout: float = 60) -> None:
+    """Wait for an API run as a process to answer /healthz with 200; fail if it exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.1)

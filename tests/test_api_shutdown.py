@@ -19,7 +19,13 @@ from core.devstack import api_command
 from core.embedded import free_port
 from core.settings import Settings
 from tests.chat_helpers import Answer, ask, read_stream
-from tests.conftest import TEST_JWT_SECRET, Services, WorkerProcess, settings_for
+from tests.conftest import (
+    TEST_JWT_SECRET,
+    Services,
+    WorkerProcess,
+    settings_for,
+    wait_until_healthy,
+)
 from tests.ingest_helpers import tenant_client
 
 
@@ -33,15 +39,7 @@ def api_process(settings: Settings, port: int) -> Iterator[subprocess.Popen[byte
         "RATE_LIMIT_PER_MINUTE": "100000",
     }
     process = subprocess.Popen(api_command("127.0.0.1", port), env=environ)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.1)
+    wait_until_healthy(f"http://127.0.0.1:{port}", process)
     try:
         yield process
     finally:

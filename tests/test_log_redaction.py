@@ -7,7 +7,6 @@ import io
 import logging
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -21,7 +20,7 @@ from core.redaction import MASK, install_log_redaction, redact
 from db.accounts import create_tenant
 from db.engine import unit_of_work
 from tests.auth_helpers import Inbox, sign_in
-from tests.conftest import TEST_JWT_SECRET, Services
+from tests.conftest import TEST_JWT_SECRET, Services, wait_until_healthy
 
 API_KEY = "sk-proj-" + "k" * 40
 
@@ -111,15 +110,7 @@ def api_process(
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.1)
+    wait_until_healthy(base, process)
     try:
         yield base, process
     finally:

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import httpx
 from sqlalchemy import Engine
@@ -17,7 +16,13 @@ from sqlalchemy import Engine
 from core import logs
 from core.devstack import api_command
 from core.embedded import free_port
-from tests.conftest import TEST_JWT_SECRET, Services, WorkerProcess, settings_for
+from tests.conftest import (
+    TEST_JWT_SECRET,
+    Services,
+    WorkerProcess,
+    settings_for,
+    wait_until_healthy,
+)
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
 from tests.pdfs import english_pdf, filler
 
@@ -62,7 +67,7 @@ def test_api_and_worker_lines_are_json_with_request_tenant_and_job(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base, api)
+        wait_until_healthy(base, api)
         with tenant_client(engine, settings, base) as client:
             given = client.get("/v1/me", headers={"X-Request-ID": "trace-42.a"})
             made = client.get("/v1/files")
@@ -104,15 +109,3 @@ def test_api_and_worker_lines_are_json_with_request_tenant_and_job(
     ]
     ingested = next(e for e in worker_entries if "ingested document" in e["message"])
     assert ingested["job_id"] == job["id"] and ingested["tenant_id"] == tenant
-
-
-def _wait_healthy(base: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.1)
