@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from api.identity import PUBLIC
 from api.resources import resources_of
-from core.bootstrap import BROKER_NAMESPACE, QUEUES
+from core.bootstrap import BROKER_NAMESPACE, QUEUES, queue_key
 
 CHECK_TIMEOUT_SECONDS = 2.0
 # Dramatiq's Redis broker drops a worker whose heartbeat is older than this (its default).
@@ -70,7 +70,7 @@ async def healthz(request: Request) -> Response[HealthReport]:
         pipe = resources.redis.pipeline(transaction=False)
         pipe.zcount(f"{BROKER_NAMESPACE}:__heartbeats__", now_ms - HEARTBEAT_WINDOW_MS, "+inf")
         for queue in QUEUES:
-            pipe.llen(f"{BROKER_NAMESPACE}:{queue}")
+            pipe.llen(queue_key(queue))
         workers, *depths = await pipe.execute()
         return {"workers": int(workers)} | {
             f"queued_{queue}": int(depth) for queue, depth in zip(QUEUES, depths, strict=True)

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from api.identity import PUBLIC
 from api.resources import resources_of
-from core.bootstrap import BROKER_NAMESPACE, QUEUES
+from core.bootstrap import QUEUES, queue_key
 from core.metrics import KEY, FleetCollector, FleetSnapshot
 
 REGISTRY = CollectorRegistry()
@@ -39,7 +39,7 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     pipe = resources.redis.pipeline(transaction=False)
     pipe.hgetall(KEY)
     for queue in QUEUES:
-        pipe.llen(f"{BROKER_NAMESPACE}:{queue}")
+        pipe.llen(queue_key(queue))
     counters, *depths = await pipe.execute()
     async with resources.engine.connect() as conn:
         rows = await conn.execute(text("SELECT * FROM docuchat_unfinished_job_counts()"))

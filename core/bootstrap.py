@@ -85,7 +85,12 @@ def enqueue(broker: Broker, queue: str, actor: str, job_id: str, *args: str) -> 
     return broker.enqueue(message).message_id
 
 
+def queue_key(queue: str) -> str:
+    """The Redis list of a queue's waiting message ids: its length is the queue's depth."""
+    return f"{BROKER_NAMESPACE}:{queue}"
+
+
 def message_keys(queue: str) -> tuple[str, str]:
     """The Redis hashes that hold a queue's messages from enqueue to ack: ready or being
     worked on, and delayed (waiting for a retry)."""
-    return f"{BROKER_NAMESPACE}:{queue}.msgs", f"{BROKER_NAMESPACE}:{queue}.DQ.msgs"
+    return f"{queue_key(queue)}.msgs", f"{queue_key(queue)}.DQ.msgs"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import httpx
 
-FINISHED = ("succeeded", "failed", "cancelled")
+from db.jobs import FINISHED
+
 MAX_ATTEMPTS = 5  # for answers that say "try again": 429 from the rate limit, 503
 
 

@@ -28,7 +28,7 @@ from core.settings import Settings, load_settings
 from core.tokens import issue_access_token
 from db.accounts import create_tenant, find_tenant, get_or_create_user, promote_user
 from db.engine import create_sync_engine, unit_of_work
-from db.jobs import queue_reingestion
+from db.jobs import FINISHED, queue_reingestion
 from db.migrate import check_schema, downgrade, upgrade
 from db.models import Tenant
 from db.usage import set_quota
@@ -270,13 +270,7 @@ def ingest(
     headers = {"Authorization": f"Bearer {access}", "X-Tenant-ID": found.slug}
     with (
         httpx.Client(base_url=base, headers=headers, timeout=120) as client,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        ) as progress,
+        _progress_bars() as progress,
     ):
         try:
             client.get("/healthz")
@@ -356,6 +350,17 @@ def reindex(slug: str | None, every: bool, wait: bool, data_dir: Path | None) ->
                 sys.exit(1)
 
 
+def _progress_bars() -> Progress:
+    """Named bars with counts and elapsed time, on stderr so stdout keeps the summary."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+
+
 def _follow(engine: Engine, job_ids: list[uuid.UUID]) -> list[tuple[str, str]]:
     """Wait for the jobs to finish, with a progress bar; returns the failed ones' documents
     (file names) and errors."""
@@ -363,15 +368,12 @@ def _follow(engine: Engine, job_ids: list[uuid.UUID]) -> list[tuple[str, str]]:
         "SELECT j.status, d.filename, j.error FROM jobs j LEFT JOIN documents d"
         " ON d.id = j.document_id WHERE j.id = ANY(:ids)"
     )
-    with Progress(
-        TextColumn("re-embedded"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True),
-    ) as progress:  # fmt: skip
+    with _progress_bars() as progress:
         task = progress.add_task("re-embedded", total=len(job_ids))
         while True:
             with engine.connect() as conn:
                 rows = conn.execute(query, {"ids": job_ids}).all()
-            done = [row for row in rows if row.status in ("succeeded", "failed", "cancelled")]
+            done = [row for row in rows if row.status in FINISHED]
             progress.update(task, completed=len(done))
             if len(done) == len(job_ids):
                 return [(row.filename, row.error) for row in done if row.status != "succeeded"]

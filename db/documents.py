@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput, NotFound
-from db.jobs import ACTIVE
+from db.jobs import ACTIVE, new_ingest_job
 from db.models import Chunk, Document, DocumentBlob, Job
 from db.paging import decode_cursor, page_of
 
@@ -77,13 +77,7 @@ async def add_document(
                     document_id=new_id, part=part, tenant_id=tenant_id, data=data
                 )
             )
-    job = Job(
-        tenant_id=tenant_id,
-        user_id=user_id,
-        kind="ingest",
-        document_id=new_id,
-        progress={"stage": "queued"},
-    )
+    job = new_ingest_job(tenant_id, user_id, new_id)
     session.add(job)
     await session.flush()
     document = await session.get_one(Document, new_id)

@@ -168,6 +168,17 @@ async def fail_ingest_async(session: AsyncSession, job_id: uuid.UUID, reason: st
     await session.run_sync(lambda sync_session: fail_ingest(sync_session, job_id, reason))
 
 
+def new_ingest_job(tenant_id: uuid.UUID, user_id: uuid.UUID | None, document_id: uuid.UUID) -> Job:
+    """A queued ingest job of a document, as an upload and a re-ingestion make it."""
+    return Job(
+        tenant_id=tenant_id,
+        user_id=user_id,
+        kind="ingest",
+        document_id=document_id,
+        progress={"stage": "queued"},
+    )
+
+
 def queue_reingestion(session: Session, tenant_id: uuid.UUID) -> list[uuid.UUID]:
     """A new ingest job for each of the tenant's documents that is ready or failed and has no
     unfinished job (it is in work already); returns the jobs' ids. The documents keep their
@@ -184,16 +195,7 @@ def queue_reingestion(session: Session, tenant_id: uuid.UUID) -> list[uuid.UUID]
         )
         .order_by(Document.created_at)
     ).all()
-    jobs = [
-        Job(
-            tenant_id=tenant_id,
-            user_id=document.uploaded_by,
-            kind="ingest",
-            document_id=document.id,
-            progress={"stage": "queued"},
-        )
-        for document in documents
-    ]
+    jobs = [new_ingest_job(tenant_id, document.uploaded_by, document.id) for document in documents]
     session.add_all(jobs)
     session.flush()
     return [job.id for job in jobs]

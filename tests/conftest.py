@@ -78,6 +78,17 @@ def settings_for(services: Services, **overrides: str) -> Settings:
     return load_settings(environ)
 
 
+def auth_settings(services: Services, smtp_port: int, **overrides: str) -> Settings:
+    """Settings whose sign-in codes go to the test SMTP server on `smtp_port`."""
+    base = {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "SMTP_STARTTLS": "false",
+        "RATE_LIMIT_PER_MINUTE": "10000",
+    }
+    return settings_for(services, **(base | overrides))
+
+
 @pytest.fixture(scope="session")
 def settings(services: Services) -> Settings:
     return settings_for(services)

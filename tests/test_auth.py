@@ -20,17 +20,7 @@ from core.tokens import issue_access_token
 from db.accounts import create_tenant, get_or_create_user
 from db.engine import unit_of_work
 from tests.auth_helpers import Inbox, sign_in
-from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, settings_for
-
-
-def auth_settings(services: Services, smtp_port: int, **overrides: str) -> Settings:
-    base = {
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp_port),
-        "SMTP_STARTTLS": "false",
-        "RATE_LIMIT_PER_MINUTE": "10000",
-    }
-    return settings_for(services, **(base | overrides))
+from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, auth_settings
 
 
 @pytest.fixture

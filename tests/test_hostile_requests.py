@@ -19,7 +19,7 @@ from core.settings import Settings
 from db.accounts import create_tenant
 from db.engine import unit_of_work
 from tests.auth_helpers import Inbox
-from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, WorkerProcess, auth_settings
 from tests.ingest_helpers import ingest, tenant_client
 from tests.pdfs import english_pdf, filler
 
@@ -28,11 +28,9 @@ from tests.pdfs import english_pdf, filler
 def server(
     services: Services, smtp: tuple[Inbox, int], engine: Engine
 ) -> Iterator[tuple[str, Settings]]:
-    settings = settings_for(
+    settings = auth_settings(
         services,
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=str(smtp[1]),
-        SMTP_STARTTLS="false",
+        smtp[1],
         RATE_LIMIT_PER_MINUTE="100000",
         LOGIN_CODE_INTERVAL_SECONDS="1",
         LOGIN_CODES_PER_HOUR="100",

@@ -20,7 +20,7 @@ from core.settings import Settings
 from db.accounts import create_tenant
 from db.engine import unit_of_work
 from tests.auth_helpers import Inbox
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer, Services, WorkerProcess, auth_settings
 from tests.pdfs import persian_filler, persian_pdf
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -44,13 +44,7 @@ def browser() -> Iterator[Browser]:
 def site(
     services: Services, smtp: tuple[Inbox, int], engine: Engine, worker: WorkerProcess
 ) -> Iterator[tuple[str, Settings]]:
-    settings = settings_for(
-        services,
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=str(smtp[1]),
-        SMTP_STARTTLS="false",
-        RATE_LIMIT_PER_MINUTE="100000",
-    )
+    settings = auth_settings(services, smtp[1], RATE_LIMIT_PER_MINUTE="100000")
     with LiveServer(settings) as server:
         yield server.url, settings
 
