@@ -122,10 +122,10 @@ def _document(operation: Operation, handler: HTTPRouteHandler, route: HTTPRoute)
     if handler.opt.get("upload"):
         operation.request_body = UPLOAD_BODY
         statuses |= {413, 415}
-    if operation.request_body is not None:
-        statuses |= {413} if handler.opt.get("upload") else {400, 413}
+    elif operation.request_body is not None:
+        statuses |= {400, 413}  # malformed JSON; a body over 1 MiB
     responses = operation.responses or {}
-    if "400" not in {str(code) for code in statuses} and not public:
+    if 400 not in statuses and not public:
         responses.pop("400", None)  # Litestar's default; our invalid input is 422
     for status in sorted(statuses):
         if str(status) not in responses:
