@@ -16,6 +16,7 @@ from api.header_limit import header_limit
 from api.health import healthz
 from api.identity import PUBLIC, BearerAuthentication
 from api.jobs import cancel, get_job_status
+from api.members import invite, list_tenant_members, remove_tenant_member, update_member
 from api.metrics import metrics
 from api.openapi import document_errors, document_examples
 from api.rate_limiting import RateLimitMiddleware
@@ -52,6 +53,10 @@ def create_app(settings: Settings) -> Litestar:
             get_session_messages,
             delete_chat_session,
             get_usage,
+            list_tenant_members,
+            invite,
+            update_member,
+            remove_tenant_member,
             metrics,
             web_client,
         ],
@@ -73,7 +78,7 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         cors_config=CORSConfig(
             allow_origins=settings.frontend_origin,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=[
                 "Authorization",
                 "Content-Type",

@@ -14,12 +14,16 @@ from litestar.params import JSONBody
 from litestar.response import Response
 
 from api.identity import PUBLIC, Caller, find_active_tenant, tenant_header
+from api.openapi import problem_responses
 from api.rate_limiting import client_ip
-from api.resources import ApiResources, resources_of
+from api.resources import resources_of
 from core.errors import InvalidInput, PermissionDenied, RateLimited
 from core.identity import normalise_email
+from core.mailer import deliver, not_a_member_mail, signin_code_mail
+from core.membership import may_sign_in
 from core.tokens import issue_access_token
-from db.accounts import get_or_create_user_async
+from db.engine import async_unit_of_work
+from db.members import member_status, sign_in_member
 
 log = logging.getLogger("docuchat.api")
 
@@ -56,20 +60,17 @@ class Me(msgspec.Struct):
     tenant: TenantOut
 
 
-async def _send_code(resources: ApiResources, to: str, code: str, tenant: str) -> None:
-    try:
-        minutes = max(1, resources.settings.login_code_ttl_seconds // 60)
-        await resources.mailer.send_signin_code(to, code, tenant, minutes)
-    except Exception:
-        log.exception("could not send a sign-in code e-mail")
-
-
 @post(
     "/v1/auth/request-code",
     status_code=202,
     opt={PUBLIC: True},
     tags=["auth"],
     summary="E-mail a 6-digit sign-in code",
+    description=(
+        "The answer is the same for every address. A member (or, where the tenant lets "
+        "people sign up, anyone it admits) is mailed a code; any other address is mailed a "
+        "note to ask the tenant's admins for an invitation, and no code."
+    ),
 )
 async def request_code(
     request: Request[Any, Any, Any], data: JSONBody[CodeRequest]
@@ -92,7 +93,16 @@ async def request_code(
                 f"{decision.reset_after} s",
                 decision.reset_after,
             )
+    async with async_unit_of_work(resources.engine, tenant.id) as session:
+        status = await session.run_sync(member_status, tenant, email)
+    # Every address costs the same work, so the answer's timing does not tell members apart;
+    # a code mailed to nobody is never redeemed (verify-code checks membership again).
     code = await resources.signin_codes.issue(tenant.id, email)
+    if may_sign_in(tenant.signup_policy, tenant.allowed_domains, email, status):
+        minutes = max(1, settings.login_code_ttl_seconds // 60)
+        mail = signin_code_mail(email, code, tenant.name, minutes)
+    else:
+        mail = not_a_member_mail(email, tenant.name)
     # Mail goes out after the answer, so its timing says nothing about the address.
     return Response(
         CodeRequested(
@@ -100,7 +110,7 @@ async def request_code(
             expires_in=settings.login_code_ttl_seconds,
         ),
         status_code=202,
-        background=BackgroundTask(_send_code, resources, email, code, tenant.name),
+        background=BackgroundTask(deliver, resources.mailer, mail),
     )
 
 
@@ -110,6 +120,8 @@ async def request_code(
     opt={PUBLIC: True},
     tags=["auth"],
     summary="Exchange a sign-in code for a 7-day access token",
+    description="403 when the address may not sign in to the tenant (not a member).",
+    responses=problem_responses(403),
 )
 async def verify_code(
     request: Request[Any, Any, Any], data: JSONBody[CodeVerification]
@@ -121,10 +133,13 @@ async def verify_code(
     if len(code) != 6 or not code.isascii() or not code.isdigit():
         raise InvalidInput("code", "the code is the 6 digits from the e-mail")
     await resources.signin_codes.redeem(tenant.id, email, code)
-    user = await get_or_create_user_async(resources.engine, tenant, email, datetime.now(UTC))
-    if not user.active:
-        raise PermissionDenied("this account is disabled")
-    issued = issue_access_token(resources.settings, user.id, tenant.id)
+    async with async_unit_of_work(resources.engine, tenant.id) as session:
+        user = await session.run_sync(sign_in_member, tenant, email, datetime.now(UTC))
+    if user is None:
+        raise PermissionDenied(
+            f"{email} is not a member of {tenant.name}; ask one of its admins for an invitation"
+        )
+    issued = issue_access_token(resources.settings, user.id, tenant.id, user.token_version)
     return AccessToken(access_token=issued.token, expires_in=issued.expires_in)
 
 

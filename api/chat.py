@@ -4,6 +4,7 @@ Server-Sent Events read from the job's Redis Stream, resumable with Last-Event-I
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
@@ -54,7 +55,9 @@ class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def stream_url(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> str:
-    token = issue_stream_token(resources.settings, caller.user_id, caller.tenant_id, job_id)
+    token = issue_stream_token(
+        resources.settings, caller.user_id, caller.tenant_id, job_id, caller.token_version
+    )
     return f"/v1/chat/{job_id}/stream?token={token}"
 
 
@@ -131,7 +134,7 @@ async def stream_caller(
     if claims.job_id != job_id:
         raise PermissionDenied("this stream token is for another job")
     requested = request.headers.get(resources.settings.tenant_header)
-    return await caller_of(resources, claims.user_id, claims.tenant_id, requested)
+    return await caller_of(resources, claims.user_id, claims.tenant_id, requested, claims.version)
 
 
 async def own_chat_job(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> Job:
@@ -181,8 +184,15 @@ async def stream_answer(
         async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
             return (await get_job(session, ident)).status in FINISHED
 
+    async def still_member() -> bool:
+        try:
+            await caller_of(resources, caller.user_id, caller.tenant_id, None, caller.token_version)
+        except (AuthenticationFailed, PermissionDenied):
+            return False
+        return True
+
     return ServerSentEvent(
-        relay(resources, key, last_id, finished),
+        relay(resources, key, last_id, finished, still_member),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
@@ -192,19 +202,29 @@ async def relay(
     key: str,
     last_id: str,
     finished: Callable[[], Awaitable[bool]],
+    still_member: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[ServerSentEventMessage]:
     """Events after `last_id` as they are appended, until the answer's last event.
 
     A stream that is missing while its job is unfinished was lost with a Redis restart: the
-    reaper sends the job again and its new attempt starts the stream afresh, so we wait."""
+    reaper sends the job again and its new attempt starts the stream afresh, so we wait.
+    Once per keep-alive interval the reader's membership is checked again: a member removed
+    meanwhile reads no further."""
     redis = resources.stream_redis
-    block_ms = max(1, int(resources.settings.sse_keepalive_seconds * 1000))
+    keepalive = resources.settings.sse_keepalive_seconds
+    block_ms = max(1, int(keepalive * 1000))
     retry: int | None = RECONNECT_MS
     cursor = last_id.encode()
+    checked_at = time.monotonic()
     resources.open_streams += 1
     try:
         while True:
             try:
+                if time.monotonic() - checked_at >= keepalive:
+                    checked_at = time.monotonic()
+                    if not await still_member():
+                        yield _error("access_revoked", "you are no longer a member of this tenant")
+                        return
                 batches = await redis.xread({key: cursor}, count=500, block=block_ms)
                 expired = not batches and not await redis.exists(key) and await finished()
             except (RedisError, SQLAlchemyError) as exc:

@@ -137,9 +137,11 @@ async def get_file(request: Request[Caller, Any, Any], document_id: FromPath[str
     status_code=204,
     tags=["files"],
     summary="Delete a document, its chunks and bytes; a running ingestion of it stops",
+    description="Members delete their own uploads; admins delete any document (403 otherwise).",
 )
 async def delete_file(request: Request[Caller, Any, Any], document_id: FromPath[str]) -> None:
     resources = resources_of(request)
+    caller = request.user
     ident = parse_id(document_id, "document")
-    async with async_unit_of_work(resources.engine, request.user.tenant_id) as session:
-        await delete_document(session, ident)
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
+        await delete_document(session, ident, caller.user_id, caller.is_admin)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from api.resources import ApiResources, resources_of
 from core import logs
 from core.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
+from core.membership import MEMBER_STATUSES
 from core.tokens import InvalidToken, decode_access_token
 from db.accounts import tenant_lookup
 from db.engine import async_unit_of_work
@@ -28,6 +29,7 @@ class Caller:
     tenant_slug: str
     email: str
     role: str
+    token_version: int = 0
 
     @property
     def is_admin(self) -> bool:
@@ -57,9 +59,15 @@ async def find_active_tenant(resources: ApiResources, key: str) -> Tenant:
 
 
 async def caller_of(
-    resources: ApiResources, user_id: uuid.UUID, tenant_id: uuid.UUID, requested: str | None
+    resources: ApiResources,
+    user_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    requested: str | None,
+    token_version: int,
 ) -> Caller:
-    """The active user behind a token; `requested` is the tenant header, when there is one."""
+    """The member behind a token; `requested` is the tenant header, when there is one.
+
+    Checked on every request, so a removed member's tokens stop working at once."""
     async with async_unit_of_work(resources.engine, tenant_id) as session:
         row = (
             await session.execute(
@@ -76,10 +84,19 @@ async def caller_of(
             f"this token belongs to another tenant than {requested!r} in the "
             f"{resources.settings.tenant_header} header"
         )
-    if not (user.active and tenant.active):
-        raise PermissionDenied("this account or its tenant is disabled")
+    if not tenant.active:
+        raise PermissionDenied(f"the tenant {tenant.slug!r} is disabled")
+    if user.status not in MEMBER_STATUSES:
+        raise PermissionDenied(
+            f"{user.email} is no longer a member of {tenant.slug!r}; ask one of its admins "
+            "for an invitation"
+        )
+    if token_version != user.token_version:
+        raise AuthenticationFailed(
+            "this token was revoked when the account was removed; sign in again"
+        )
     logs.tenant_id.set(str(tenant.id))  # for the log lines of the rest of the request
-    return Caller(user.id, tenant.id, tenant.slug, user.email, user.role)
+    return Caller(user.id, tenant.id, tenant.slug, user.email, user.role, user.token_version)
 
 
 async def bearer_caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
@@ -93,7 +110,7 @@ async def bearer_caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Calle
     except InvalidToken as exc:
         raise AuthenticationFailed(str(exc)) from None
     requested = tenant_header(connection, resources)
-    return await caller_of(resources, claims.user_id, claims.tenant_id, requested)
+    return await caller_of(resources, claims.user_id, claims.tenant_id, requested, claims.version)
 
 
 class BearerAuthentication(AbstractAuthenticationMiddleware):

@@ -206,6 +206,17 @@ REQUEST_EXAMPLES: dict[tuple[str, str], Any] = {
     ("post", "/v1/auth/verify-code"): {"email": "you@example.com", "code": "483920"},
     ("post", "/v1/search"): {"query": "How do I reset the device?", "top_k": 6},
     ("post", "/v1/chat"): {"message": "کتابخانه‌ی مرکزی در چه سالی ساخته شد؟"},
+    ("post", "/v1/members"): {"email": "sara@example.com", "role": "member"},
+    ("patch", "/v1/members/{member_id}"): {"role": "admin"},
+}
+_MEMBER = {
+    "id": "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e",
+    "email": "sara@example.com",
+    "role": "member",
+    "status": "invited",
+    "invited_by": {"id": "1d2e3f4a-5b6c-4d7e-8f90-a1b2c3d4e5f6", "email": "you@example.com"},
+    "created_at": _AT,
+    "last_sign_in": None,
 }
 RESPONSE_EXAMPLES: dict[tuple[str, str], Any] = {
     ("get", "/healthz"): {
@@ -316,6 +327,12 @@ RESPONSE_EXAMPLES: dict[tuple[str, str], Any] = {
             },
         ],
     },
+    ("get", "/v1/members"): {
+        "items": [_MEMBER | {"status": "active", "last_sign_in": _AT}],
+        "next_cursor": None,
+    },
+    ("post", "/v1/members"): _MEMBER,
+    ("patch", "/v1/members/{member_id}"): _MEMBER | {"role": "admin", "status": "active"},
     ("get", "/v1/usage"): {
         "scope": "user",
         "at": _AT,
@@ -373,7 +390,7 @@ def document_examples(app: Litestar) -> None:
     """Put an example on every request body and every response of the served document."""
     assert app.openapi_schema.paths is not None
     for path, item in app.openapi_schema.paths.items():
-        for method in ("get", "post", "delete"):
+        for method in ("get", "post", "patch", "delete"):
             operation = getattr(item, method, None)
             if operation is None:
                 continue

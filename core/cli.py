@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
@@ -23,14 +24,24 @@ from core.bootstrap import INGEST_ACTOR, create_broker, enqueue
 from core.bulk_ingest import FileResult, ingest_paths, pdfs_under
 from core.devstack import DevOptions, run_dev
 from core.embedded import EmbeddedPostgres, EmbeddedRedis, secret_from_data_dir
-from core.errors import DocuChatError
+from core.errors import DocuChatError, NotFound
+from core.identity import normalise_email
+from core.mailer import deliver, invitation_mail, mailer_for
+from core.membership import ROLES, SIGNUP_POLICIES
 from core.settings import Settings, load_settings
 from core.tokens import issue_access_token
-from db.accounts import create_tenant, find_tenant, get_or_create_user, promote_user
+from db.accounts import (
+    create_tenant,
+    find_tenant,
+    get_or_create_user,
+    promote_user,
+    update_tenant,
+)
 from db.engine import create_sync_engine, unit_of_work
 from db.jobs import FINISHED, queue_reingestion
+from db.members import invite_member, operator_members, remove_member
 from db.migrate import check_schema, downgrade, upgrade
-from db.models import Tenant
+from db.models import Tenant, User
 from db.usage import set_quota
 
 DATA_DIR_HELP = "Folder of the embedded Postgres and Redis (default: DATA_DIR or .docuchat)."
@@ -139,16 +150,78 @@ def tenant() -> None:
     """Manage tenants."""
 
 
+signup_option = click.option(
+    "--signup",
+    type=click.Choice(SIGNUP_POLICIES),
+    help="invite: only invited members sign in; open: any address signs up by signing in.",
+)
+domain_option = click.option(
+    "--allow-domain",
+    "domains",
+    multiple=True,
+    metavar="DOMAIN",
+    help="Addresses of this domain sign up by themselves (repeatable).",
+)
+
+
 @tenant.command("create")
 @click.argument("slug")
 @click.option("--name", required=True, help="Display name of the tenant.")
+@signup_option
+@domain_option
 @data_dir_option
-def tenant_create(slug: str, name: str, data_dir: Path | None) -> None:
-    """Create a tenant and print its id."""
+def tenant_create(
+    slug: str, name: str, signup: str | None, domains: tuple[str, ...], data_dir: Path | None
+) -> None:
+    """Create a tenant (invite-only unless --signup open) and print its id."""
     with admin_database(_resolve_data_dir(data_dir)) as (_settings, engine):
         with unit_of_work(engine) as session:
-            created = create_tenant(session, slug, name)
+            created = create_tenant(
+                session, slug, name, signup_policy=signup or "invite", allowed_domains=domains
+            )
         click.echo(str(created.id))
+
+
+@tenant.command("update")
+@click.argument("slug")
+@click.option("--name", default=None, help="A new display name.")
+@signup_option
+@domain_option
+@click.option("--no-allowed-domains", is_flag=True, help="Remove every allowed domain.")
+@data_dir_option
+def tenant_update(
+    slug: str,
+    name: str | None,
+    signup: str | None,
+    domains: tuple[str, ...],
+    no_allowed_domains: bool,
+    data_dir: Path | None,
+) -> None:
+    """Change tenant SLUG's name, sign-up policy or allowed domains (--allow-domain replaces
+    the list); prints the result."""
+    if domains and no_allowed_domains:
+        raise click.UsageError("give --allow-domain or --no-allowed-domains, not both")
+    with (
+        admin_database(_resolve_data_dir(data_dir)) as (_settings, engine),
+        unit_of_work(engine) as session,
+    ):
+        found = update_tenant(
+            session,
+            find_tenant(session, slug),
+            name=name,
+            signup_policy=signup,
+            allowed_domains=[] if no_allowed_domains else (list(domains) or None),
+        )
+        click.echo(_describe_tenant(found))
+
+
+def _describe_tenant(found: Tenant) -> str:
+    domains = ", ".join(found.allowed_domains) or "none"
+    who = "anyone may sign up" if found.signup_policy == "open" else "invited members only"
+    return (
+        f"{found.slug} ({found.name}): sign-up {found.signup_policy} ({who}); "
+        f"allowed domains: {domains}"
+    )
 
 
 class QuotaType(click.ParamType):
@@ -204,7 +277,85 @@ def tenant_set_quota(slug: str, tokens: int | None, data_dir: Path | None) -> No
 
 @main.group()
 def user() -> None:
-    """Manage users."""
+    """Manage a tenant's members."""
+
+
+@user.command("invite")
+@click.argument("slug")
+@click.argument("email")
+@click.option("--role", type=click.Choice(ROLES), default="member", show_default=True)
+@data_dir_option
+def user_invite(slug: str, email: str, role: str, data_dir: Path | None) -> None:
+    """Invite EMAIL to tenant SLUG and mail the invitation; they sign in with the usual code."""
+    address = normalise_email(email)
+    with admin_database(_resolve_data_dir(data_dir)) as (settings, engine):
+        with unit_of_work(engine) as session:
+            found = find_tenant(session, slug)
+            invitation = invite_member(session, found.id, address, role, None)
+        asyncio.run(deliver(mailer_for(settings), invitation_mail(address, found.name, slug, None)))
+    again = "" if invitation.created else " again"
+    click.echo(f"{address} is invited{again} to {slug} as {role}; the invitation was sent")
+
+
+@user.command("remove")
+@click.argument("slug")
+@click.argument("email")
+@data_dir_option
+def user_remove(slug: str, email: str, data_dir: Path | None) -> None:
+    """Remove EMAIL from tenant SLUG: their tokens stop working, their documents stay."""
+    address = normalise_email(email)
+    with admin_database(_resolve_data_dir(data_dir)) as (_settings, engine):
+        with unit_of_work(engine) as session:
+            found = find_tenant(session, slug)
+            member = session.scalar(
+                select(User).where(User.tenant_id == found.id, User.email == address)
+            )
+            if member is None:
+                raise NotFound(f"{address} is not a member of {slug}")
+            remove_member(session, found.id, member.id, keep_an_admin=False)
+            admins = [
+                u for u in operator_members(session, found)
+                if u.role == "admin" and u.status == "active"
+            ]  # fmt: skip
+        click.echo(f"{address} is removed from {slug}")
+        if not admins:
+            click.echo(
+                f"note: {slug} has no active admin now; invite one with "
+                f"`docuchat user invite {slug} EMAIL --role admin`",
+                err=True,
+            )
+
+
+@user.command("list")
+@click.argument("slug")
+@data_dir_option
+def user_list(slug: str, data_dir: Path | None) -> None:
+    """List tenant SLUG's members, removed ones included, oldest first."""
+    with (
+        admin_database(_resolve_data_dir(data_dir)) as (_settings, engine),
+        unit_of_work(engine) as session,
+    ):
+        found = find_tenant(session, slug)
+        members = operator_members(session, found)
+        click.echo(_describe_tenant(found))
+        rows = [("EMAIL", "ROLE", "STATUS", "LAST SIGN-IN")] + [
+            (
+                u.email,
+                u.role,
+                u.status,
+                f"{u.last_login_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+                if u.last_login_at
+                else "never",
+            )
+            for u in members
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for row in rows:
+            click.echo(
+                "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+                + "  "
+                + row[3]
+            )
 
 
 @user.command("promote")
@@ -229,7 +380,7 @@ def token(slug: str, email: str, data_dir: Path | None) -> None:
         with unit_of_work(engine) as session:
             found = find_tenant(session, slug)
             user = get_or_create_user(session, found, email)
-        issued = issue_access_token(settings, user.id, found.id)
+        issued = issue_access_token(settings, user.id, found.id, user.token_version)
         click.echo(f"access token for {user.email} in {found.slug}, valid {issued.expires_in}s:")
         click.echo(issued.token)
 
@@ -265,7 +416,7 @@ def ingest(
         with unit_of_work(engine) as session:
             found = find_tenant(session, slug)
             user = get_or_create_user(session, found, email)
-        access = issue_access_token(settings, user.id, found.id).token
+        access = issue_access_token(settings, user.id, found.id, user.token_version).token
     base = api_url or _configured("DOCUCHAT_API") or "http://127.0.0.1:8000"
     headers = {"Authorization": f"Bearer {access}", "X-Tenant-ID": found.slug}
     with (

@@ -131,7 +131,8 @@ def prepare_database(settings: Settings) -> None:
         with engine.connect() as conn:
             check_schema(conn, settings.embedding_dimension)
         with unit_of_work(engine) as session:
-            ensure_tenant(session, DEFAULT_TENANT, "Demo")
+            # Open, so a laptop's tour signs anyone in; real tenants are invite-only.
+            ensure_tenant(session, DEFAULT_TENANT, "Demo", signup_policy="open")
     finally:
         engine.dispose()
 

@@ -3,6 +3,10 @@
 - access tokens name a user of one tenant, valid ACCESS_TOKEN_TTL_SECONDS, for every route;
 - stream tokens name one chat job of that user, valid STREAM_TOKEN_TTL_SECONDS, and open only
   that job's event stream (browsers' EventSource cannot send an Authorization header).
+
+Both carry the user's token version (`ver`): removing a member raises it, so every token
+issued before is refused even if the address is invited again. A token without `ver` was
+issued before versions existed and counts as version 0.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class AccessClaims:
     tenant_id: uuid.UUID
     jti: str
     expires_at: int
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,18 +44,22 @@ class StreamClaims:
     user_id: uuid.UUID
     tenant_id: uuid.UUID
     job_id: uuid.UUID
+    version: int = 0
 
 
 class InvalidToken(Exception):
     """The token is missing, malformed, expired or not ours; the message says which."""
 
 
-def issue_access_token(settings: Settings, user_id: uuid.UUID, tenant_id: uuid.UUID) -> IssuedToken:
+def issue_access_token(
+    settings: Settings, user_id: uuid.UUID, tenant_id: uuid.UUID, version: int = 0
+) -> IssuedToken:
     now = int(time.time())
     ttl = settings.access_token_ttl_seconds
     claims = {
         "sub": str(user_id),
         "tenant_id": str(tenant_id),
+        "ver": version,
         "typ": ACCESS_TOKEN_TYPE,
         "iat": now,
         "exp": now + ttl,
@@ -86,19 +95,25 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
             tenant_id=uuid.UUID(str(claims["tenant_id"])),
             jti=str(claims["jti"]),
             expires_at=int(str(claims["exp"])),
+            version=_version(claims),
         )
     except (ValueError, TypeError):
         raise InvalidToken("the access token's claims are malformed") from None
 
 
 def issue_stream_token(
-    settings: Settings, user_id: uuid.UUID, tenant_id: uuid.UUID, job_id: uuid.UUID
+    settings: Settings,
+    user_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    version: int = 0,
 ) -> str:
     now = int(time.time())
     claims = {
         "sub": str(user_id),
         "tenant_id": str(tenant_id),
         "job_id": str(job_id),
+        "ver": version,
         "typ": STREAM_TOKEN_TYPE,
         "iat": now,
         "exp": now + settings.stream_token_ttl_seconds,
@@ -114,6 +129,14 @@ def decode_stream_token(settings: Settings, token: str) -> StreamClaims:
             user_id=uuid.UUID(str(claims["sub"])),
             tenant_id=uuid.UUID(str(claims["tenant_id"])),
             job_id=uuid.UUID(str(claims["job_id"])),
+            version=_version(claims),
         )
     except (ValueError, TypeError):
         raise InvalidToken("the stream token's claims are malformed") from None
+
+
+def _version(claims: dict[str, object]) -> int:
+    version = claims.get("ver", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError("ver is not an integer")
+    return version

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound, PermissionDenied
 from db.jobs import ACTIVE, new_ingest_job
 from db.models import Chunk, Document, DocumentBlob, Job
 from db.paging import decode_cursor, page_of
@@ -112,11 +112,18 @@ async def get_document(session: AsyncSession, document_id: uuid.UUID) -> Documen
     return document
 
 
-async def delete_document(session: AsyncSession, document_id: uuid.UUID) -> None:
-    """Delete a document, its bytes and chunks; its unfinished ingest job ends cancelled."""
+async def delete_document(
+    session: AsyncSession, document_id: uuid.UUID, user_id: uuid.UUID, is_admin: bool
+) -> None:
+    """Delete a document, its bytes and chunks; its unfinished ingest job ends cancelled.
+    Its uploader may, and any admin; anyone else is refused."""
     document = await session.get(Document, document_id, with_for_update=True)
     if document is None:
         raise NotFound(f"no document {document_id}")
+    if not is_admin and document.uploaded_by != user_id:
+        raise PermissionDenied(
+            "only the member who uploaded a document, or an admin, may delete it"
+        )
     await session.execute(
         update(Job)
         .where(Job.document_id == document_id, Job.status.in_(ACTIVE))

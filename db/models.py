@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -53,6 +53,14 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(Text, nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     monthly_token_quota: Mapped[int | None] = mapped_column(BigInteger)
+    # invite: only members sign in; open: any address signs up by signing in.
+    signup_policy: Mapped[str] = mapped_column(
+        Text, nullable=False, server_default=text("'invite'")
+    )
+    # Addresses of these domains sign up by themselves, whatever the policy.
+    allowed_domains: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), nullable=False, server_default=text("'{}'")
+    )
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -63,7 +71,13 @@ class User(Base):
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
     email: Mapped[str] = mapped_column(Text, nullable=False)
     role: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'member'"))
-    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    # invited (not signed in yet) | active | removed (kept: their documents stay the tenant's)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'active'"))
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    # Access tokens carry it; removal raises it, so older tokens never work again.
+    token_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     created_at: Mapped[datetime] = _created_at()
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -20,23 +20,42 @@ class Inbox:
         self.messages.append((list(envelope.rcpt_tos), body))
         return "250 OK"
 
-    def code_for(self, address: str, timeout: float = 10) -> str:
+    def mails_to(self, address: str, count: int = 1, timeout: float = 10) -> list[str]:
+        """The bodies of the mails to `address`, once there are at least `count` of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            bodies = [body for recipients, body in self.messages if address in recipients]
+            if len(bodies) >= count or time.monotonic() > deadline:
+                assert len(bodies) >= count, f"{len(bodies)} mails for {address}, not {count}"
+                return bodies
+            time.sleep(0.05)
+
+    def code_for(self, address: str, timeout: float = 10, after: int = 0) -> str:
+        """The code of the newest mail to `address` that carries one, among the mails after
+        the first `after` of them."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for recipients, body in reversed(self.messages):
-                if address in recipients:
-                    return re.search(r"^\s+(\d{6})\s*$", body, re.MULTILINE).group(1)  # type: ignore[union-attr]
+            bodies = [body for recipients, body in self.messages if address in recipients]
+            for body in reversed(bodies[after:]):
+                found = re.search(r"^\s+(\d{6})\s*$", body, re.MULTILINE)
+                if found:
+                    return found.group(1)
             time.sleep(0.05)
-        raise AssertionError(f"no mail for {address}")
+        raise AssertionError(f"no mail with a code for {address}")
+
+    def count_to(self, address: str) -> int:
+        return sum(address in recipients for recipients, _ in self.messages)
 
 
 def sign_in(client: httpx.Client, inbox: Inbox, tenant: str, email: str) -> str:
     headers = {"X-Tenant-ID": tenant}
+    mailbox = email.strip().lower()
+    before = inbox.count_to(mailbox)
     assert (
         client.post("/v1/auth/request-code", json={"email": email}, headers=headers).status_code
         == 202
     )
-    code = inbox.code_for(email.strip().lower())
+    code = inbox.code_for(mailbox, after=before)
     response = client.post(
         "/v1/auth/verify-code", json={"email": email, "code": code}, headers=headers
     )

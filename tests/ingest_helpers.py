@@ -18,11 +18,14 @@ from db.models import Tenant
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
-def tenant_client(engine: Engine, settings: Settings, base_url: str) -> httpx.Client:
+def tenant_client(
+    engine: Engine, settings: Settings, base_url: str, role: str = "member"
+) -> httpx.Client:
     """An httpx client for a new tenant's new user, token and tenant header preset."""
     with unit_of_work(engine) as session:
         tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Ingest Tenant")
         user = get_or_create_user(session, tenant, f"u-{uuid.uuid4().hex[:8]}@example.com")
+        user.role = role
     token = issue_access_token(settings, user.id, tenant.id).token
     return httpx.Client(
         base_url=base_url,

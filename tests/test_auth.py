@@ -25,8 +25,11 @@ from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, auth_settings
 
 @pytest.fixture
 def tenant(engine: Engine) -> Any:
+    """A tenant anyone may sign up to by signing in (invite-only ones: test_membership.py)."""
     with unit_of_work(engine) as session:
-        return create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Test Tenant")
+        return create_tenant(
+            session, f"t-{uuid.uuid4().hex[:10]}", "Test Tenant", signup_policy="open"
+        )
 
 
 @pytest.fixture

@@ -188,3 +188,86 @@ def _chunk_ids(engine) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped
             )
         ).all()
     return {str(chunk): (slug, str(document)) for chunk, slug, document in rows}
+
+
+def test_tenant_sign_up_policy_is_set_at_creation_and_changed_later(
+    cli: CliRunner,
+    engine,  # type: ignore[no-untyped-def]
+) -> None:
+    def policy(slug: str) -> tuple[str, list[str]]:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT signup_policy, allowed_domains FROM tenants WHERE slug = :s"),
+                {"s": slug},
+            ).one()
+        return row[0], list(row[1])
+
+    plain, open_ = _slug(), _slug()
+    assert cli.invoke(main, ["tenant", "create", plain, "--name", "P"]).exit_code == 0
+    assert policy(plain) == ("invite", [])  # invite-only unless said otherwise
+    made = cli.invoke(
+        main,
+        ["tenant", "create", open_, "--name", "O", "--signup", "open",
+         "--allow-domain", "Acme.COM", "--allow-domain", "@b.example.org"],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert policy(open_) == ("open", ["acme.com", "b.example.org"])
+
+    changed = cli.invoke(
+        main, ["tenant", "update", open_, "--signup", "invite", "--allow-domain", "c.com"]
+    )
+    assert changed.exit_code == 0, changed.output
+    assert "sign-up invite (invited members only); allowed domains: c.com" in changed.stdout
+    assert policy(open_) == ("invite", ["c.com"])
+    cleared = cli.invoke(main, ["tenant", "update", open_, "--no-allowed-domains"])
+    assert cleared.exit_code == 0 and policy(open_) == ("invite", [])
+
+    bad = cli.invoke(main, ["tenant", "update", open_, "--allow-domain", "not a domain"])
+    assert bad.exit_code == 2 and "'not a domain' is not a mail domain" in bad.output
+    both = cli.invoke(
+        main, ["tenant", "update", open_, "--allow-domain", "d.com", "--no-allowed-domains"]
+    )
+    assert both.exit_code == 2 and "not both" in both.output
+    wrong = cli.invoke(main, ["tenant", "create", _slug(), "--name", "W", "--signup", "closed"])
+    assert wrong.exit_code == 2 and "'closed' is not one of 'invite', 'open'" in wrong.output
+
+
+def test_user_invite_list_and_remove(
+    cli: CliRunner,
+    settings: Settings,
+    smtp,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    inbox, port = smtp
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(port))
+    monkeypatch.setenv("SMTP_STARTTLS", "false")
+    slug = _slug()
+    assert cli.invoke(main, ["tenant", "create", slug, "--name", "Crew"]).exit_code == 0
+    boss, hand = f"boss-{slug}@example.com", f"hand-{slug}@example.com"
+
+    invited = cli.invoke(main, ["user", "invite", slug, boss.upper(), "--role", "admin"])
+    assert invited.exit_code == 0, invited.output
+    assert f"{boss} is invited to {slug} as admin" in invited.stdout
+    assert slug in inbox.mails_to(boss)[0]
+    assert cli.invoke(main, ["user", "invite", slug, hand]).exit_code == 0
+    again = cli.invoke(main, ["user", "invite", slug, hand])
+    assert "invited again" in again.stdout  # an open invitation is sent again
+
+    listed = cli.invoke(main, ["user", "list", slug])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert "sign-up invite" in lines[0] and lines[1].split() == [
+        "EMAIL", "ROLE", "STATUS", "LAST", "SIGN-IN",
+    ]  # fmt: skip
+    assert lines[2].split() == [boss, "admin", "invited", "never"]
+    assert lines[3].split() == [hand, "member", "invited", "never"]
+
+    removed = cli.invoke(main, ["user", "remove", slug, hand])
+    assert removed.exit_code == 0 and f"{hand} is removed from {slug}" in removed.stdout
+    assert "no active admin" in removed.stderr  # the invited admin has not signed in yet
+    assert cli.invoke(main, ["user", "list", slug]).stdout.splitlines()[3].split()[2] == "removed"
+    refused = cli.invoke(main, ["token", slug, hand])
+    assert refused.exit_code == 2 and "was removed" in refused.output
+    nobody = cli.invoke(main, ["user", "remove", slug, f"nobody-{slug}@example.com"])
+    assert nobody.exit_code == 2 and "is not a member" in nobody.output

@@ -3,7 +3,7 @@ import io
 import ipaddress
 
 from api.rate_limiting import client_ip
-from core.mailer import ConsoleMailer
+from core.mailer import ConsoleMailer, signin_code_mail
 
 TRUSTED = [ipaddress.ip_network("10.0.0.0/8")]
 
@@ -28,6 +28,6 @@ def test_nearest_untrusted_hop_behind_trusted_proxies() -> None:
 
 def test_console_mailer_marks_the_code_clearly() -> None:
     out = io.StringIO()
-    asyncio.run(ConsoleMailer(out).send_signin_code("a@example.com", "123456", "Demo", 10))
+    asyncio.run(ConsoleMailer(out).send(signin_code_mail("a@example.com", "123456", "Demo", 10)))
     text = out.getvalue()
     assert "DocuChat sign-in code" in text and "123456" in text and "a@example.com" in text

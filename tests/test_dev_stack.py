@@ -43,7 +43,11 @@ def _wait_for_workers(url: str, deadline: float) -> dict:  # type: ignore[type-a
 def _console_code(log: IO[str], email: str, deadline: float) -> str:
     while time.monotonic() < deadline:
         log.seek(0)
-        found = re.search(rf"to {re.escape(email)} for tenant .*?\n\s*\n\s+(\d{{6}})", log.read())
+        found = re.search(
+            rf"to {re.escape(email)}: Your DocuChat sign-in code.*?\n\s+(\d{{6}})\n",
+            log.read(),
+            re.DOTALL,
+        )
         if found:
             return found.group(1)
         time.sleep(0.2)

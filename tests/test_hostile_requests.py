@@ -111,7 +111,9 @@ def _with_payload(token: str, other: str) -> str:
 @pytest.fixture
 def tenant_slug(engine: Engine) -> str:
     with unit_of_work(engine) as session:
-        return create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Unicode Tenant").slug
+        return create_tenant(
+            session, f"t-{uuid.uuid4().hex[:10]}", "Unicode Tenant", signup_policy="open"
+        ).slug
 
 
 def test_look_alike_spellings_of_an_address_reach_only_its_own_mailbox(

@@ -126,7 +126,9 @@ def test_the_api_s_logs_hold_no_code_token_or_key(
 ) -> None:
     base, process = api_process
     with unit_of_work(engine) as session:
-        slug = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Logs").slug
+        slug = create_tenant(
+            session, f"t-{uuid.uuid4().hex[:10]}", "Logs", signup_policy="open"
+        ).slug
     email = f"u-{uuid.uuid4().hex[:8]}@example.com"
     with httpx.Client(base_url=base, timeout=10) as client:
         token = sign_in(client, smtp[0], slug, email)

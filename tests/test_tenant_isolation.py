@@ -74,7 +74,10 @@ def bodies(victim: Victim) -> dict[tuple[str, str], list[dict[str, Any] | None]]
             {"message": "Where is the lantern?", "document_ids": [document]},
         ],
         ("POST", "/v1/jobs/{job_id:str}/cancel"): [None],
-        ("POST", "/v1/files"): [],  # names nothing of B's: covered by the header case only
+        ("PATCH", "/v1/members/{member_id:str}"): [{"role": "admin"}],
+        # These name nothing of B's: covered by the header case only.
+        ("POST", "/v1/files"): [],
+        ("POST", "/v1/members"): [],
     }
 
 
@@ -141,6 +144,7 @@ def victim(server: LiveServer, engine: Engine, api_settings: Settings) -> Iterat
             "document_id": [document["id"]],
             "job_id": [started["job_id"], ingest_job["id"]],
             "session_id": [started["session_id"]],
+            "member_id": [me["user_id"]],
         }
         secrets = [*(i for group in ids.values() for i in group), document["filename"]]
         yield Victim(client, ids, [*secrets, me["email"], me["tenant"]["id"], me["user_id"]])
@@ -148,7 +152,8 @@ def victim(server: LiveServer, engine: Engine, api_settings: Settings) -> Iterat
 
 @pytest.fixture
 def intruder(server: LiveServer, engine: Engine, api_settings: Settings) -> Iterator[httpx.Client]:
-    with tenant_client(engine, api_settings, server.url) as client:
+    """An admin of tenant A: every route is open to them, in their own tenant."""
+    with tenant_client(engine, api_settings, server.url, role="admin") as client:
         yield client
 
 
@@ -224,3 +229,4 @@ def test_the_other_tenant_s_data_is_untouched_after_the_attempts(
     assert len(owner.get(f"/v1/sessions/{session}/messages").json()["messages"]) == 2
     for job in victim.ids["job_id"]:
         assert owner.get(f"/v1/jobs/{job}").json()["status"] == "succeeded"
+    assert owner.get("/v1/me").json()["role"] == "member"  # not removed, not promoted

@@ -58,7 +58,9 @@ def test_sign_in_upload_and_a_persian_answer_in_a_real_browser(
 ) -> None:
     url, _ = site
     with unit_of_work(engine) as session:
-        slug = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Browser").slug
+        slug = create_tenant(
+            session, f"t-{uuid.uuid4().hex[:10]}", "Browser", signup_policy="open"
+        ).slug
     email = f"reader-{uuid.uuid4().hex[:6]}@example.com"
     pdf = tmp_path / "باغ.pdf"
     pdf.write_bytes(persian_pdf([PAGE]))
