@@ -18,6 +18,7 @@ from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -66,7 +67,11 @@ MEANING = {
     413: "the body is larger than allowed",
     415: "the upload is not a PDF",
     422: "a field, parameter or header is invalid; `field` names it",
-    429: "rate limit or monthly token quota reached; see Retry-After",
+    429: (
+        "a rate limit or the monthly token quota is reached; see Retry-After. Reads (GET) and "
+        "everything else (questions, searches, uploads, sign-ins, changes) have budgets of "
+        "their own: `RateLimit-Policy` names the one that answered"
+    ),
     431: "the request's headers are larger than 32 KiB",
     503: "a dependency (database, Redis, queue) is unavailable; retry after Retry-After",
 }
@@ -139,12 +144,28 @@ def _document(operation: Operation, handler: HTTPRouteHandler, route: HTTPRoute)
 def _problem(status: int) -> OpenAPIResponse:
     return OpenAPIResponse(
         description=MEANING[status],
+        headers=RATE_LIMIT_HEADERS if status == 429 else None,
         content={
             "application/json": OpenAPIMediaType(
                 schema=Reference(ref="#/components/schemas/Problem")
             )
         },
     )
+
+
+def _header(description: str) -> OpenAPIHeader:
+    return OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description=description)
+
+
+# Every response carries these; a 429 is where a client needs them.
+RATE_LIMIT_HEADERS: dict[str, OpenAPIHeader | Reference] = {
+    "Retry-After": _header("seconds until a request of this budget is accepted again"),
+    "RateLimit-Policy": _header(
+        'the budget that answered and its size: `"reads";q=600;w=60` (GET requests) or '
+        '`"expensive";q=50;w=60` (everything else), per user, or per IP when anonymous'
+    ),
+    "RateLimit": _header('what is left of it: `"reads";r=599;t=60` (requests, seconds)'),
+}
 
 
 # ---- examples ---------------------------------------------------------------------------------
@@ -369,7 +390,11 @@ PROBLEM_EXAMPLES = {
         "field": "message",
         "errors": [{"field": "message", "message": "Expected `str` of length >= 1"}],
     },
-    429: {"status": 429, "detail": "too many requests; try again in 12 s"},
+    429: {
+        "status": 429,
+        "detail": "too many requests: reads (status, lists, streams) are limited to 600 a "
+        "minute; retry in 12 s",
+    },
     431: {"status": 431, "detail": "the request's headers take 40,960 bytes; at most 32,768"},
     503: {"status": 503, "detail": "the database is unavailable; try again shortly"},
 }

@@ -1,5 +1,11 @@
 """Per-user (valid token) or per-client-IP request limits, shared by all API processes.
 
+Two budgets, each a moving window of its own: reads (GET: job status, lists, `/v1/me`,
+usage, opening or resuming a stream, the OpenAPI document) are cheap and get
+READ_RATE_LIMIT_PER_MINUTE; everything else (questions, searches, uploads, sign-in, and
+every change) gets RATE_LIMIT_PER_MINUTE. A page polling a job never spends the budget its
+questions need. Every answer says which budget answered (`RateLimit-Policy`, `RateLimit`).
+
 It runs before authentication, so failed logins and bad tokens count against their IP too.
 """
 
@@ -9,6 +15,8 @@ import contextlib
 import ipaddress
 import json
 import logging
+from dataclasses import dataclass
+from typing import cast
 from urllib.parse import parse_qsl
 
 from limits import RateLimitItemPerMinute
@@ -17,6 +25,7 @@ from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
+    HTTPScope,
     Message,
     Receive,
     Scope,
@@ -30,7 +39,29 @@ from core.settings import Settings
 from core.tokens import InvalidToken, decode_access_token, decode_stream_token
 
 log = logging.getLogger("docuchat.api")
-UNLIMITED_PATHS = ("/healthz", "/schema")
+# Health probes come from load balancers every few seconds; nothing else is exempt.
+UNLIMITED_PATHS = ("/healthz",)
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str  # as `RateLimit-Policy` names it
+    per_minute: int
+    spent_on: str  # what it is spent on, for the 429's sentence
+
+
+def budget_for(method: str, settings: Settings) -> Budget:
+    if method in READ_METHODS:
+        return Budget(
+            "reads", settings.read_rate_limit_per_minute, "reads (status, lists, streams)"
+        )
+    return Budget(
+        "expensive",
+        settings.rate_limit_per_minute,
+        "questions, searches, uploads, sign-ins and changes",
+    )
+
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -97,43 +128,50 @@ class RateLimitMiddleware:
             return
         resources: ApiResources = scope["app"].state.resources
         settings = resources.settings
-        item = RateLimitItemPerMinute(settings.rate_limit_per_minute)
+        budget = budget_for(cast("HTTPScope", scope)["method"], settings)
+        item = RateLimitItemPerMinute(budget.per_minute)
         user = _user_of(settings, scope)
         identity = ("user", user) if user else ("ip", client_ip(scope, resources.trusted_proxies))
         try:
-            decision = await resources.rate_limiter.hit(item, *identity)
+            decision = await resources.rate_limiter.hit(item, budget.name, *identity)
         except Exception:  # Redis trouble must not take the API down; the rest reports it
             log.warning("rate limiter unavailable; request let through", exc_info=True)
             await self.app(scope, receive, send)
             return
         if not decision.allowed:
-            await _too_many(send, decision)
+            await _too_many(send, budget, decision)
             return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableScopeHeaders.from_message(message)
-                for name, value in _headers(decision).items():
+                for name, value in _headers(budget, decision).items():
                     headers[name] = value
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
-def _headers(decision: Decision) -> dict[str, str]:
+def _headers(budget: Budget, decision: Decision) -> dict[str, str]:
+    """The budget that answered, in the IETF draft's two forms: `RateLimit-Limit/Remaining/
+    Reset` (draft 06 and older clients) and `RateLimit-Policy` with `RateLimit` (draft 10)."""
+    remaining = max(0, decision.remaining)
     return {
         "RateLimit-Limit": str(decision.limit),
-        "RateLimit-Remaining": str(max(0, decision.remaining)),
+        "RateLimit-Remaining": str(remaining),
         "RateLimit-Reset": str(decision.reset_after),
+        "RateLimit-Policy": f'"{budget.name}";q={decision.limit};w=60',
+        "RateLimit": f'"{budget.name}";r={remaining};t={decision.reset_after}',
     }
 
 
-async def _too_many(send: Send, decision: Decision) -> None:
+async def _too_many(send: Send, budget: Budget, decision: Decision) -> None:
     body = json.dumps(
         {
             "status": 429,
-            "detail": f"too many requests: the limit is {decision.limit} per minute; "
-            f"retry in {decision.reset_after} s",
+            "detail": f"too many requests: {budget.spent_on} are limited to {decision.limit} "
+            f"a minute; retry in {decision.reset_after} s",
+            "budget": budget.name,
         }
     ).encode()
     headers: list[tuple[bytes, bytes]] = [
@@ -141,7 +179,7 @@ async def _too_many(send: Send, decision: Decision) -> None:
         (b"content-length", str(len(body)).encode()),
         (b"retry-after", str(decision.reset_after).encode()),
     ]
-    headers += [(k.lower().encode(), v.encode()) for k, v in _headers(decision).items()]
+    headers += [(k.lower().encode(), v.encode()) for k, v in _headers(budget, decision).items()]
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": 429,

@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     frontend_origin: CommaList = Field(default_factory=lambda: ["http://localhost:8000"])
     jwt_secret: SecretStr
     access_token_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    # Questions, searches, uploads, sign-ins and changes; reads (GET) have their own budget.
     rate_limit_per_minute: int = Field(default=50, gt=0)
+    read_rate_limit_per_minute: int = Field(default=600, gt=0)
     trusted_proxies: CommaList = Field(default_factory=list)
     login_code_ttl_seconds: int = Field(default=600, ge=1, le=86400)
     login_code_max_attempts: int = Field(default=5, ge=1, le=20)

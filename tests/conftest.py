@@ -73,6 +73,8 @@ def settings_for(services: Services, **overrides: str) -> Settings:
         # Tests share one database among several Redis databases, so a reaper would take
         # another test's jobs for lost ones; the tests of the reaper turn it on.
         "REAPER_INTERVAL_SECONDS": "3600",
+        # Tests poll jobs ten times a second; the tests of the read budget set their own.
+        "READ_RATE_LIMIT_PER_MINUTE": "100000",
     }
     environ.update(overrides)
     return load_settings(environ)

@@ -233,7 +233,7 @@ def test_bad_tokens_are_401_with_www_authenticate(
 def test_rate_limit_is_hit_and_recovers(
     services: Services, smtp: tuple[Inbox, int], engine: Engine, settings: Settings, tenant: Any
 ) -> None:
-    limited = auth_settings(services, smtp[1], RATE_LIMIT_PER_MINUTE="3")
+    limited = auth_settings(services, smtp[1], READ_RATE_LIMIT_PER_MINUTE="3")
     token = _token(engine, tenant, _email(), settings)
     other = _token(engine, tenant, _email(), settings)
     headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant.slug}
@@ -241,6 +241,7 @@ def test_rate_limit_is_hit_and_recovers(
         answers = [client.get("/v1/me", headers=headers) for _ in range(4)]
         assert [a.status_code for a in answers] == [200, 200, 200, 429]
         assert answers[0].headers["RateLimit-Limit"] == "3"
+        assert answers[0].headers["RateLimit-Policy"] == '"reads";q=3;w=60'
         assert [a.headers["RateLimit-Remaining"] for a in answers[:3]] == ["2", "1", "0"]
         retry_after = int(answers[3].headers["Retry-After"])
         assert 0 < retry_after <= 60

@@ -1,0 +1,57 @@
+"""Rate limits by cost, through the real HTTP API: reads (polling a job, lists, streams) have
+a budget of their own, so a page following an upload never runs out of the budget its
+questions need, and the questions are still limited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from core.settings import Settings
+from tests.conftest import LiveServer, Services, settings_for
+from tests.ingest_helpers import tenant_client, upload
+from tests.pdfs import english_pdf
+
+
+@pytest.fixture
+def client(services: Services, engine: Engine) -> Iterator[httpx.Client]:
+    """The default budgets: 50 expensive requests and 600 reads a minute. Its own Redis
+    database: the upload's job stays queued, there is always something to poll."""
+    settings: Settings = settings_for(
+        services,
+        RATE_LIMIT_PER_MINUTE="50",
+        READ_RATE_LIMIT_PER_MINUTE="600",
+        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/5",
+    )
+    with LiveServer(settings) as server, tenant_client(engine, settings, server.url) as client:
+        yield client
+
+
+def test_polling_a_job_is_never_throttled_while_searches_are(client: httpx.Client) -> None:
+    job = upload(client, english_pdf(["The tide tables are on page one."])).json()["job"]
+    # A page polling at 2.5/s for a minute makes 150 reads; here they come at once.
+    polls = [client.get(f"/v1/jobs/{job['id']}") for _ in range(150)]
+    assert {poll.status_code for poll in polls} == {200}
+    assert polls[-1].headers["RateLimit-Policy"] == '"reads";q=600;w=60'
+    assert polls[-1].headers["RateLimit"].startswith('"reads";r=450;t=')
+
+    searches = [client.post("/v1/search", json={"query": "tide tables"}) for _ in range(60)]
+    statuses = [search.status_code for search in searches]
+    assert statuses == [200] * 49 + [429] * 11  # the upload spent one of the 50
+    refused = searches[-1]
+    assert refused.headers["RateLimit-Policy"] == '"expensive";q=50;w=60'
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert refused.json()["budget"] == "expensive"
+    assert (
+        "searches" in refused.json()["detail"]
+        and "limited to 50 a minute" in refused.json()["detail"]
+    )
+
+    # The reads budget is untouched by the searches, and the other way round.
+    still = client.get(f"/v1/jobs/{job['id']}")
+    assert still.status_code == 200 and still.headers["RateLimit"].startswith('"reads";r=449;')
+    assert client.get("/v1/sessions").status_code == 200
+    assert client.post("/v1/chat", json={"message": "Where are the tides?"}).status_code == 429
