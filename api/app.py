@@ -23,9 +23,10 @@ from api.rate_limiting import RateLimitMiddleware
 from api.request_log import request_context, stamp_response
 from api.resources import lifespan_for
 from api.search import search
+from api.security_headers import add_security_headers
 from api.sessions import delete_chat_session, get_session_messages, list_chat_sessions
 from api.usage import get_usage
-from api.web import web_client
+from api.web import render_plugins, static_files, swagger_asset, web_client
 from core.logs import configure_logging
 from core.redaction import install_log_redaction
 from core.settings import Settings, load_settings
@@ -59,12 +60,14 @@ def create_app(settings: Settings) -> Litestar:
             remove_tenant_member,
             metrics,
             web_client,
+            static_files(),
+            swagger_asset,
         ],
         # JSON bodies are small; uploads stream and enforce MAX_UPLOAD_MB themselves.
         request_max_body_size=1 << 20,
         lifespan=[lifespan_for(settings)],
         logging_config=None,  # configured above: JSON lines with request and tenant ids
-        before_send=[stamp_response],
+        before_send=[stamp_response, add_security_headers],
         middleware=[
             request_context,
             header_limit,
@@ -91,6 +94,8 @@ def create_app(settings: Settings) -> Litestar:
                 "RateLimit-Limit",
                 "RateLimit-Remaining",
                 "RateLimit-Reset",
+                "RateLimit-Policy",
+                "RateLimit",
             ],
             allow_credentials=False,
         ),
@@ -98,6 +103,7 @@ def create_app(settings: Settings) -> Litestar:
             title="DocuChat",
             version="0.1.0",
             path="/schema",
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")

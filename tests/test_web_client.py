@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from sqlalchemy import Engine
 
 from core.settings import Settings
-from db.accounts import create_tenant
+from core.tokens import issue_access_token
+from db.accounts import create_tenant, get_or_create_user, promote_user
 from db.engine import unit_of_work
 from tests.auth_helpers import Inbox
 from tests.conftest import LiveServer, Services, WorkerProcess, auth_settings
@@ -77,7 +78,8 @@ def test_sign_in_upload_and_a_persian_answer_in_a_real_browser(
 
     page.set_input_files("#files", str(pdf))
     expect(page.locator("#uploads")).to_contain_text("باغ.pdf: ready", timeout=60_000)
-    expect(page.locator("#documents")).to_contain_text("باغ.pdf — 1 pages")
+    expect(page.locator("#documents")).to_contain_text("باغ.pdf — 1 page")
+    expect(page.locator("#members-panel")).to_be_hidden()  # a member manages no one
 
     page.fill("#question", "کشاورزان در پاییز چه می‌چینند؟")
     page.click("#ask button")
@@ -94,3 +96,113 @@ def test_sign_in_upload_and_a_persian_answer_in_a_real_browser(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web_client.png"), full_page=True)
     page.close()
+
+
+def _signed_in_page(browser: Browser, url: str, slug: str, token: str, email: str) -> Page:
+    """A page whose local storage holds a session, as after signing in."""
+    page = browser.new_page()
+    page.goto(url)
+    page.evaluate(
+        """([token, slug, email]) => {
+            localStorage.setItem("docuchat.token", token);
+            localStorage.setItem("docuchat.tenant", slug);
+            localStorage.setItem("docuchat.email", email);
+        }""",
+        [token, slug, email],
+    )
+    page.reload()
+    return page
+
+
+def test_an_admin_manages_members_in_the_members_panel(
+    browser: Browser, site: tuple[str, Settings], engine: Engine, smtp: tuple[Inbox, int]
+) -> None:
+    url, settings = site
+    with unit_of_work(engine) as session:
+        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Panel")
+        boss = promote_user(session, tenant, f"boss-{uuid.uuid4().hex[:6]}@example.com")
+        token = issue_access_token(settings, boss.id, tenant.id).token
+    page = _signed_in_page(browser, url, tenant.slug, token, boss.email)
+    panel = page.locator("#members-panel")
+    expect(panel).to_be_visible()
+    expect(panel.locator(f'tr[data-email="{boss.email}"]')).to_contain_text("active")
+
+    newcomer = f"new-{uuid.uuid4().hex[:6]}@example.com"
+    page.fill("#invite-email", newcomer)
+    page.select_option("#invite-role", "member")
+    page.click("#invite button")
+    expect(page.locator("#members-status")).to_contain_text(f"{newcomer} is invited as member")
+    row = panel.locator(f'tr[data-email="{newcomer}"]')
+    expect(row).to_contain_text("invited")
+    assert "invited you" in smtp[0].mails_to(newcomer)[0]
+
+    row.get_by_label(f"Role of {newcomer}").select_option("admin")
+    expect(page.locator("#members-status")).to_contain_text(f"{newcomer} is now an admin")
+    # The only active admin cannot step down: the refusal is shown as an error.
+    panel.get_by_label(f"Role of {boss.email}").select_option("member")
+    status = page.locator("#members-status")
+    expect(status).to_contain_text("last admin")
+    expect(status).to_have_class("error")
+    expect(panel.get_by_label(f"Role of {boss.email}")).to_have_value("admin")
+
+    row.get_by_role("button", name=f"Remove {newcomer}").click()
+    expect(status).to_contain_text(f"{newcomer} is removed")
+    expect(row).to_have_count(0)
+    page.screenshot(path=str(_artifacts() / "members_panel.png"), full_page=True)
+    page.close()
+
+
+def test_the_page_says_what_went_wrong_and_keeps_following_after_a_429(
+    browser: Browser, site: tuple[str, Settings], engine: Engine, tmp_path: Path
+) -> None:
+    url, settings = site
+    with unit_of_work(engine) as session:
+        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Errors")
+        user = get_or_create_user(session, tenant, f"u-{uuid.uuid4().hex[:6]}@example.com")
+        token = issue_access_token(settings, user.id, tenant.id).token
+    page = _signed_in_page(browser, url, tenant.slug, token, user.email)
+    big, small = tmp_path / "big.pdf", tmp_path / "small.pdf"
+    big.write_bytes(persian_pdf([PAGE]))
+    small.write_bytes(persian_pdf([PAGE + " دوم"]))
+
+    # A proxy in front refuses the upload with its own HTML page.
+    page.route(
+        "**/v1/files",
+        lambda route: route.fulfill(
+            status=413, content_type="text/html", body="<html><h1>413 Too Large</h1></html>"
+        ),
+    )
+    page.set_input_files("#files", str(big))
+    refused = page.locator("#uploads div.error").first
+    expect(refused).to_contain_text("big.pdf: the file is larger than the server accepts")
+    page.unroute("**/v1/files")
+
+    # The first two polls of the job are throttled; the page waits and carries on.
+    throttled = {"left": 2}
+
+    def throttle(route: Route) -> None:
+        if throttled["left"] > 0:
+            throttled["left"] -= 1
+            route.fulfill(
+                status=429,
+                headers={"Retry-After": "1"},
+                json={
+                    "status": 429,
+                    "detail": "too many requests: reads are limited; retry in 1 s",
+                },
+            )
+        else:
+            route.continue_()
+
+    page.route("**/v1/jobs/*", throttle)
+    page.set_input_files("#files", str(small))
+    label = page.locator("#uploads > div").nth(1)
+    expect(label).to_contain_text("too many requests", timeout=10_000)
+    expect(label).to_contain_text("small.pdf: ready", timeout=60_000)
+    assert throttled["left"] == 0
+    page.close()
+
+
+def _artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,346 @@
+"use strict";
+// The reference web client: sign in, upload and follow ingestion, ask and read streamed
+// answers, see usage, and (admins) manage members. Plain JavaScript, no build.
+const $ = (id) => document.getElementById(id);
+const state = {
+  token: localStorage.getItem("docuchat.token"),
+  tenant: localStorage.getItem("docuchat.tenant"),
+  email: localStorage.getItem("docuchat.email"),
+  role: null,
+  session: null,
+};
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Every failure becomes a sentence. Our API answers with a problem body that has one; a
+// proxy's HTML page or an empty body is described by its status.
+const STATUS_SENTENCES = {
+  408: "the server waited too long for the request",
+  413: "the file is larger than the server accepts",
+  429: "too many requests for now",
+  502: "the server could not be reached (bad gateway)",
+  503: "the service is unavailable for a moment",
+  504: "the server took too long to answer",
+};
+
+class ApiError extends Error {
+  constructor(message, status, retryAfter) {
+    super(message);
+    this.status = status;
+    this.retryAfter = retryAfter;  // seconds, when the server said
+  }
+}
+
+function failure(status, body, retryAfterHeader) {
+  const retryAfter = Number.parseInt(retryAfterHeader, 10) || null;
+  let sentence = (body && typeof body.detail === "string" && body.detail)
+    || STATUS_SENTENCES[status] || `the server answered with status ${status}`;
+  if (status === 429 && retryAfter && !/retry in/.test(sentence)) sentence += `; retry in ${retryAfter} s`;
+  return new ApiError(sentence, status, retryAfter);
+}
+
+function parsed(text) {
+  try { return JSON.parse(text); } catch { return null; }
+}
+
+async function api(path, options = {}) {
+  const headers = { "X-Tenant-ID": state.tenant, ...(options.headers || {}) };
+  if (state.token) headers["Authorization"] = `Bearer ${state.token}`;
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers });
+  } catch {
+    throw new ApiError("the server cannot be reached; check the connection", 0, null);
+  }
+  const body = response.status === 204 ? null : parsed(await response.text());
+  if (response.ok) return body;
+  const error = failure(response.status, body, response.headers.get("Retry-After"));
+  if (response.status === 401 && state.token) signOut(error.message);
+  throw error;
+}
+
+function tell(element, text, isError = false) {
+  element.textContent = text;
+  element.classList.toggle("error", isError);
+}
+
+// A file name inside English text: isolated, so a Persian name keeps its own direction
+// without turning the whole line around.
+function named(name, rest) {
+  const isolated = document.createElement("bdi");
+  isolated.textContent = name;
+  const fragment = document.createDocumentFragment();
+  fragment.append(isolated, rest);
+  return fragment;
+}
+const json = (data, method = "POST") => ({ method, body: JSON.stringify(data), headers: { "Content-Type": "application/json" } });
+const pages = (n) => `${n} ${n === 1 ? "page" : "pages"}`;
+
+async function show() {
+  const signedIn = Boolean(state.token);
+  $("signed-out").hidden = signedIn;
+  $("signed-in").hidden = !signedIn;
+  $("sign-out").hidden = !signedIn;
+  $("who").textContent = signedIn ? `${state.email} · ${state.tenant}` : "";
+  if (!signedIn) return;
+  try {
+    const me = await api("/v1/me");
+    state.role = me.role;
+  } catch (error) { tell($("documents-status"), error.message, true); return; }
+  loadDocuments(); loadUsage(); loadMembers();
+}
+
+function signOut(reason) {
+  localStorage.removeItem("docuchat.token");
+  state.token = null;
+  state.role = null;
+  if (reason) tell($("sign-in-status"), reason, true);
+  show();
+}
+
+$("request-code").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  state.tenant = $("tenant").value.trim();
+  state.email = $("email").value.trim();
+  try {
+    const answer = await api("/v1/auth/request-code", json({ email: state.email }));
+    tell($("sign-in-status"), answer.detail);
+    $("verify-code").hidden = false;
+    $("code").focus();
+  } catch (error) { tell($("sign-in-status"), error.message, true); }
+});
+
+$("verify-code").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const answer = await api("/v1/auth/verify-code", json({ email: state.email, code: $("code").value.trim() }));
+    state.token = answer.access_token;
+    localStorage.setItem("docuchat.token", state.token);
+    localStorage.setItem("docuchat.tenant", state.tenant);
+    localStorage.setItem("docuchat.email", state.email);
+    tell($("sign-in-status"), "");
+    show();
+  } catch (error) { tell($("sign-in-status"), error.message, true); }
+});
+
+$("sign-out").addEventListener("click", () => signOut());
+
+async function loadDocuments() {
+  let page;
+  try { page = await api("/v1/files?limit=100"); } catch (error) { tell($("documents-status"), error.message, true); return; }
+  tell($("documents-status"), "");
+  $("documents").replaceChildren(...page.items.map((doc) => {
+    const item = document.createElement("li");
+    item.dataset.id = doc.id;
+    const status = doc.status === "ready" ? pages(doc.pages) : doc.status + (doc.error ? `: ${doc.error}` : "");
+    item.append(named(doc.filename, ` — ${status}`));
+    return item;
+  }));
+}
+
+async function loadUsage() {
+  try {
+    const usage = await api("/v1/usage");
+    const line = (name, window) => `${name}: ${window.total_tokens.toLocaleString()} tokens in ${window.requests} requests`;
+    tell($("usage"), `${line("Last 24 hours", usage.last_24h)} · ${line("last 7 days", usage.last_7d)}`);
+  } catch (error) { tell($("usage"), error.message, true); }
+}
+
+// Upload with a progress bar (XMLHttpRequest reports upload progress; fetch does not), then
+// follow the ingestion job until the document is ready.
+$("files").addEventListener("change", () => {
+  for (const file of $("files").files) upload(file);
+  $("files").value = "";
+});
+
+function upload(file) {
+  const row = document.createElement("div");
+  const label = document.createElement("div");
+  label.className = "muted";
+  const say = (text, isError = false) => {
+    label.replaceChildren(named(file.name, `: ${text}`));
+    label.classList.toggle("error", isError);
+  };
+  say("uploading");
+  const bar = document.createElement("progress");
+  bar.max = 100; bar.value = 0;
+  row.append(label, bar);
+  $("uploads").append(row);
+  const request = new XMLHttpRequest();
+  request.open("POST", "/v1/files");
+  request.setRequestHeader("Authorization", `Bearer ${state.token}`);
+  request.setRequestHeader("X-Tenant-ID", state.tenant);
+  request.upload.onprogress = (event) => { if (event.lengthComputable) bar.value = (100 * event.loaded) / event.total; };
+  request.onload = async () => {
+    const body = parsed(request.responseText);
+    if (request.status >= 400) {
+      say(failure(request.status, body, request.getResponseHeader("Retry-After")).message, true);
+      bar.remove();
+      return;
+    }
+    bar.value = 100;
+    const job = body.job && await follow(body.job, say);
+    if (job) say(job.status === "succeeded" ? "ready" : `${job.status}: ${job.error}`, job.status !== "succeeded");
+    loadDocuments();
+  };
+  request.onerror = () => { say("the upload failed: the server cannot be reached", true); bar.remove(); };
+  const form = new FormData();
+  form.append("file", file);
+  request.send(form);
+}
+
+// Poll a job until it ends. A 429 waits as long as Retry-After says; other passing trouble
+// (503, a lost connection) waits longer each time; the bar never just stops.
+const FINISHED = ["succeeded", "failed", "cancelled"];
+async function follow(job, say) {
+  let pause = 700;
+  while (!FINISHED.includes(job.status)) {
+    const progress = job.progress || {};
+    const counted = progress.pages_total ? ` ${progress.pages_done ?? 0}/${pages(progress.pages_total)}` : "";
+    say(`${progress.stage || job.status}${counted}`);
+    await sleep(pause);
+    try {
+      job = await api(`/v1/jobs/${job.id}`);
+      pause = 700;
+    } catch (error) {
+      if (error.status === 404 || error.status === 401 || error.status === 403) { say(error.message, true); return null; }
+      pause = error.retryAfter ? error.retryAfter * 1000 : Math.min(pause * 2, 15000);
+      say(`${error.message} (checking again in ${Math.ceil(pause / 1000)} s)`, true);
+      await sleep(pause);
+    }
+  }
+  return job;
+}
+
+// ---- members (admins) -------------------------------------------------------------------------
+
+async function loadMembers() {
+  const panel = $("members-panel");
+  panel.hidden = state.role !== "admin";
+  if (panel.hidden) return;
+  let page;
+  try { page = await api("/v1/members?limit=100"); } catch (error) { tell($("members-status"), error.message, true); return; }
+  $("members").replaceChildren(...page.items.map(memberRow));
+}
+
+function memberRow(member) {
+  const row = document.createElement("tr");
+  row.dataset.email = member.email;
+  const email = document.createElement("td");
+  email.append(named(member.email, ""));
+  const role = document.createElement("td");
+  const select = document.createElement("select");
+  select.setAttribute("aria-label", `Role of ${member.email}`);
+  for (const name of ["member", "admin"]) select.append(new Option(name, name, false, name === member.role));
+  select.addEventListener("change", async () => {
+    try {
+      await api(`/v1/members/${member.id}`, json({ role: select.value }, "PATCH"));
+      tell($("members-status"), `${member.email} is now ${select.value === "admin" ? "an admin" : "a member"}`);
+      if (member.email === state.email) { await show(); return; }
+    } catch (error) { tell($("members-status"), error.message, true); }
+    loadMembers();
+  });
+  role.append(select);
+  const status = document.createElement("td");
+  status.textContent = member.status;
+  const seen = document.createElement("td");
+  seen.textContent = member.last_sign_in ? new Date(member.last_sign_in).toLocaleString() : "never";
+  const actions = document.createElement("td");
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "quiet";
+  remove.textContent = "Remove";
+  remove.setAttribute("aria-label", `Remove ${member.email}`);
+  remove.addEventListener("click", async () => {
+    try {
+      await api(`/v1/members/${member.id}`, { method: "DELETE" });
+      tell($("members-status"), `${member.email} is removed; their documents stay`);
+    } catch (error) { tell($("members-status"), error.message, true); }
+    loadMembers();
+  });
+  actions.append(remove);
+  row.append(email, role, status, seen, actions);
+  return row;
+}
+
+$("invite").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const email = $("invite-email").value.trim();
+  try {
+    const member = await api("/v1/members", json({ email, role: $("invite-role").value }));
+    tell($("members-status"), `${member.email} is invited as ${member.role}; an invitation was mailed`);
+    $("invite-email").value = "";
+  } catch (error) { tell($("members-status"), error.message, true); }
+  loadMembers();
+});
+
+// ---- questions --------------------------------------------------------------------------------
+
+// Ask, then follow the answer's job-scoped stream. EventSource reconnects by itself with
+// Last-Event-ID; we close it once the answer has ended.
+$("ask").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const question = $("question").value.trim();
+  if (!question) return;
+  const turn = document.createElement("div");
+  const asked = document.createElement("div");
+  asked.className = "question"; asked.dir = "auto"; asked.textContent = question;
+  const answer = document.createElement("div");
+  answer.className = "answer"; answer.dir = "auto";
+  const sources = document.createElement("ol");
+  sources.className = "citations";
+  turn.append(asked, answer, sources);
+  $("conversation").prepend(turn);
+  $("question").value = "";
+  let started;
+  try {
+    started = await api("/v1/chat", json({ message: question, ...(state.session ? { session_id: state.session } : {}) }));
+  } catch (error) { answer.textContent = error.message; answer.classList.add("error"); return; }
+  state.session = started.session_id;
+  let text = "";
+  const render = () => {
+    // [n] markers become links to their source.
+    answer.replaceChildren(...text.split(/(\[\d+\])/).map((part) => {
+      const marker = part.match(/^\[(\d+)\]$/);
+      if (!marker) return document.createTextNode(part);
+      const link = document.createElement("a");
+      link.textContent = part;
+      link.tabIndex = 0;
+      link.addEventListener("click", () => light(sources, marker[1]));
+      return link;
+    }));
+  };
+  const stream = new EventSource(started.stream_url);
+  stream.addEventListener("citations", (e) => {
+    sources.replaceChildren(...JSON.parse(e.data).map((c) => {
+      const item = document.createElement("li");
+      item.value = c.n;
+      item.dataset.n = c.n;
+      const link = document.createElement("a");
+      link.tabIndex = 0;
+      link.append(named(c.filename, `, page ${c.page_start}${c.page_end !== c.page_start ? "–" + c.page_end : ""}`));
+      link.addEventListener("click", () => light(sources, String(c.n)));
+      item.append(link);
+      return item;
+    }));
+  });
+  stream.addEventListener("delta", (e) => { text += JSON.parse(e.data).text; render(); });
+  stream.addEventListener("restart", () => { text = ""; render(); });
+  stream.addEventListener("end", () => { stream.close(); loadUsage(); });
+  stream.addEventListener("error", (e) => {
+    if (e.data) {
+      stream.close();
+      const problem = document.createElement("span");
+      problem.className = "error";
+      problem.textContent = JSON.parse(e.data).message;
+      answer.append(" ", problem);
+    }
+    // No data: the connection dropped; EventSource reconnects by itself.
+  });
+});
+
+function light(list, n) {
+  for (const item of list.children) item.classList.toggle("lit", item.dataset.n === n);
+  list.querySelector(`[data-n="${n}"]`)?.scrollIntoView({ block: "nearest" });
+}
+
+show();
