@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from redis.exceptions import RedisError
@@ -152,11 +153,17 @@ async def own_chat_job(resources: ApiResources, caller: Caller, job_id: uuid.UUI
     description=(
         "Authenticate with the `token` query parameter of `stream_url` (browsers' EventSource "
         "cannot send headers) or with the bearer header. Every event has an id; reconnecting "
-        "with `Last-Event-ID` resumes right after it. Keep-alive comments arrive every "
-        "SSE_KEEPALIVE_SECONDS."
+        "with `Last-Event-ID` resumes right after it; an id this stream never gave out is "
+        "422, and the last event of a finished answer is 204 (EventSource then stops "
+        "reconnecting). Keep-alive comments arrive every SSE_KEEPALIVE_SECONDS."
     ),
     security=[{}],
-    responses=problem_responses(410),
+    responses={
+        204: ResponseSpec(
+            None, description="the answer is finished and Last-Event-ID was its last event"
+        ),
+        **problem_responses(410),
+    },
 )
 async def stream_answer(
     request: Request[Any, Any, Any],
@@ -167,10 +174,12 @@ async def stream_answer(
     ident = parse_id(job_id, "job")
     caller = await stream_caller(request, resources, ident, token)
     job = await own_chat_job(resources, caller, ident)
-    last_id = request.headers.get("last-event-id", "").strip() or "0-0"
-    if not STREAM_ID.match(last_id):
-        raise InvalidInput("Last-Event-ID", "not an event id this stream gave out")
     key = stream_key(ident)
+    last_id, read_all = await _resume_point(
+        resources, key, request.headers.get("last-event-id", "")
+    )
+    if read_all and job.status in FINISHED:
+        return Response(None, status_code=204)  # EventSource stops reconnecting on a 204
     if job.status in FINISHED and not await resources.redis.exists(key):
         retention = resources.settings.stream_retention_seconds
         raise Gone(
@@ -181,8 +190,12 @@ async def stream_answer(
         raise ServiceUnavailable("this server is relaying as many answers as it can; retry shortly")
 
     async def finished() -> bool:
+        """Whether no more events will come: the job ended, or is gone with its session."""
         async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
-            return (await get_job(session, ident)).status in FINISHED
+            try:
+                return (await get_job(session, ident)).status in FINISHED
+            except NotFound:
+                return True
 
     async def still_member() -> bool:
         try:
@@ -195,6 +208,35 @@ async def stream_answer(
         relay(resources, key, last_id, finished, still_member),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _resume_point(resources: ApiResources, key: str, header: str) -> tuple[str, bool]:
+    """The stream id to read after (Last-Event-ID when it is one this stream could have given
+    out, "0-0" without one), and whether the reader has read every entry there is. An id past
+    the stream's last entry, or from the future, would be waited for until the stream
+    expired: 422 instead."""
+    last_id = header.strip() or "0-0"
+    refused = InvalidInput("Last-Event-ID", "not an event id this stream gave out")
+    if not STREAM_ID.match(last_id):
+        raise refused
+    wanted = _id_tuple(last_id)
+    seconds, micros = await resources.redis.time()
+    if wanted[0] > seconds * 1000 + micros // 1000:  # Redis makes ids from its own clock
+        raise refused
+    newest = await resources.redis.xrevrange(key, count=1)
+    last = _id_tuple(_text(newest[0][0])) if newest else None
+    if last is not None and wanted > last:
+        raise refused
+    return last_id, last is not None and wanted == last
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _id_tuple(stream_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = stream_id.partition("-")
+    return int(milliseconds), int(sequence)
 
 
 async def relay(

@@ -12,9 +12,13 @@ from api.files import parse_id
 from api.identity import Caller
 from api.resources import resources_of
 from api.schemas import SessionMessages, SessionPage, message_out, session_out
-from core.job_streams import publish, request_cancel, usage_payload
+from core.job_streams import forget_streams, request_cancel
 from db.chat import delete_session, list_sessions, own_session, session_messages
 from db.engine import async_unit_of_work
+from db.jobs import ACTIVE
+
+# How long a deleted answer's stream stays for the readers already following it.
+DELETED_STREAM_GRACE_SECONDS = 5
 
 
 @get("/v1/sessions", tags=["sessions"], summary="Your chat sessions, most recently active first")
@@ -51,7 +55,11 @@ async def get_session_messages(
     "/v1/sessions/{session_id:str}",
     status_code=204,
     tags=["sessions"],
-    summary="Delete a session and its messages; an answer still being written stops",
+    summary="Delete a session, its messages and answers; an answer still being written stops",
+    description=(
+        "Its jobs and their event streams go too (their URLs answer 404); a reader following "
+        "an answer still being written gets its `end`. The tokens they spent stay counted."
+    ),
 )
 async def delete_chat_session(
     request: Request[Caller, Any, Any], session_id: FromPath[str]
@@ -60,10 +68,9 @@ async def delete_chat_session(
     caller = request.user
     ident = parse_id(session_id, "session")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
-        cancelled = await delete_session(session, caller.user_id, ident)
-    retention = resources.settings.stream_retention_seconds
-    await request_cancel(resources.redis, list(cancelled), retention)
-    end = {"finish_reason": "cancelled", "usage": usage_payload(0, 0)}
-    for job_id, previous in cancelled.items():
-        if previous == "queued":  # no worker will write the end of this answer
-            await publish(resources.redis, job_id, retention, ("end", end))
+        jobs = await delete_session(session, caller.user_id, ident)
+    unfinished = [job_id for job_id, status in jobs.items() if status in ACTIVE]
+    finished = [job_id for job_id, status in jobs.items() if status not in ACTIVE]
+    # Workers stop; a reader already following an answer reads its end; the streams go.
+    await request_cancel(resources.redis, unfinished, resources.settings.stream_retention_seconds)
+    await forget_streams(resources.redis, finished, unfinished, DELETED_STREAM_GRACE_SECONDS)

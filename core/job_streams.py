@@ -69,6 +69,21 @@ async def publish(
     await pipe.execute()
 
 
+async def forget_streams(
+    redis: AsyncRedis, finished: list[uuid.UUID], unfinished: list[uuid.UUID], grace: int
+) -> None:
+    """The streams of deleted jobs: a finished one goes at once; an unfinished one gets its
+    `end` (cancelled) for the readers following it, and goes `grace` seconds later."""
+    end = {"finish_reason": "cancelled", "usage": usage_payload(0, 0)}
+    pipe = redis.pipeline(transaction=False)
+    for job_id in finished:
+        pipe.delete(stream_key(job_id))
+    for job_id in unfinished:
+        pipe.xadd(stream_key(job_id), event_fields("end", end), maxlen=STREAM_MAXLEN)  # type: ignore[arg-type]
+        pipe.expire(stream_key(job_id), grace)
+    await pipe.execute()
+
+
 async def request_cancel(redis: AsyncRedis, job_ids: list[uuid.UUID], ttl_seconds: int) -> None:
     """Tell the workers running these jobs to stop (they poll the key)."""
     if job_ids:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput, NotFound
 from db.documents import require_documents
-from db.jobs import ACTIVE, finish_job
+from db.jobs import finish_job, hold_job
 from db.models import ChatSession, Job, Message
 from db.paging import decode_cursor, page_of
 from db.usage import record_usage
@@ -134,30 +134,18 @@ async def session_messages(session: AsyncSession, session_id: uuid.UUID) -> list
 async def delete_session(
     session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
 ) -> dict[uuid.UUID, str]:
-    """Delete the user's session and its messages; returns its unfinished jobs, now
-    cancelled, with the status each had (queued or running), so their workers can be told to
-    stop and the streams of the queued ones, which no worker will end, be ended."""
+    """Delete the user's session, its messages and its chat jobs; returns each job's status
+    as it was, so the workers of the unfinished ones can be told to stop and every job's
+    event stream be removed. What the jobs spent stays counted (usage loses the job id)."""
     chat = await own_session(session, user_id, session_id)
     job_ids = select(Message.job_id).where(Message.session_id == chat.id)
-    unfinished = await session.execute(
-        select(Job.id, Job.status)
-        .where(Job.id.in_(job_ids), Job.status.in_(ACTIVE))
-        .with_for_update()
+    jobs = await session.execute(
+        select(Job.id, Job.status).where(Job.id.in_(job_ids)).with_for_update()
     )
-    previous = {job_id: status for job_id, status in unfinished.all()}
-    if previous:
-        await session.execute(
-            update(Job)
-            .where(Job.id.in_(previous))
-            .values(
-                status="cancelled",
-                error="the session was deleted",
-                finished_at=func.now(),
-                updated_at=func.now(),
-            )
-        )
+    statuses = {job_id: status for job_id, status in jobs.all()}
     await session.execute(delete(ChatSession).where(ChatSession.id == chat.id))
-    return previous
+    await session.execute(delete(Job).where(Job.id.in_(statuses)))
+    return statuses
 
 
 async def cancel_queued_answer(session: AsyncSession, job_id: uuid.UUID) -> None:
@@ -229,9 +217,22 @@ class FinishedAnswer:
 JOB_STATUS = {"complete": "succeeded", "cancelled": "cancelled", "failed": "failed"}
 
 
-def save_answer(session: Session, tenant_id: uuid.UUID, job: Job, answer: FinishedAnswer) -> None:
+def save_answer(session: Session, tenant_id: uuid.UUID, job: Job, answer: FinishedAnswer) -> bool:
     """Store the answer, count its tokens and finish the job, all in the caller's transaction.
-    Keyed by the job: saving again changes nothing and counts nothing twice."""
+    Keyed by the job: saving again changes nothing and counts nothing twice. False when the
+    job is gone (its session was deleted meanwhile): then only the tokens are counted."""
+    if not hold_job(session, job.id):
+        record_usage(
+            session,
+            tenant_id=tenant_id,
+            user_id=job.user_id,
+            job_id=None,
+            kind="chat",
+            model=answer.model,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+        )
+        return False
     session.execute(
         update(Message)
         .where(Message.job_id == job.id, Message.role == "assistant")
@@ -261,6 +262,7 @@ def save_answer(session: Session, tenant_id: uuid.UUID, job: Job, answer: Finish
         completion_tokens=answer.completion_tokens,
     )
     finish_job(session, job.id, JOB_STATUS[answer.status], error=answer.error)
+    return True
 
 
 def fail_chat(session: Session, job_id: uuid.UUID, reason: str) -> None:

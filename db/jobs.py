@@ -62,6 +62,15 @@ class Claimed:
     earlier_attempt: bool  # an attempt before this one started the job (and did not finish)
 
 
+def hold_job(session: Session, job_id: uuid.UUID) -> bool:
+    """Whether the job still exists (deleting a chat session deletes its jobs), held so that
+    it cannot be deleted before the caller's transaction ends: rows written now may name it."""
+    held = session.execute(
+        select(Job.id).where(Job.id == job_id).with_for_update(read=True, key_share=True)
+    ).first()
+    return held is not None
+
+
 def claim_job(session: Session, job_id: uuid.UUID) -> Claimed | None:
     """Mark the job running and return it, or None when it is gone or already finished
     (a duplicate delivery of a message whose work is done)."""

@@ -3,12 +3,14 @@ worker, Postgres and Redis, read by a real SSE client."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis
+from httpx_sse import connect_sse
 from sqlalchemy import Engine, text
 
 from core.job_streams import stream_key
@@ -225,9 +227,15 @@ def test_a_stream_past_its_retention_is_gone_and_bad_event_ids_are_refused(
     english_client: httpx.Client, api_settings: Settings
 ) -> None:
     started = ask(english_client, "Who lights the copper lantern?")
-    read_stream(english_client, started["stream_url"])
-    bad = english_client.get(started["stream_url"], headers={"Last-Event-ID": "yesterday"})
-    assert bad.status_code == 422 and bad.json()["field"] == "Last-Event-ID"
+    answer = read_stream(english_client, started["stream_url"])
+    last = answer.events[-1].id
+    milliseconds, sequence = map(int, last.split("-"))
+    for never_given in ["yesterday", "99999999999999-0", f"{milliseconds}-{sequence + 1}"]:
+        bad = english_client.get(started["stream_url"], headers={"Last-Event-ID": never_given})
+        assert bad.status_code == 422 and bad.json()["field"] == "Last-Event-ID", never_given
+    # Read to its end already: a finished answer says so at once, and EventSource stops.
+    done = english_client.get(started["stream_url"], headers={"Last-Event-ID": last})
+    assert done.status_code == 204 and done.content == b""
     with redis.Redis.from_url(api_settings.redis_url or "") as r:
         assert r.ttl(stream_key(started["job_id"])) > 0
         r.delete(stream_key(started["job_id"]))  # what the retention window does
@@ -236,12 +244,17 @@ def test_a_stream_past_its_retention_is_gone_and_bad_event_ids_are_refused(
     assert "/messages" in gone.json()["detail"]
 
 
-def test_deleting_a_session_removes_its_messages(
-    english_client: httpx.Client, engine: Engine
+def test_deleting_a_session_removes_its_messages_jobs_and_streams(
+    english_client: httpx.Client, engine: Engine, api_settings: Settings
 ) -> None:
     started = ask(english_client, "Where is the quartz cave?")
     read_stream(english_client, started["stream_url"])
+    spent = english_client.get("/v1/usage").json()["last_24h"]["total_tokens"]
     assert english_client.delete(f"/v1/sessions/{started['session_id']}").status_code == 204
+    assert english_client.get(f"/v1/jobs/{started['job_id']}").status_code == 404
+    assert english_client.get(started["stream_url"]).status_code == 404
+    with redis.Redis.from_url(api_settings.redis_url or "") as r:
+        assert not r.exists(stream_key(started["job_id"]))
     assert english_client.get(f"/v1/sessions/{started['session_id']}/messages").status_code == 404
     ids = [s["id"] for s in english_client.get("/v1/sessions").json()["items"]]
     assert started["session_id"] not in ids
@@ -250,12 +263,12 @@ def test_deleting_a_session_removes_its_messages(
             text("SELECT count(*) FROM messages WHERE session_id = :s"),
             {"s": started["session_id"]},
         ).scalar_one()
-        usage = conn.execute(
-            text("SELECT count(*) FROM usage_records WHERE job_id = :j"),
-            {"j": started["job_id"]},
+        jobs = conn.execute(
+            text("SELECT count(*) FROM jobs WHERE id = :j"), {"j": started["job_id"]}
         ).scalar_one()
-    assert left == 0
-    assert usage == 2  # what was spent (the answer, the question's embedding) stays counted
+    assert left == 0 and jobs == 0
+    # What was spent (the answer, the question's embedding) stays counted.
+    assert english_client.get("/v1/usage").json()["last_24h"]["total_tokens"] == spent
     assert english_client.get(f"/v1/sessions/{uuid.uuid4()}/messages").status_code == 404
     assert english_client.delete("/v1/sessions/not-an-id").status_code == 404
 
@@ -278,11 +291,21 @@ def test_deleting_a_session_ends_the_stream_of_an_answer_no_worker_took(
     settings = settings_for(
         services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/10"
     )  # no worker serves these queues: the answer stays queued
+    events = []
     with LiveServer(settings) as server, tenant_client(engine, settings, server.url) as client:
         started = ask(client, "Where is the quartz cave?")
-        assert client.delete(f"/v1/sessions/{started['session_id']}").status_code == 204
-        answer = read_stream(client, started["stream_url"])
+        with connect_sse(client, "GET", started["stream_url"], timeout=10) as source:
+            for sse in source.iter_sse():
+                if sse.event == "start":  # a reader is following the answer: delete it now
+                    assert client.delete(f"/v1/sessions/{started['session_id']}").status_code == 204
+                if sse.data:
+                    events.append((sse.event, json.loads(sse.data)))
+                if sse.event in ("end", "error"):
+                    break
         job = client.get(f"/v1/jobs/{started['job_id']}")
-    assert answer.names == ["start", "end"]
-    assert answer.last("end")["finish_reason"] == "cancelled"
-    assert job.status_code == 200 and job.json()["status"] == "cancelled"
+        again = client.get(started["stream_url"])
+    assert [name for name, _ in events] == ["start", "end"]
+    assert events[-1][1]["finish_reason"] == "cancelled"
+    assert job.status_code == 404 and again.status_code == 404
+    with redis.Redis.from_url(settings.redis_url or "") as r:
+        assert 0 < r.ttl(stream_key(started["job_id"])) <= 5  # kept a moment for such readers

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import Engine, text
 
+from core.job_streams import stream_key
 from core.settings import Settings
 from pipeline.chunking import count_tokens
 from tests.chat_helpers import ask, read_stream
@@ -193,6 +195,29 @@ def test_cancelling_stops_the_generation_and_keeps_the_partial_answer(
     assert len(_usage_rows(engine, started["job_id"])) == 1
     again = client.post(f"/v1/jobs/{started['job_id']}/cancel")
     assert again.status_code == 409 and "already been cancelled" in again.json()["detail"]
+
+
+def test_deleting_a_session_mid_answer_stops_the_worker_and_removes_job_and_stream(
+    client: httpx.Client, standin: StandIn, llm_settings: Settings, engine: Engine
+) -> None:
+    standin.reply, standin.piece_delay = LONG_REPLY, 0.05
+    def chat_tokens() -> int:
+        kinds = client.get("/v1/usage").json()["last_24h"]["by_kind"]
+        return int(kinds.get("chat", {}).get("total_tokens", 0))
+
+    before = chat_tokens()
+    started = ask(client, "When do fishermen light the lantern?")
+    read_stream(client, started["stream_url"], stop_after_deltas=2)
+    assert client.delete(f"/v1/sessions/{started['session_id']}").status_code == 204
+    assert client.get(f"/v1/jobs/{started['job_id']}").status_code == 404
+    key = stream_key(started["job_id"])
+    with redis.Redis.from_url(llm_settings.redis_url or "") as r:
+        deadline = time.monotonic() + 10
+        while r.exists(key) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the worker notices within its cancel poll and removes it
+        assert not r.exists(key)
+    # The tokens the half answer spent are counted, though its job is gone.
+    assert chat_tokens() > before
 
 
 def test_a_provider_that_drops_the_connection_mid_answer_ends_with_an_error_event(

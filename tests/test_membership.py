@@ -236,7 +236,7 @@ def test_a_removed_member_s_open_stream_ends_within_a_keep_alive(
         services,
         smtp[1],
         SSE_KEEPALIVE_SECONDS="0.5",
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/5",
+        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/1",
     )
     with LiveServer(settings) as live:
         tenant = _tenant(engine, settings, live.url)

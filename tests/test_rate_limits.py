@@ -24,7 +24,7 @@ def client(services: Services, engine: Engine) -> Iterator[httpx.Client]:
         services,
         RATE_LIMIT_PER_MINUTE="50",
         READ_RATE_LIMIT_PER_MINUTE="600",
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/5",
+        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/2",
     )
     with LiveServer(settings) as server, tenant_client(engine, settings, server.url) as client:
         yield client

@@ -11,7 +11,7 @@ from core import metrics
 from core.job_streams import error_payload, usage_payload
 from db.chat import JOB_STATUS, ChatTask, FinishedAnswer, load_chat_task, save_answer
 from db.engine import unit_of_work
-from db.jobs import claim_job, finish_job
+from db.jobs import claim_job, finish_job, hold_job
 from db.models import Job
 from db.search import hybrid_search
 from db.usage import record_usage
@@ -52,7 +52,10 @@ def answer_chat_job(
     relayed = relay_generation(provider.stream(prompt, model), writer)
     answer = _finished_answer(prompt, model, citations, relayed)
     with unit_of_work(resources.engine, tenant_id) as session:
-        save_answer(session, tenant_id, job, answer)
+        saved = save_answer(session, tenant_id, job, answer)
+    if not saved:  # the session was deleted meanwhile: its stream goes with it
+        writer.discard()
+        return
     spent = (answer.prompt_tokens, answer.completion_tokens)
     metrics.record_job(resources.redis, "chat", JOB_STATUS[answer.status])
     first = relayed.first_piece_at
@@ -83,7 +86,7 @@ def _prompt(resources: WorkerResources, tenant_id: uuid.UUID, job: Job, task: Ch
             session,
             tenant_id=tenant_id,
             user_id=job.user_id,
-            job_id=job.id,
+            job_id=job.id if hold_job(session, job.id) else None,
             kind="embedding",
             model=embedder.model,
             prompt_tokens=embedded.prompt_tokens,

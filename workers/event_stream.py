@@ -51,6 +51,11 @@ class EventWriter:
         if self._pending:
             self._write(self._delta_events())
 
+    def discard(self) -> None:
+        """Delete the stream: its job is gone, nobody may read it again."""
+        self._pending = []
+        self._redis.delete(self._key)
+
     @property
     def waiting(self) -> bool:
         return bool(self._pending)
