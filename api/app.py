@@ -16,6 +16,7 @@ from api.header_limit import header_limit
 from api.health import healthz
 from api.identity import PUBLIC, BearerAuthentication
 from api.jobs import cancel, get_job_status
+from api.json_bodies import BoundedJsonRequest
 from api.members import invite, list_tenant_members, remove_tenant_member, update_member
 from api.metrics import metrics
 from api.openapi import document_errors, document_examples
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
         # JSON bodies are small; uploads stream and enforce MAX_UPLOAD_MB themselves.
         request_max_body_size=1 << 20,
+        request_class=BoundedJsonRequest,
         lifespan=[lifespan_for(settings)],
         logging_config=None,  # configured above: JSON lines with request and tenant ids
         before_send=[stamp_response, add_security_headers],

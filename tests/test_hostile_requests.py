@@ -207,6 +207,36 @@ def test_an_oversized_json_body_is_413(client: httpx.Client) -> None:
     assert response.json()["status"] == 413
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/chat"),
+        ("POST", "/v1/search"),
+        ("POST", "/v1/members"),
+        ("PATCH", "/v1/members/{me}"),
+        ("POST", "/v1/auth/request-code"),
+        ("POST", "/v1/auth/verify-code"),
+    ],
+)
+def test_json_nested_100_000_deep_is_a_clear_400_on_every_json_route(
+    client: httpx.Client, method: str, path: str
+) -> None:
+    me = client.get("/v1/me").json()["user_id"]
+    for body in [
+        b'{"message": "x", "document_ids": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"query": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"}",
+    ]:
+        response = client.request(
+            method,
+            path.format(me=me),
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 400, response.text[:300]
+        assert "nested too deeply" in response.json()["detail"]
+    assert client.get("/v1/me").status_code == 200
+
+
 def test_oversized_headers_are_431_and_the_server_carries_on(client: httpx.Client) -> None:
     response = client.get("/v1/me", headers={"X-Padding": "x" * (200 << 10)})
     assert response.status_code == 431
