@@ -20,6 +20,7 @@ from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from api.metrics import observe_request
 from core import logs
+from core.redaction import redact_query
 
 HEADER = b"x-request-id"
 _SANE = re.compile(rb"[\w.-]{1,128}")
@@ -54,7 +55,7 @@ async def stamp_response(message: Message, scope: Scope) -> None:
     seconds = time.perf_counter() - started if started else 0.0
     http = cast("HTTPScope", scope)
     method, path = http["method"], http["path"]
-    query = http["query_string"].decode("latin-1")
+    query = redact_query(http["query_string"].decode("latin-1"))
     target = path + (f"?{query}" if query else "")
     status = message["status"]
     fields: dict[str, Any] = {
@@ -64,5 +65,5 @@ async def stamp_response(message: Message, scope: Scope) -> None:
         "duration_ms": round(seconds * 1000, 1),
     }
     observe_request(http, status, seconds)
-    # The query string goes in the message only: that is what secret masking reads.
+    # The query string, masked as the server decodes it, goes in the message only.
     log.info("%s %s %d %.1f ms", method, target, status, seconds * 1000, extra={"fields": fields})

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 MASK = "[redacted]"
 
@@ -39,6 +40,22 @@ _SECRETS: list[tuple[re.Pattern[str], str]] = [
     # Passwords in URLs: postgresql://user:password@host, redis://:password@host.
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@"), rf"\1{MASK}@"),
 ]
+
+
+# Query parameters whose values are secrets, by their decoded names.
+SECRET_PARAMETERS = frozenset({"token", "access_token", "code", "api_key", "key", "password"})
+
+
+def redact_query(query: str) -> str:
+    """A query string fit for a log line: parsed as the server parses it (percent-escapes
+    decoded, so `?%74oken=%65yJ...` is the token it serves), secret values masked, the rest
+    re-encoded."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    masked = [
+        (name, MASK if name.lower() in SECRET_PARAMETERS else redact(value))
+        for name, value in pairs
+    ]
+    return urlencode(masked, safe="[]")
 
 
 def redact(text: str) -> str:

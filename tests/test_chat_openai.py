@@ -201,6 +201,7 @@ def test_deleting_a_session_mid_answer_stops_the_worker_and_removes_job_and_stre
     client: httpx.Client, standin: StandIn, llm_settings: Settings, engine: Engine
 ) -> None:
     standin.reply, standin.piece_delay = LONG_REPLY, 0.05
+
     def chat_tokens() -> int:
         kinds = client.get("/v1/usage").json()["last_24h"]["by_kind"]
         return int(kinds.get("chat", {}).get("total_tokens", 0))

@@ -137,6 +137,7 @@ def test_the_api_s_logs_hold_no_code_token_or_key(
         started = client.post("/v1/chat", json={"message": "Anything?"}, headers=headers)
         assert started.status_code == 202, started.text
         stream_url = started.json()["stream_url"]
+        stream_token = stream_url.split("token=", 1)[1]
         with client.stream("GET", stream_url) as response:
             assert response.status_code == 200
             next(response.iter_lines())  # the stream is open: its request line is logged
@@ -144,10 +145,16 @@ def test_the_api_s_logs_hold_no_code_token_or_key(
         replay = {"email": email, "code": code}
         client.post("/v1/auth/verify-code", json=replay, headers={"X-Tenant-ID": slug})
         client.get(f"/v1/me?token={token}", headers={"X-Tenant-ID": slug})
+        # Percent-escaped, name and value: the server decodes it, so must the masking.
+        escaped = "".join(f"%{byte:02X}" for byte in stream_token.encode())
+        sneaky = f"{stream_url.split('?')[0]}?%74oken={escaped}&limit=1"
+        with client.stream("GET", sneaky) as response:
+            assert response.status_code == 200  # it is served as the token it is
+            next(response.iter_lines())
     process.terminate()
     output, _ = process.communicate(timeout=20)
-    stream_token = stream_url.split("token=", 1)[1]
-    for secret in (code, token, stream_token, API_KEY, TEST_JWT_SECRET):
+    for secret in (code, token, stream_token, escaped, escaped[:40], API_KEY, TEST_JWT_SECRET):
         assert secret not in output
     assert f"stream?token={MASK}" in output  # the access log did log the stream request
     assert f"/v1/me?token={MASK}" in output
+    assert f"stream?token={MASK}&limit=1" in output
