@@ -27,6 +27,7 @@ from core.settings import Settings
 from core.signin_codes import SigninCodes
 from db.engine import create_async_db_engine
 from db.migrate import check_schema
+from db.roles import check_app_login
 from pipeline.embedding import Embedder, embedder_for
 
 log = logging.getLogger("docuchat.api")
@@ -112,6 +113,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         )
         try:
             async with engine.connect() as conn:
+                await conn.run_sync(check_app_login)
                 await conn.run_sync(check_schema, settings.embedding_dimension)
         except ConfigurationError as exc:
             log.error("refusing to start: %s", exc)

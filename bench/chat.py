@@ -34,15 +34,14 @@ import psutil
 import redis
 from httpx_sse import connect_sse
 
-from bench.stack import wait_healthy
+from bench.stack import database_environ, migrated_owner, wait_healthy
 from core.devstack import api_command, worker_command
 from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from core.job_streams import event_fields, stream_key
 from core.settings import Settings, load_settings
 from core.tokens import issue_access_token
 from db.accounts import create_tenant, get_or_create_user
-from db.engine import create_sync_engine, unit_of_work
-from db.migrate import upgrade
+from db.engine import unit_of_work
 from tests.openai_standin import StandIn
 from tests.pdfs import english_pdf, filler
 
@@ -245,12 +244,11 @@ def main() -> None:
     )
     redis_url = embedded_redis.start()
     settings = load_settings(
-        {"DATABASE_URL": postgres.start(), "REDIS_URL": redis_url, "JWT_SECRET": "b" * 40}
+        {**database_environ(postgres), "REDIS_URL": redis_url, "JWT_SECRET": "b" * 40}
     )
     # The relay's API gets queues of its own that no worker serves: the bench writes the deltas.
     relay_redis = redis_url.rsplit("/", 1)[0] + "/1"
-    owner = create_sync_engine(settings, as_app=False)
-    upgrade(owner, settings.embedding_dimension)
+    owner = migrated_owner(settings)
     with unit_of_work(owner) as session:
         tenant = create_tenant(session, f"bench-{uuid.uuid4().hex[:6]}", "Bench")
         user = get_or_create_user(session, tenant, "bench@example.com")

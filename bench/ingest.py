@@ -29,14 +29,13 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.stack import wait_healthy
+from bench.stack import database_environ, migrated_owner, wait_healthy
 from core.devstack import api_command, worker_command
 from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from core.settings import Settings, load_settings
 from core.tokens import issue_access_token
 from db.accounts import create_tenant, get_or_create_user
-from db.engine import create_sync_engine, unit_of_work
-from db.migrate import upgrade
+from db.engine import unit_of_work
 from pipeline.chunking import chunk_pages
 from pipeline.embedding import LocalE5Embedder
 from pipeline.ingest import normalised_pages
@@ -154,10 +153,9 @@ def main() -> None:
     (WORK / "stack").mkdir(parents=True)
     postgres, redis = EmbeddedPostgres(WORK / "stack"), EmbeddedRedis(WORK / "stack")
     settings = load_settings({
-        "DATABASE_URL": postgres.start(), "REDIS_URL": redis.start(), "JWT_SECRET": "b" * 40,
+        **database_environ(postgres), "REDIS_URL": redis.start(), "JWT_SECRET": "b" * 40,
     })  # fmt: skip
-    owner = create_sync_engine(settings, as_app=False)
-    upgrade(owner, settings.embedding_dimension)
+    owner = migrated_owner(settings)
     with unit_of_work(owner) as session:
         tenant = create_tenant(session, f"bench-{uuid.uuid4().hex[:6]}", "Bench")
         user = get_or_create_user(session, tenant, "bench@example.com")

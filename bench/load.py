@@ -39,14 +39,13 @@ import httpx
 import psutil
 
 from bench.chat import WORK, _environment, _percentile, _process
-from bench.stack import wait_healthy
+from bench.stack import database_environ, migrated_owner, wait_healthy
 from core.devstack import WORKER_NICENESS, api_command, worker_command
 from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from core.settings import load_settings
 from core.tokens import issue_access_token
 from db.accounts import create_tenant, get_or_create_user
-from db.engine import create_sync_engine, unit_of_work
-from db.migrate import upgrade
+from db.engine import unit_of_work
 from tests.openai_standin import StandIn
 from tests.pdfs import english_pdf, filler
 
@@ -308,10 +307,9 @@ def main() -> None:
     postgres, embedded_redis = EmbeddedPostgres(stack), EmbeddedRedis(stack)
     redis_url = embedded_redis.start()
     settings = load_settings(
-        {"DATABASE_URL": postgres.start(), "REDIS_URL": redis_url, "JWT_SECRET": "b" * 40}
+        {**database_environ(postgres), "REDIS_URL": redis_url, "JWT_SECRET": "b" * 40}
     )
-    owner = create_sync_engine(settings, as_app=False)
-    upgrade(owner, settings.embedding_dimension)
+    owner = migrated_owner(settings)
     with unit_of_work(owner) as session:
         tenant = create_tenant(session, f"load-{uuid.uuid4().hex[:6]}", "Load")
         users = [get_or_create_user(session, tenant, f"u{n}@example.com") for n in range(USERS)]

@@ -1,10 +1,18 @@
-"""What both benchmarks need to drive a running API."""
+"""What the benchmarks need: an embedded database as `docuchat dev` prepares it, and a
+running API to drive."""
 
 from __future__ import annotations
 
 import time
 
 import httpx
+from sqlalchemy import Engine
+
+from core.embedded import EmbeddedPostgres
+from core.settings import Settings
+from db.engine import create_sync_engine
+from db.migrate import upgrade
+from db.roles import ensure_app_login
 
 
 def wait_healthy(client: httpx.Client, timeout: float = 60) -> None:
@@ -19,3 +27,17 @@ def wait_healthy(client: httpx.Client, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("the API did not become healthy")
         time.sleep(0.2)
+
+
+def database_environ(postgres: EmbeddedPostgres) -> dict[str, str]:
+    """An embedded Postgres as `docuchat dev` hands it out: the owner's URL for migrations,
+    the app's own login for the API and workers."""
+    return {"DATABASE_OWNER_URL": postgres.start(), "DATABASE_URL": postgres.app_url()}
+
+
+def migrated_owner(settings: Settings) -> Engine:
+    """The owner's engine on a database migrated to head, with the app's login made."""
+    owner = create_sync_engine(settings, as_app=False)
+    upgrade(owner, settings.embedding_dimension)
+    ensure_app_login(owner, settings.database_url or "")
+    return owner

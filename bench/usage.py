@@ -25,14 +25,13 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.sql.expression import Executable
 
 from bench.chat import _percentile, _process
-from bench.stack import wait_healthy
+from bench.stack import database_environ, migrated_owner, wait_healthy
 from core.devstack import api_command
 from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from core.settings import load_settings
 from core.tokens import issue_access_token
 from db.accounts import create_tenant, get_or_create_user, promote_user
 from db.engine import create_sync_engine, unit_of_work
-from db.migrate import upgrade
 from db.usage import quota_statement, record_usage, windows_statement
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,13 +114,12 @@ def main() -> None:
     )
     redis_url = embedded_redis.start()
     settings = load_settings(
-        {"DATABASE_URL": postgres.start(), "REDIS_URL": redis_url, "JWT_SECRET": "b" * 40}
+        {**database_environ(postgres), "REDIS_URL": redis_url, "JWT_SECRET": "b" * 40}
     )
-    owner = create_sync_engine(settings, as_app=False)
+    owner = migrated_owner(settings)
     app = create_sync_engine(settings)
     report: list[str] = []
     try:
-        upgrade(owner, settings.embedding_dimension)
         rows = CALLS_PER_DAY * DAYS
         started = time.perf_counter()
         with unit_of_work(owner) as session:

@@ -42,6 +42,7 @@ from db.jobs import FINISHED, queue_reingestion
 from db.members import invite_member, operator_members, remove_member
 from db.migrate import check_schema, downgrade, upgrade
 from db.models import Tenant, User
+from db.roles import ensure_app_login
 from db.usage import set_quota
 
 DATA_DIR_HELP = "Folder of the embedded Postgres and Redis (default: DATA_DIR or .docuchat)."
@@ -64,13 +65,15 @@ def _prepare_environment(data_dir: Path) -> None:
 
 @contextlib.contextmanager
 def owner_database(data_dir: Path) -> Iterator[tuple[Settings, Engine, bool]]:
-    """The owner's engine on DATABASE_URL when set, else on the data folder's embedded server
-    (joined if running, started and stopped again if not); the flag says which."""
+    """The owner's engine on DATABASE_OWNER_URL when a database is configured, else on the
+    data folder's embedded server (joined if running, started and stopped again if not); the
+    flag says which."""
     _prepare_environment(data_dir)
     postgres = None
-    if not _configured("DATABASE_URL"):
+    if not _configured("DATABASE_URL") and not _configured("DATABASE_OWNER_URL"):
         postgres = EmbeddedPostgres(data_dir)
-        os.environ["DATABASE_URL"] = postgres.start()
+        os.environ["DATABASE_OWNER_URL"] = postgres.start()
+        os.environ["DATABASE_URL"] = postgres.app_url()
     engine = None
     try:
         settings = load_settings()
@@ -89,6 +92,7 @@ def admin_database(data_dir: Path) -> Iterator[tuple[Settings, Engine]]:
     with owner_database(data_dir) as (settings, engine, embedded):
         if embedded:
             upgrade(engine, settings.embedding_dimension)
+            ensure_app_login(engine, settings.database_url or "")
         with engine.connect() as conn:
             check_schema(conn, settings.embedding_dimension)
         yield settings, engine
@@ -138,11 +142,19 @@ def dev(host: str, port: int, workers: int, threads: int, data_dir: Path | None)
 @click.option("--down", is_flag=True, help="Downgrade to --revision instead of upgrading.")
 @data_dir_option
 def migrate(revision: str, down: bool, data_dir: Path | None) -> None:
-    """Apply database migrations (to head by default)."""
+    """Apply database migrations (to head by default) as the schema's owner
+    (DATABASE_OWNER_URL), then make the app's own login as DATABASE_URL names it."""
     with owner_database(_resolve_data_dir(data_dir)) as (settings, engine, _embedded):
         step = downgrade if down else upgrade
         step(engine, settings.embedding_dimension, revision)
-    click.echo(f"database {'downgraded' if down else 'upgraded'} to {revision}")
+        click.echo(f"database {'downgraded' if down else 'upgraded'} to {revision}")
+        if down:
+            return
+        if not settings.database_url:
+            click.echo("DATABASE_URL is not set: no app login was made", err=True)
+            return
+        login = ensure_app_login(engine, settings.database_url)
+        click.echo(f"the API and workers sign in as {login}, which row-level security binds")
 
 
 @main.group()

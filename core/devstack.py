@@ -1,7 +1,9 @@
 """`docuchat dev`: the whole service in the foreground under one supervisor.
 
 Embedded Postgres and Redis start only when DATABASE_URL / REDIS_URL are unset; the API and
-the workers run the same commands as the Procfile, so both setups share one code path.
+the workers run the same commands as the Procfile, so both setups share one code path. The
+embedded Postgres is migrated as its superuser and served to the API and workers as the
+app's own login, as a real deployment is.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from core.settings import Settings, load_settings
 from db.accounts import ensure_tenant
 from db.engine import create_sync_engine, unit_of_work
 from db.migrate import check_schema, upgrade
+from db.roles import ensure_app_login
 
 DEFAULT_TENANT = "demo"
 STOP_TIMEOUT_SECONDS = 15.0
@@ -124,10 +127,12 @@ def _wait_until_healthy(url: str, supervisor: Supervisor) -> bool:
 
 
 def prepare_database(settings: Settings) -> None:
-    """Migrate to head, check the schema fits the configuration, make the default tenant."""
+    """Migrate to head (as the owner), make the app's login, check the schema fits the
+    configuration, make the default tenant."""
     engine = create_sync_engine(settings, pool_size=1, as_app=False)
     try:
         upgrade(engine, settings.embedding_dimension)
+        ensure_app_login(engine, settings.database_url or "")
         with engine.connect() as conn:
             check_schema(conn, settings.embedding_dimension)
         with unit_of_work(engine) as session:
@@ -168,7 +173,8 @@ def run_dev(options: DevOptions, out: IO[str] = sys.stdout) -> int:
         try:
             if not os.environ.get("DATABASE_URL"):
                 postgres = EmbeddedPostgres(options.data_dir)
-                os.environ["DATABASE_URL"] = postgres.start()
+                os.environ["DATABASE_OWNER_URL"] = postgres.start()
+                os.environ["DATABASE_URL"] = postgres.app_url()
                 embedded.append("Postgres")
             if not os.environ.get("REDIS_URL"):
                 redis = EmbeddedRedis(options.data_dir)

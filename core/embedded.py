@@ -23,6 +23,8 @@ import psycopg
 from core.errors import ConfigurationError
 
 DATABASE_NAME = "docuchat"
+# The embedded server's app login: the role row-level security binds, signing in itself.
+APP_LOGIN = "docuchat_app"
 log = logging.getLogger("docuchat.embedded")
 
 
@@ -44,7 +46,8 @@ class EmbeddedPostgres:
         self._server: Any = None  # pgserver's PostgresServer, untyped
 
     def start(self) -> str:
-        """Start (or join an already running) server; return the SQLAlchemy URL of our database."""
+        """Start (or join an already running) server; return the SQLAlchemy URL of our database
+        for its owner (the server's superuser)."""
         pgserver, postmaster_info = _import_pgserver()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         existing = postmaster_info.read_from_pgdata(self.pgdata)
@@ -62,9 +65,15 @@ class EmbeddedPostgres:
                 conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
         return self.url(DATABASE_NAME)
 
-    def url(self, database: str) -> str:
+    def url(self, database: str, user: str = "postgres") -> str:
+        """A URL of `database` on the socket, signed in as `user` (the socket trusts local
+        users: the server listens on nothing else)."""
         socket_dir = self._server.get_postmaster_info().socket_dir
-        return f"postgresql+psycopg://postgres@/{database}?host={quote(str(socket_dir))}"
+        return f"postgresql+psycopg://{user}@/{database}?host={quote(str(socket_dir))}"
+
+    def app_url(self) -> str:
+        """Our database signed in as the app's own login (`docuchat migrate` makes it)."""
+        return self.url(DATABASE_NAME, APP_LOGIN)
 
     def stop(self) -> None:
         """Stop the server if this object started it; a server someone else runs is left alone."""

@@ -50,7 +50,11 @@ class Settings(BaseSettings):
     # json: one object per line, with request, tenant and job ids; text: for reading by eye.
     log_format: Literal["json", "text"] = "json"
 
+    # The API and workers sign in as a role that owns nothing and cannot become an owner or a
+    # superuser, so row-level security binds them; migrations and operators' commands sign in
+    # as the schema's owner. `docuchat migrate` makes the first from the second.
     database_url: str | None = None
+    database_owner_url: str | None = None
     redis_url: str | None = None
 
     openai_api_key: SecretStr | None = None
@@ -127,8 +131,9 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "database_url", "redis_url", "openai_api_key", "openai_base_url", "embedding_model",
-        "embedding_dimensions", "smtp_host", "smtp_user", "smtp_password", mode="before",
+        "database_url", "database_owner_url", "redis_url", "openai_api_key", "openai_base_url",
+        "embedding_model", "embedding_dimensions", "smtp_host", "smtp_user", "smtp_password",
+        mode="before",
     )  # fmt: skip
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:

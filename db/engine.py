@@ -20,25 +20,35 @@ from core.errors import ConfigurationError
 from core.settings import Settings
 
 
-def sqlalchemy_url(settings: Settings) -> str:
-    """DATABASE_URL with the psycopg 3 driver, whatever scheme the operator wrote."""
-    if not settings.database_url:
+def sqlalchemy_url(settings: Settings, *, owner: bool = False) -> str:
+    """DATABASE_URL (or, for the owner's work, DATABASE_OWNER_URL) with the psycopg 3 driver,
+    whatever scheme the operator wrote."""
+    name = "DATABASE_OWNER_URL" if owner else "DATABASE_URL"
+    value = settings.database_owner_url if owner else settings.database_url
+    if not value:
+        if owner:
+            raise ConfigurationError(
+                "DATABASE_OWNER_URL is not set: migrations and admin commands sign in as the "
+                "schema's owner (DATABASE_URL is the app's own login, which owns nothing), or "
+                "run `docuchat dev` for the embedded stack"
+            )
         raise ConfigurationError(
             "DATABASE_URL is not set: point it at Postgres with pgvector, "
             "or run `docuchat dev` for the embedded stack"
         )
     try:
-        url = make_url(settings.database_url)
+        url = make_url(value)
     except Exception as exc:
-        raise ConfigurationError(f"DATABASE_URL is not a valid database URL: {exc}") from None
+        raise ConfigurationError(f"{name} is not a valid database URL: {exc}") from None
     if url.get_backend_name() not in ("postgresql", "postgres"):
         raise ConfigurationError(
-            f"DATABASE_URL must be a postgresql:// URL (got {url.get_backend_name()}://)"
+            f"{name} must be a postgresql:// URL (got {url.get_backend_name()}://)"
         )
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
 # The role the API and workers work as: it owns nothing and row-level security binds it.
+# They sign in as it, or as a login role that is a member of it, and switch to it at connect.
 APP_ROLE = "docuchat_app"
 SCOPE_SQL = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
 
@@ -48,10 +58,10 @@ def _connect_args(as_app: bool) -> dict[str, str]:
 
 
 def create_sync_engine(settings: Settings, *, pool_size: int = 5, as_app: bool = True) -> Engine:
-    """An engine for service work (as the RLS-bound app role) or, with as_app=False, for the
-    owner's work: migrations and operators' admin commands."""
+    """An engine for service work (DATABASE_URL, as the RLS-bound app role) or, with
+    as_app=False, for the owner's work (DATABASE_OWNER_URL): migrations and admin commands."""
     return create_engine(
-        sqlalchemy_url(settings),
+        sqlalchemy_url(settings, owner=not as_app),
         pool_pre_ping=True,
         pool_size=pool_size,
         connect_args=_connect_args(as_app),

@@ -24,7 +24,7 @@ def run_migrations_online() -> None:
 
     settings = load_settings()
     config.attributes.setdefault("embedding_dim", settings.embedding_dimension)
-    engine = create_engine(sqlalchemy_url(settings))
+    engine = create_engine(sqlalchemy_url(settings, owner=True))
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata)
         with context.begin_transaction():

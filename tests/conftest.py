@@ -28,10 +28,11 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from core.embedded import APP_LOGIN, EmbeddedPostgres, EmbeddedRedis, free_port
 from core.settings import Settings, load_settings
 from db.engine import create_sync_engine
 from db.migrate import upgrade
+from db.roles import ensure_app_login
 from tests.auth_helpers import Inbox
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
@@ -42,7 +43,8 @@ SERVER_TIME_ZONE = "Pacific/Kiritimati"
 class Services:
     postgres: EmbeddedPostgres
     redis: EmbeddedRedis
-    database_url: str
+    database_url: str  # the app's own login, as the API and workers sign in
+    owner_url: str  # the schema's owner (the server's superuser): migrations, admin commands
     redis_url: str
     root: Path
 
@@ -52,10 +54,10 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     root = tmp_path_factory.mktemp("stack")
     postgres = EmbeddedPostgres(root)
     redis = EmbeddedRedis(root)
-    database_url = postgres.start()
+    owner_url = postgres.start()
     redis_url = redis.start()
     try:
-        yield Services(postgres, redis, database_url, redis_url, root)
+        yield Services(postgres, redis, postgres.app_url(), owner_url, redis_url, root)
     finally:
         redis.stop()
         postgres.stop()
@@ -67,6 +69,7 @@ def settings_for(services: Services, **overrides: str) -> Settings:
     environ = {
         "APP_ENV": "test",
         "DATABASE_URL": services.database_url,
+        "DATABASE_OWNER_URL": services.owner_url,
         "REDIS_URL": services.redis_url,
         "JWT_SECRET": TEST_JWT_SECRET,
         "DATA_DIR": str(services.root),
@@ -98,9 +101,11 @@ def settings(services: Services) -> Settings:
 
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> Iterator[Engine]:
-    """The test database, migrated to head once per run."""
+    """The test database (the owner's engine), migrated to head once per run, with the app's
+    login made as `docuchat migrate` makes it."""
     engine = create_sync_engine(settings, as_app=False)
     upgrade(engine, settings.embedding_dimension)
+    ensure_app_login(engine, settings.database_url or "")
     # Far from UTC on purpose (UTC+14): no answer may depend on the database's time zone.
     with engine.begin() as conn:
         name = conn.exec_driver_sql("SELECT current_database()").scalar_one()
@@ -112,9 +117,10 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 @pytest.fixture
 def empty_database(services: Services) -> Iterator[str]:
-    """A brand-new database on the test server, dropped afterwards; yields its URL."""
+    """A brand-new database on the test server, dropped afterwards; yields its owner's URL
+    (`app_url_of` gives the app login's)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    url = make_url(services.database_url)
+    url = make_url(services.owner_url)
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -123,6 +129,11 @@ def empty_database(services: Services) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def app_url_of(owner_url: str) -> str:
+    """The same database as `owner_url`, signed in as the app's own login."""
+    return make_url(owner_url).set(username=APP_LOGIN).render_as_string(hide_password=False)
 
 
 class LiveServer:

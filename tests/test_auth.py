@@ -265,6 +265,7 @@ def test_promoted_user_is_admin(
     email = _email()
     token = sign_in(api, smtp[0], tenant.slug, email)
     monkeypatch.setenv("DATABASE_URL", services.database_url)
+    monkeypatch.setenv("DATABASE_OWNER_URL", services.owner_url)
     monkeypatch.setenv("JWT_SECRET", TEST_JWT_SECRET)
     result = CliRunner().invoke(main, ["user", "promote", tenant.slug, email])
     assert result.exit_code == 0, result.output

@@ -16,6 +16,7 @@ from tests.pdfs import english_pdf, filler, persian_filler, persian_pdf
 @pytest.fixture
 def cli(services: Services, engine, restore_environ, monkeypatch) -> CliRunner:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATABASE_URL", services.database_url)
+    monkeypatch.setenv("DATABASE_OWNER_URL", services.owner_url)
     monkeypatch.setenv("JWT_SECRET", TEST_JWT_SECRET)
     monkeypatch.setenv("APP_ENV", "test")
     return CliRunner()
@@ -84,6 +85,7 @@ def test_migrate_reports_what_it_did(cli: CliRunner) -> None:
     result = cli.invoke(main, ["migrate"])
     assert result.exit_code == 0, result.output
     assert "upgraded to head" in result.output
+    assert "the API and workers sign in as docuchat_app" in result.output
 
 
 def test_bulk_ingest_loads_a_folder_skips_duplicates_and_resumes(

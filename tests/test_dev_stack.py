@@ -21,7 +21,9 @@ BIN = Path(sys.executable).parent
 
 def _clean_env(data_dir: Path) -> dict[str, str]:
     env = {
-        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "JWT_SECRET"}
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "DATABASE_OWNER_URL", "REDIS_URL", "JWT_SECRET"}
     }
     env["DATA_DIR"] = str(data_dir)
     return env

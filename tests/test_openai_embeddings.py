@@ -12,9 +12,10 @@ from sqlalchemy import Engine
 from core.settings import Settings
 from db.engine import create_sync_engine
 from db.migrate import upgrade
+from db.roles import ensure_app_login
 from pipeline.embedding import OpenAIEmbedder, embedder_for
 from pipeline.errors import EmbeddingRejected, EmbeddingUnavailable
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer, Services, WorkerProcess, app_url_of, settings_for
 from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
 from tests.openai_standin import StandIn
 from tests.pdfs import english_pdf, filler
@@ -77,7 +78,8 @@ def test_the_whole_stack_runs_on_an_openai_compatible_embedder_by_configuration(
 ) -> None:
     settings: Settings = settings_for(
         services,
-        DATABASE_URL=empty_database,
+        DATABASE_URL=app_url_of(empty_database),
+        DATABASE_OWNER_URL=empty_database,
         REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/4",
         EMBEDDING_PROVIDER="openai",
         EMBEDDING_MODEL="standin-embed",
@@ -89,6 +91,7 @@ def test_the_whole_stack_runs_on_an_openai_compatible_embedder_by_configuration(
     owner: Engine = create_sync_engine(settings, as_app=False)
     try:
         upgrade(owner, 64)
+        ensure_app_login(owner, settings.database_url or "")
         extra = {
             "EMBEDDING_MODEL": "standin-embed",
             "EMBEDDING_DIMENSIONS": "64",

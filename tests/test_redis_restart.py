@@ -26,8 +26,9 @@ from core.embedded import EmbeddedRedis
 from core.settings import Settings
 from db.engine import create_sync_engine
 from db.migrate import upgrade
+from db.roles import ensure_app_login
 from tests.chat_helpers import Answer, Event, ask, read_stream
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer, Services, WorkerProcess, app_url_of, settings_for
 from tests.ingest_helpers import ingest, tenant_client, upload
 from tests.openai_standin import StandIn
 from tests.pdfs import english_pdf, filler
@@ -47,6 +48,7 @@ def own_database(empty_database: str, settings: Settings) -> Iterator[tuple[str,
     """A database of the test's own, so the reaper sees no other test's jobs."""
     owner = create_engine(empty_database)
     upgrade(owner, settings.embedding_dimension)
+    ensure_app_login(owner, app_url_of(empty_database))
     try:
         yield empty_database, owner
     finally:
@@ -106,7 +108,8 @@ def test_an_answer_survives_redis_losing_everything_mid_stream(
     database_url, engine = own_database
     settings = settings_for(
         services,
-        DATABASE_URL=database_url,
+        DATABASE_URL=app_url_of(database_url),
+        DATABASE_OWNER_URL=database_url,
         REDIS_URL=own_redis.url,
         RATE_LIMIT_PER_MINUTE="100000",
         OPENAI_BASE_URL=standin.base_url,
@@ -157,7 +160,8 @@ def test_the_reaper_leaves_jobs_with_messages_alone_and_gives_up_after_its_limit
     database_url, engine = own_database
     settings = settings_for(
         services,
-        DATABASE_URL=database_url,
+        DATABASE_URL=app_url_of(database_url),
+        DATABASE_OWNER_URL=database_url,
         REDIS_URL=own_redis.url,
         RATE_LIMIT_PER_MINUTE="100000",
     )

@@ -1,16 +1,24 @@
 """Row-level security holds even when a query forgets its tenant filter."""
 
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
+from core.devstack import api_command
+from core.embedded import free_port
+from core.errors import ConfigurationError
 from core.settings import Settings
 from db.accounts import create_tenant
 from db.engine import create_sync_engine, unit_of_work
 from db.models import Document
+from db.roles import check_app_login, ensure_app_login
+from tests.conftest import TEST_JWT_SECRET, Services
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +80,89 @@ def test_every_table_with_a_tenant_id_has_row_level_security(engine: Engine) -> 
             )
         ).scalars()
         assert list(unguarded) == []
+
+
+# ---- the app's own login ----------------------------------------------------------------------
+
+
+def test_the_app_login_can_become_neither_the_owner_nor_a_superuser(
+    app_engine: Engine, engine: Engine
+) -> None:
+    with engine.connect() as conn:
+        owner = conn.execute(text("SELECT tableowner FROM pg_tables WHERE tablename = 'documents'"))
+        owner_name = owner.scalar_one()
+    with app_engine.connect() as conn:
+        login = conn.execute(text("SELECT session_user")).scalar_one()
+        assert login == "docuchat_app"
+        for attempt in (
+            f'SET ROLE "{owner_name}"',
+            "SET ROLE postgres",
+            "RESET ROLE; SET ROLE postgres",
+        ):
+            with pytest.raises(ProgrammingError, match="permission denied"):
+                conn.exec_driver_sql(attempt)
+            conn.rollback()
+        with pytest.raises(ProgrammingError, match="permission denied"):
+            conn.exec_driver_sql("SET SESSION AUTHORIZATION postgres")
+        conn.rollback()
+        conn.exec_driver_sql("RESET ROLE")  # back to the login itself: still powerless
+        row = conn.execute(
+            text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        ).one()
+        assert tuple(row) == (False, False)
+        check_app_login(conn)  # what the API and workers check at start
+
+
+def test_ensure_app_login_makes_a_login_of_database_url_and_refuses_the_owner(
+    services: Services, settings: Settings, engine: Engine
+) -> None:
+    with pytest.raises(ConfigurationError, match="is a superuser"):
+        ensure_app_login(engine, services.owner_url)
+    with engine.connect() as conn:  # refused, not demoted
+        assert conn.execute(
+            text("SELECT rolsuper FROM pg_roles WHERE rolname = 'postgres'")
+        ).scalar()
+
+    name = f"docuchat_api_{uuid.uuid4().hex[:6]}"
+    url = make_url(services.database_url).set(username=name, password="s3cret-pass")
+    assert ensure_app_login(engine, url.render_as_string(hide_password=False)) == name
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT rolcanlogin, rolsuper, pg_has_role(rolname, 'docuchat_app', 'MEMBER')"
+                    " FROM pg_roles WHERE rolname = :n"
+                ),
+                {"n": name},
+            ).one()
+        assert tuple(row) == (True, False, True)
+        login_settings = settings.model_copy(
+            update={"database_url": url.render_as_string(hide_password=False)}
+        )
+        other_login = create_sync_engine(login_settings)
+        try:
+            tenant = _tenant_with_document(engine)
+            with unit_of_work(other_login, tenant) as session:
+                assert set(session.scalars(select(Document.tenant_id))) == {tenant}
+        finally:
+            other_login.dispose()
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP ROLE "{name}"')
+
+
+def test_the_api_refuses_to_start_signed_in_as_the_owner(
+    services: Services, engine: Engine
+) -> None:
+    env = os.environ | {
+        "APP_ENV": "test",
+        "DATABASE_URL": services.owner_url,
+        "REDIS_URL": services.redis_url,
+        "JWT_SECRET": TEST_JWT_SECRET,
+    }
+    result = subprocess.run(
+        api_command("127.0.0.1", free_port()), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "refusing to start" in result.stderr
+    assert "signs in as 'postgres', which is or can become a superuser" in result.stderr

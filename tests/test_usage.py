@@ -52,6 +52,7 @@ def client(server: LiveServer, engine: Engine, api_settings: Settings) -> Iterat
 @pytest.fixture
 def cli(services: Services, restore_environ: None, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("DATABASE_URL", services.database_url)
+    monkeypatch.setenv("DATABASE_OWNER_URL", services.owner_url)
     monkeypatch.setenv("JWT_SECRET", TEST_JWT_SECRET)
     monkeypatch.setenv("APP_ENV", "test")
     return CliRunner()

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from core.bootstrap import redis_url
 from core.settings import Settings
 from db.engine import create_sync_engine
+from db.roles import check_app_login
 from pipeline.embedding import Embedder, embedder_for
 from pipeline.extractive import ExtractiveProvider
 from pipeline.generation import ChatProvider, OpenAIChatProvider
@@ -54,9 +55,12 @@ def worker_resources(settings: Settings) -> WorkerResources:
     global _resources
     with _lock:
         if _resources is None:
+            engine = create_sync_engine(settings, pool_size=8)
+            with engine.connect() as conn:
+                check_app_login(conn)  # refuse to work as a role RLS does not bind
             _resources = WorkerResources(
                 settings=settings,
-                engine=create_sync_engine(settings, pool_size=8),
+                engine=engine,
                 redis=Redis.from_url(
                     redis_url(settings), socket_timeout=5, socket_connect_timeout=5
                 ),
