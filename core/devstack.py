@@ -48,6 +48,7 @@ def api_command(host: str, port: int) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "api.app:create_app_from_env", "--factory",
         "--host", host, "--port", str(port), "--no-server-header",
+        "--http", "api.http_protocol:HeadTimeoutProtocol",  # a request's head is due in 10 s
         "--no-access-log",  # the app writes its own, with the request id (api/request_log.py)
     ]  # fmt: skip
 

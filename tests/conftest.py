@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
+from api.http_protocol import HeadTimeoutProtocol
 from core.embedded import APP_LOGIN, EmbeddedPostgres, EmbeddedRedis, free_port
 from core.settings import Settings, load_settings
 from db.engine import create_sync_engine
@@ -139,10 +140,14 @@ def app_url_of(owner_url: str) -> str:
 class LiveServer:
     """The real app under uvicorn on a free loopback port, in a background thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, protocol: type[Any] = HeadTimeoutProtocol) -> None:
         self.port = free_port()
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            http=protocol,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

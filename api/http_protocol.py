@@ -1,0 +1,78 @@
+"""uvicorn's HTTP protocol (httptools) with a deadline on every request's head.
+
+uvicorn closes a connection that idles between two requests (`--timeout-keep-alive`), but
+not one that connects and sends nothing, nor one that sends half a request line and headers
+and stops: 750 such connections held 900 file descriptors of an API process, for as long as
+their clients liked. Here the request line and headers must arrive within
+HEAD_TIMEOUT_SECONDS of the connection (or of the first byte of a later request on it);
+past that the connection gets 408 and is closed. The body is not held to it: an upload may
+take as long as the network needs.
+
+Served with `uvicorn --http api.http_protocol:HeadTimeoutProtocol` (the Procfile, `docuchat
+dev` and the tests all do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# Far beyond what any client needs to send a few hundred bytes of headers.
+HEAD_TIMEOUT_SECONDS = 10.0
+PROTOCOL = "api.http_protocol:HeadTimeoutProtocol"
+
+
+def _timeout_response(seconds: float) -> bytes:
+    detail = f"the request's line and headers did not arrive within {seconds:g} s"
+    body = msgspec.json.encode({"status": 408, "detail": detail})
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class HeadTimeoutProtocol(HttpToolsProtocol):
+    head_timeout_seconds = HEAD_TIMEOUT_SECONDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()  # a later request on a kept-alive connection: its head is due in time too
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def _arm(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(
+                self.head_timeout_seconds, self._head_timed_out
+            )
+
+    def _disarm(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            self.transport.write(_timeout_response(self.head_timeout_seconds))
+            self.transport.close()
