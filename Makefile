@@ -47,6 +47,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.chat
 	$(BIN)/python -m bench.usage
+	$(BIN)/python -m bench.signin
 	$(BIN)/python -m bench.load
 
 bench-load: $(VENV)/.installed-test

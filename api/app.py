@@ -32,6 +32,23 @@ from core.logs import configure_logging
 from core.redaction import install_log_redaction
 from core.settings import Settings, load_settings
 
+API_DESCRIPTION = """\
+Upload documents and ask questions about them, in Persian or English; answers stream as
+Server-Sent Events with their sources cited.
+
+**Who asks.** Sign in with an e-mailed code (`/v1/auth/request-code`, then `verify-code`) for
+a 7-day bearer token, and name the tenant in the `X-Tenant-ID` header of every request.
+Tenants are invite-only unless their operator opened them or allowed a mail domain; admins
+manage members under `/v1/members`.
+
+**Rate limits.** Per user (per IP when anonymous), in two budgets: reads (every GET: job
+status, lists, streams, usage) and everything else (questions, searches, uploads, sign-ins,
+changes). Every response names the budget that answered in `RateLimit-Policy` and what is
+left in `RateLimit` (and `RateLimit-Limit/Remaining/Reset`); a 429 has `Retry-After`.
+
+**Errors** are problem bodies: `{"status", "detail", "field"?}`.
+"""
+
 
 def create_app(settings: Settings) -> Litestar:
     install_log_redaction()
@@ -104,6 +121,7 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="DocuChat",
             version="0.1.0",
+            description=API_DESCRIPTION,
             path="/schema",
             render_plugins=render_plugins(),
             components=Components(
