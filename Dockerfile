@@ -12,6 +12,9 @@ COPY workers ./workers
 COPY pipeline ./pipeline
 COPY db ./db
 COPY core ./core
+COPY transport ./transport
+COPY usecases ./usecases
+COPY tools ./tools
 COPY migrations ./migrations
 RUN pip install --no-cache-dir . \
     && useradd --system --create-home docuchat

@@ -7,7 +7,7 @@ PORT ?= 8000
 # Root installs with apt directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test lint browser bench bench-load clean
+.PHONY: dev test test-fast lint browser bench bench-load clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "DocuChat needs Python 3.11 or newer"'
@@ -39,6 +39,10 @@ browser:
 
 test: lint browser
 	$(BIN)/pytest --cov --cov-report=term-missing --cov-fail-under=85
+
+# The tests that need no running service (pure pipeline, events, outcomes, rules): seconds.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/pytest -m fast -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.middleware import DefineMiddleware
@@ -17,7 +19,12 @@ from api.health import healthz
 from api.identity import PUBLIC, BearerAuthentication
 from api.jobs import cancel, get_job_status
 from api.json_bodies import BoundedJsonRequest
-from api.members import invite, list_tenant_members, remove_tenant_member, update_member
+from api.members import (
+    invite_tenant_member,
+    list_tenant_members,
+    remove_tenant_member,
+    update_member,
+)
 from api.metrics import metrics
 from api.openapi import document_errors, document_examples
 from api.rate_limiting import RateLimitMiddleware
@@ -50,7 +57,9 @@ left in `RateLimit` (and `RateLimit-Limit/Remaining/Reset`); a 429 has `Retry-Af
 """
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, **given: Any) -> Litestar:
+    """The app for these settings; `given` hands stand-ins for paid providers to its
+    Services (tests)."""
     install_log_redaction()
     configure_logging(settings.log_level, settings.log_format)
     app = Litestar(
@@ -73,7 +82,7 @@ def create_app(settings: Settings) -> Litestar:
             delete_chat_session,
             get_usage,
             list_tenant_members,
-            invite,
+            invite_tenant_member,
             update_member,
             remove_tenant_member,
             metrics,
@@ -84,7 +93,7 @@ def create_app(settings: Settings) -> Litestar:
         # JSON bodies are small; uploads stream and enforce MAX_UPLOAD_MB themselves.
         request_max_body_size=1 << 20,
         request_class=BoundedJsonRequest,
-        lifespan=[lifespan_for(settings)],
+        lifespan=[lifespan_for(settings, **given)],
         logging_config=None,  # configured above: JSON lines with request and tenant ids
         before_send=[stamp_response, add_security_headers],
         middleware=[

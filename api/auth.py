@@ -17,13 +17,12 @@ from api.identity import PUBLIC, Caller, find_active_tenant, tenant_header
 from api.openapi import problem_responses
 from api.rate_limiting import client_ip
 from api.resources import resources_of
+from api.signin.mailer import deliver, not_a_member_mail, signin_code_mail
+from api.signin.tokens import issue_access_token
 from core.errors import InvalidInput, PermissionDenied, RateLimited
-from core.identity import normalise_email
-from core.mailer import deliver, not_a_member_mail, signin_code_mail
-from core.membership import may_sign_in
-from core.tokens import issue_access_token
 from db.engine import async_unit_of_work
-from db.members import member_status, sign_in_member
+from usecases.identity import normalise_email
+from usecases.members import may_request_code, sign_in
 
 log = logging.getLogger("docuchat.api")
 
@@ -94,11 +93,11 @@ async def request_code(
                 decision.reset_after,
             )
     async with async_unit_of_work(resources.engine, tenant.id) as session:
-        status = await session.run_sync(member_status, tenant, email)
+        allowed = await session.run_sync(may_request_code, tenant, email)
     # Every address costs the same work, so the answer's timing does not tell members apart;
     # a code mailed to nobody is never redeemed (verify-code checks membership again).
     code = await resources.signin_codes.issue(tenant.id, email)
-    if may_sign_in(tenant.signup_policy, tenant.allowed_domains, email, status):
+    if allowed:
         minutes = max(1, settings.login_code_ttl_seconds // 60)
         mail = signin_code_mail(email, code, tenant.name, minutes)
     else:
@@ -134,7 +133,7 @@ async def verify_code(
         raise InvalidInput("code", "the code is the 6 digits from the e-mail")
     await resources.signin_codes.redeem(tenant.id, email, code)
     async with async_unit_of_work(resources.engine, tenant.id) as session:
-        user = await session.run_sync(sign_in_member, tenant, email, datetime.now(UTC))
+        user = await session.run_sync(sign_in, tenant, email, datetime.now(UTC))
     if user is None:
         raise PermissionDenied(
             f"{email} is not a member of {tenant.name}; ask one of its admins for an invitation"

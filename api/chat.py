@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-import anyio.to_thread
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
@@ -18,13 +17,12 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.files import parse_document_ids, parse_field_id, parse_id, text_field
 from api.identity import Caller, bearer_caller, caller_of
 from api.openapi import problem_responses
+from api.params import parse_document_ids, parse_field_id, parse_id, text_field
 from api.resources import ApiResources, resources_of
 from api.schemas import ChatStarted
-from api.usage import require_quota
-from core.bootstrap import CHAT_ACTOR, enqueue
+from api.signin.tokens import InvalidToken, decode_stream_token, issue_stream_token
 from core.errors import (
     AuthenticationFailed,
     Gone,
@@ -33,12 +31,12 @@ from core.errors import (
     PermissionDenied,
     ServiceUnavailable,
 )
-from core.job_streams import STREAM_ID, TERMINAL_EVENTS, error_payload, publish, stream_key
-from core.tokens import InvalidToken, decode_stream_token, issue_stream_token
-from db.chat import ask_question, fail_chat
 from db.engine import async_unit_of_work
 from db.jobs import FINISHED, get_job
 from db.models import Job
+from transport import events
+from transport.events import STREAM_ID, stream_key
+from usecases import chat
 
 log = logging.getLogger("docuchat.api")
 
@@ -65,61 +63,24 @@ def stream_url(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> st
 @post("/v1/chat", status_code=202, tags=["chat"], summary="Ask a question; the answer streams")
 async def ask(request: Request[Caller, Any, Any], data: JSONBody[ChatRequest]) -> ChatStarted:
     resources = resources_of(request)
-    caller, settings = request.user, resources.settings
+    caller = request.user
     question = text_field(data.message, "message").strip()
     if not question:
         raise InvalidInput("message", "the message is empty")
-    model = data.model or settings.default_chat_model
-    if model not in settings.chat_models:
-        raise InvalidInput(
-            "model",
-            f"{model!r} is not allowed here; choose one of {', '.join(settings.chat_models)}",
-        )
-    session_id = parse_field_id(data.session_id, "session_id") if data.session_id else None
-    document_ids = parse_document_ids(data.document_ids)
-    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
-        await require_quota(session, caller)
-        asked = await ask_question(
-            session,
-            tenant_id=caller.tenant_id,
-            user_id=caller.user_id,
-            question=question,
-            model=model,
-            session_id=session_id,
-            document_ids=document_ids,
-        )
-    job_id = asked.job.id
-    start = {
-        "job_id": str(job_id),
-        "session_id": str(asked.chat_session.id),
-        "message_id": str(asked.answer.id),
-        "model": model,
-    }
-    try:
-        await publish(resources.redis, job_id, settings.stream_retention_seconds, ("start", start))
-        await anyio.to_thread.run_sync(
-            enqueue, resources.broker, "chat", CHAT_ACTOR, str(job_id), str(caller.tenant_id)
-        )
-    except RedisError as exc:
-        log.error("could not queue chat job %s: %s", job_id, exc)
-        await _fail_unqueued(resources, caller, asked.job)
-        raise ServiceUnavailable(
-            "the job queue is unavailable; your question was saved but not answered, "
-            "try again shortly"
-        ) from None
+    asked = await chat.ask(
+        resources,
+        caller,
+        question,
+        data.model,
+        parse_field_id(data.session_id, "session_id") if data.session_id else None,
+        parse_document_ids(data.document_ids),
+    )
     return ChatStarted(
-        job_id=str(job_id),
+        job_id=str(asked.job.id),
         session_id=str(asked.chat_session.id),
         message_id=str(asked.answer.id),
-        stream_url=stream_url(resources, caller, job_id),
+        stream_url=stream_url(resources, caller, asked.job.id),
     )
-
-
-async def _fail_unqueued(resources: ApiResources, caller: Caller, job: Job) -> None:
-    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
-        await session.run_sync(
-            lambda sync: fail_chat(sync, job.id, "could not be queued: the queue is down")
-        )
 
 
 async def stream_caller(
@@ -265,7 +226,7 @@ async def relay(
                 if time.monotonic() - checked_at >= keepalive:
                     checked_at = time.monotonic()
                     if not await still_member():
-                        yield _error("access_revoked", "you are no longer a member of this tenant")
+                        yield _sse(events.Error("access_revoked", "you are no longer a member"))
                         return
                 batches = await redis.xread({key: cursor}, count=500, block=block_ms)
                 expired = not batches and not await redis.exists(key) and await finished()
@@ -274,23 +235,22 @@ async def relay(
                     yield _reconnect()
                     return
                 log.warning("stream %s interrupted: %s", key, exc)
-                yield _error("stream_unavailable", "the event stream is unavailable; reconnect")
+                yield _sse(events.Error("stream_unavailable", "the event stream is unavailable"))
                 return
             if not batches:
                 yield ServerSentEventMessage(data=None, comment="keep-alive", retry=retry)
                 retry = None
                 if expired:
-                    yield _error("stream_expired", "the event stream has expired")
+                    yield _sse(events.Error("stream_expired", "the event stream has expired"))
                     return
                 continue
-            for entry_id, fields in _entries(batches):
-                cursor = entry_id
-                event = fields[b"event"].decode()
+            for stored in events.stored_events(_entries(batches)):
+                cursor = stored.id.encode()
                 yield ServerSentEventMessage(
-                    data=fields[b"data"].decode(), event=event, id=entry_id.decode(), retry=retry
+                    data=stored.data.decode(), event=stored.name, id=stored.id, retry=retry
                 )
                 retry = None
-                if event in TERMINAL_EVENTS:
+                if stored.terminal:
                     return
     finally:
         resources.open_streams -= 1
@@ -307,10 +267,11 @@ def _reconnect() -> ServerSentEventMessage:
     """The last event of a stream whose server is shutting down: the answer goes on, and
     EventSource reconnects by itself (with Last-Event-ID) after `retry`."""
     reason = "this server is shutting down; reconnect with Last-Event-ID to read on"
-    data = msgspec.json.encode({"reason": reason}).decode()
-    return ServerSentEventMessage(data=data, event="reconnect", retry=RECONNECT_MS)
+    return _sse(events.Reconnect(reason), retry=RECONNECT_MS)
 
 
-def _error(code: str, message: str) -> ServerSentEventMessage:
-    data = msgspec.json.encode(error_payload(code, message)).decode()
-    return ServerSentEventMessage(data=data, event="error")
+def _sse(event: events.AnswerEvent, retry: int | None = None) -> ServerSentEventMessage:
+    """An event the relay makes itself (never stored: it has no id)."""
+    return ServerSentEventMessage(
+        data=events.data_of(event).decode(), event=events.name_of(event), retry=retry
+    )

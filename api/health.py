@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from api.identity import PUBLIC
 from api.resources import resources_of
-from core.bootstrap import BROKER_NAMESPACE, QUEUES, queue_key
+from transport.broker import BROKER_NAMESPACE, QUEUES, queue_key
 
 CHECK_TIMEOUT_SECONDS = 2.0
 # Dramatiq's Redis broker drops a worker whose heartbeat is older than this (its default).

@@ -11,13 +11,13 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from sqlalchemy import select
 
 from api.resources import ApiResources, resources_of
+from api.signin.tokens import InvalidToken, decode_access_token
 from core import logs
 from core.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
-from core.membership import MEMBER_STATUSES
-from core.tokens import InvalidToken, decode_access_token
 from db.accounts import tenant_lookup
 from db.engine import async_unit_of_work
 from db.models import Tenant, User
+from usecases.membership import MEMBER_STATUSES
 
 PUBLIC = "public"  # route opt key: no token needed
 

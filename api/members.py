@@ -12,17 +12,18 @@ from litestar.background_tasks import BackgroundTask
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
-from api.files import parse_id, text_field
 from api.identity import Caller
 from api.openapi import problem_responses
+from api.params import parse_id, text_field
 from api.resources import ApiResources, resources_of
+from api.signin.mailer import deliver, invitation_mail
 from core.errors import PermissionDenied
-from core.identity import normalise_email
-from core.mailer import deliver, invitation_mail
-from core.membership import MEMBER_STATUSES
 from db.engine import async_unit_of_work
-from db.members import Member, change_role, invite_member, list_members, remove_member
+from db.members import Member, list_members
 from db.models import Tenant
+from usecases.identity import normalise_email
+from usecases.members import change_role, invite, remove
+from usecases.membership import MEMBER_STATUSES
 
 Role = Literal["member", "admin"]
 STATUS_FILTERS = {"invited": ("invited",), "active": ("active",), "removed": ("removed",)}
@@ -113,14 +114,14 @@ async def list_tenant_members(
         **problem_responses(409),
     },
 )
-async def invite(
+async def invite_tenant_member(
     request: Request[Caller, Any, Any], data: JSONBody[NewMember]
 ) -> Response[MemberOut]:
     resources, caller = _admin(request)
     email = normalise_email(text_field(data.email, "email"))
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         invitation = await session.run_sync(
-            invite_member, caller.tenant_id, email, data.role, caller.user_id
+            invite, caller.tenant_id, email, data.role, caller.user_id
         )
         tenant = await session.get_one(Tenant, caller.tenant_id)
     mail = invitation_mail(email, tenant.name, tenant.slug, caller.email)
@@ -160,4 +161,4 @@ async def remove_tenant_member(
     resources, caller = _admin(request)
     ident = parse_id(member_id, "member")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
-        await session.run_sync(remove_member, caller.tenant_id, ident, keep_an_admin=True)
+        await session.run_sync(remove, caller.tenant_id, ident, keep_an_admin=True)

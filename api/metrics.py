@@ -1,5 +1,5 @@
 """`GET /metrics` in Prometheus' text format: this API process's request latency by route,
-and the fleet's jobs, queues, time to first token, tokens and ingestion (core.metrics).
+and the fleet's jobs, queues, time to first token, tokens and ingestion (transport.fleet_metrics).
 
 It names no tenant, user or document. Expose it to your Prometheus, not to the internet.
 """
@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from api.identity import PUBLIC
 from api.resources import resources_of
-from core.bootstrap import QUEUES, queue_key
-from core.metrics import KEY, FleetCollector, FleetSnapshot
+from transport.broker import QUEUES, queue_key
+from transport.fleet_metrics import KEY, FleetCollector, FleetSnapshot
 
 REGISTRY = CollectorRegistry()
 REQUEST_SECONDS = Histogram(

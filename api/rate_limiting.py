@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import parse_qsl
 
-from limits import RateLimitItemPerMinute
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import (
     ASGIApp,
@@ -34,9 +33,9 @@ from litestar.types import (
 
 from api.identity import parse_bearer
 from api.resources import ApiResources
-from core.rate_limits import Decision
+from api.signin.rate_limits import Decision
+from api.signin.tokens import InvalidToken, decode_access_token, decode_stream_token
 from core.settings import Settings
-from core.tokens import InvalidToken, decode_access_token, decode_stream_token
 
 log = logging.getLogger("docuchat.api")
 # Health probes come from load balancers every few seconds; nothing else is exempt.
@@ -47,20 +46,27 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 @dataclass(frozen=True)
 class Budget:
     name: str  # as `RateLimit-Policy` names it
-    per_minute: int
+    per_minute: int  # requests per window
     spent_on: str  # what it is spent on, for the 429's sentence
+    window_seconds: int
 
 
 def budget_for(method: str, settings: Settings) -> Budget:
+    window = settings.rate_limit_window_seconds
     if method in READ_METHODS:
         return Budget(
-            "reads", settings.read_rate_limit_per_minute, "reads (status, lists, streams)"
+            "reads", settings.read_rate_limit_per_minute, "reads (status, lists, streams)", window
         )
     return Budget(
         "expensive",
         settings.rate_limit_per_minute,
         "questions, searches, uploads, sign-ins and changes",
+        window,
     )
+
+
+def _per(window_seconds: int) -> str:
+    return "a minute" if window_seconds == 60 else f"per {window_seconds} s"
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -129,7 +135,7 @@ class RateLimitMiddleware:
         resources: ApiResources = scope["app"].state.resources
         settings = resources.settings
         budget = budget_for(cast("HTTPScope", scope)["method"], settings)
-        item = RateLimitItemPerMinute(budget.per_minute)
+        item = resources.rate_limiter.budget(budget.per_minute)
         user = _user_of(settings, scope)
         identity = ("user", user) if user else ("ip", client_ip(scope, resources.trusted_proxies))
         try:
@@ -160,7 +166,7 @@ def _headers(budget: Budget, decision: Decision) -> dict[str, str]:
         "RateLimit-Limit": str(decision.limit),
         "RateLimit-Remaining": str(remaining),
         "RateLimit-Reset": str(decision.reset_after),
-        "RateLimit-Policy": f'"{budget.name}";q={decision.limit};w=60',
+        "RateLimit-Policy": f'"{budget.name}";q={decision.limit};w={budget.window_seconds}',
         "RateLimit": f'"{budget.name}";r={remaining};t={decision.reset_after}',
     }
 
@@ -170,7 +176,7 @@ async def _too_many(send: Send, budget: Budget, decision: Decision) -> None:
         {
             "status": 429,
             "detail": f"too many requests: {budget.spent_on} are limited to {decision.limit} "
-            f"a minute; retry in {decision.reset_after} s",
+            f"{_per(budget.window_seconds)}; retry in {decision.reset_after} s",
             "budget": budget.name,
         }
     ).encode()

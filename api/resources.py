@@ -1,4 +1,4 @@
-"""What the API process holds open while it runs, made in the lifespan from settings."""
+"""What the API process holds while it runs: its Services, built in the lifespan."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -19,37 +19,69 @@ from litestar.connection import ASGIConnection
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.bootstrap import create_broker, redis_url
+from api.signin.codes import SigninCodes
+from api.signin.mailer import Mailer
+from api.signin.rate_limits import RateLimiter
+from core.bootstrap import Services, bootstrap
 from core.errors import ConfigurationError
-from core.mailer import Mailer, mailer_for
-from core.rate_limits import RateLimiter
 from core.settings import Settings
-from core.signin_codes import SigninCodes
-from db.engine import create_async_db_engine
 from db.migrate import check_schema
 from db.roles import check_app_login
-from pipeline.embedding import Embedder, embedder_for
+from pipeline.embedding import Embedder
 
 log = logging.getLogger("docuchat.api")
 
 
 @dataclass
 class ApiResources:
-    settings: Settings
-    engine: AsyncEngine
-    redis: Redis
-    # For blocking stream reads: its socket timeout outlasts the SSE keep-alive interval.
-    stream_redis: Redis
-    rate_limiter: RateLimiter
-    signin_codes: SigninCodes
-    mailer: Mailer
-    broker: Broker
-    embedder: Embedder
-    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(
-        default_factory=list
-    )
+    """The process's Services (core/bootstrap.py), as the API uses them, and the relay's own
+    state."""
+
+    services: Services
     open_streams: int = 0  # answer streams this process is relaying now
     draining: bool = False  # SIGTERM arrived: open streams end with `reconnect`
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.services.async_engine
+
+    @property
+    def redis(self) -> Redis:
+        """Every call gets 5 s; blocking reads use `stream_redis`."""
+        return self.services.async_redis
+
+    @property
+    def stream_redis(self) -> Redis:
+        return self.services.stream_redis
+
+    @property
+    def broker(self) -> Broker:
+        """Enqueues by actor name only: the API never imports the workers' code."""
+        return self.services.broker
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.services.embedder
+
+    @property
+    def mailer(self) -> Mailer:
+        return self.services.mailer
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        return self.services.rate_limiter
+
+    @property
+    def signin_codes(self) -> SigninCodes:
+        return self.services.signin_codes
+
+    @property
+    def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return self.services.trusted_proxies
 
 
 def drain_streams_on_shutdown(resources: ApiResources) -> Callable[[], None]:
@@ -94,61 +126,27 @@ def resources_of(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiResources
     return resources
 
 
-def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
+def lifespan_for(settings: Settings, **given: Any):  # type: ignore[no-untyped-def]
+    """The app's lifespan: the Services built, the database checked (the app's login, the
+    schema), and everything let go at the end. `given`: stand-ins for paid providers."""
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = create_async_db_engine(settings)
-        # Blocking reads (SSE relays) set their own timeouts; every other call gets 5 s.
-        redis = Redis.from_url(
-            redis_url(settings), socket_timeout=5, socket_connect_timeout=5, decode_responses=False
-        )
-        # redis-py's default 5 s socket timeout would cut every blocking XREAD short.
-        stream_redis = Redis.from_url(
-            redis_url(settings),
-            socket_timeout=settings.sse_keepalive_seconds + 10,
-            socket_connect_timeout=5,
-            # The stream route refuses past the limit; the margin covers requests in between.
-            max_connections=settings.max_streams_per_process + 50,
-            decode_responses=False,
-        )
+        services = bootstrap(settings, **given)
         try:
-            async with engine.connect() as conn:
+            async with services.async_engine.connect() as conn:
                 await conn.run_sync(check_app_login)
                 await conn.run_sync(check_schema, settings.embedding_dimension)
         except ConfigurationError as exc:
             log.error("refusing to start: %s", exc)
-            await engine.dispose()
-            await redis.aclose()
-            await stream_redis.aclose()
+            await services.aclose()
             raise
-        app.state.resources = ApiResources(
-            settings=settings,
-            engine=engine,
-            redis=redis,
-            stream_redis=stream_redis,
-            rate_limiter=RateLimiter(redis_url(settings)),
-            signin_codes=SigninCodes(
-                redis=redis,
-                secret=settings.jwt_secret.get_secret_value().encode(),
-                ttl_seconds=settings.login_code_ttl_seconds,
-                max_attempts=settings.login_code_max_attempts,
-            ),
-            mailer=mailer_for(settings),
-            # Enqueues by actor name only: the API never imports the workers' code.
-            broker=create_broker(settings),
-            embedder=embedder_for(settings),
-            trusted_proxies=[
-                ipaddress.ip_network(entry, strict=False) for entry in settings.trusted_proxies
-            ],
-        )
+        app.state.resources = ApiResources(services)
         restore_signals = drain_streams_on_shutdown(app.state.resources)
         try:
             yield
         finally:
             restore_signals()
-            app.state.resources.broker.close()
-            await redis.aclose()
-            await stream_redis.aclose()
-            await engine.dispose()
+            await services.aclose()
 
     return lifespan

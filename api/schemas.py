@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from db.models import ChatSession, Document, Job, Message
+from transport.events import Citation
 
 
 class DocumentOut(msgspec.Struct):
@@ -94,15 +95,6 @@ class ChatStarted(msgspec.Struct):
     session_id: str
     message_id: str  # the answer's message, filled in as the job runs
     stream_url: str  # GET it for Server-Sent Events; carries a token for this job only
-
-
-class Citation(msgspec.Struct):
-    n: int
-    document_id: str
-    filename: str
-    page_start: int
-    page_end: int
-    chunk_id: str
 
 
 class MessageOut(msgspec.Struct):

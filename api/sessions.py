@@ -8,14 +8,13 @@ from typing import Any
 from litestar import Request, delete, get
 from litestar.params import FromPath, Parameter
 
-from api.files import parse_id
 from api.identity import Caller
+from api.params import parse_id
 from api.resources import resources_of
 from api.schemas import SessionMessages, SessionPage, message_out, session_out
-from core.job_streams import forget_streams, request_cancel
-from db.chat import delete_session, list_sessions, own_session, session_messages
+from db.chat import list_sessions, own_session, session_messages
 from db.engine import async_unit_of_work
-from db.jobs import ACTIVE
+from usecases import chat
 
 # How long a deleted answer's stream stays for the readers already following it.
 DELETED_STREAM_GRACE_SECONDS = 5
@@ -64,13 +63,4 @@ async def get_session_messages(
 async def delete_chat_session(
     request: Request[Caller, Any, Any], session_id: FromPath[str]
 ) -> None:
-    resources = resources_of(request)
-    caller = request.user
-    ident = parse_id(session_id, "session")
-    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
-        jobs = await delete_session(session, caller.user_id, ident)
-    unfinished = [job_id for job_id, status in jobs.items() if status in ACTIVE]
-    finished = [job_id for job_id, status in jobs.items() if status not in ACTIVE]
-    # Workers stop; a reader already following an answer reads its end; the streams go.
-    await request_cancel(resources.redis, unfinished, resources.settings.stream_retention_seconds)
-    await forget_streams(resources.redis, finished, unfinished, DELETED_STREAM_GRACE_SECONDS)
+    await chat.delete_session(resources_of(request), request.user, parse_id(session_id, "session"))

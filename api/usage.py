@@ -10,11 +10,10 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, get
 from litestar.params import QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.identity import Caller
 from api.resources import resources_of
-from core.errors import InvalidInput, PermissionDenied, QuotaExceeded
+from core.errors import InvalidInput, PermissionDenied
 from db.engine import async_unit_of_work
 from db.usage import QuotaState, Tally, UsageReport, UsageWindow, quota_state, usage_report
 
@@ -146,12 +145,3 @@ async def get_usage(
         report = await usage_report(session, caller.tenant_id, user_id)
         quota = await quota_state(session, caller.tenant_id)
     return usage_out(scope, report, quota)
-
-
-async def require_quota(session: AsyncSession, caller: Caller) -> None:
-    """Refuse work that spends tokens once the tenant has used its monthly quota."""
-    state = await quota_state(session, caller.tenant_id)
-    if state.exceeded and state.monthly_tokens is not None:
-        raise QuotaExceeded(
-            caller.tenant_slug, state.used, state.monthly_tokens, state.resets_at, state.at
-        )

@@ -34,16 +34,16 @@ import psutil
 import redis
 from httpx_sse import connect_sse
 
+from api.signin.tokens import issue_access_token
 from bench.stack import database_environ, migrated_owner, wait_healthy
-from core.devstack import api_command, worker_command
-from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from core.job_streams import event_fields, stream_key
 from core.settings import Settings, load_settings
-from core.tokens import issue_access_token
-from db.accounts import create_tenant, get_or_create_user
 from db.engine import unit_of_work
 from tests.openai_standin import StandIn
 from tests.pdfs import english_pdf, filler
+from tools.devstack import api_command, worker_command
+from tools.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from transport import events
+from usecases.members import create_tenant, get_or_create_user
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
@@ -197,14 +197,14 @@ def _write_deltas(redis_url: str, job_ids: list[str], retention: int) -> None:
             tick = time.perf_counter()
             pipe = client.pipeline(transaction=False)
             for job_id in job_ids:
-                fields = event_fields("delta", {"text": f"{time.time():.6f} "})
-                pipe.xadd(stream_key(job_id), fields)
+                delta = events.Delta(f"{time.time():.6f} ")
+                events.append(pipe, uuid.UUID(job_id), [delta], retention)
             pipe.execute()
             time.sleep(max(0.0, DELTA_INTERVAL - (time.perf_counter() - tick)))
         pipe = client.pipeline(transaction=False)
+        end = events.End("stop", events.NOTHING_SPENT)
         for job_id in job_ids:
-            pipe.xadd(stream_key(job_id), event_fields("end", {"finish_reason": "stop"}))
-            pipe.expire(stream_key(job_id), retention)
+            events.append(pipe, uuid.UUID(job_id), [end], retention)
         pipe.execute()
 
 

@@ -29,18 +29,18 @@ from typing import Any
 import httpx
 import psutil
 
+from api.signin.tokens import issue_access_token
 from bench.stack import database_environ, migrated_owner, wait_healthy
-from core.devstack import api_command, worker_command
-from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from core.settings import Settings, load_settings
-from core.tokens import issue_access_token
-from db.accounts import create_tenant, get_or_create_user
 from db.engine import unit_of_work
 from pipeline.chunking import chunk_pages
 from pipeline.embedding import LocalE5Embedder
 from pipeline.ingest import normalised_pages
 from pipeline.pdf import opened_pdf
 from tests.pdfs import english_pdf, filler
+from tools.devstack import api_command, worker_command
+from tools.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from usecases.members import create_tenant, get_or_create_user
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"

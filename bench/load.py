@@ -38,16 +38,16 @@ from typing import Any
 import httpx
 import psutil
 
+from api.signin.tokens import issue_access_token
 from bench.chat import WORK, _environment, _percentile, _process
 from bench.stack import database_environ, migrated_owner, wait_healthy
-from core.devstack import WORKER_NICENESS, api_command, worker_command
-from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from core.settings import load_settings
-from core.tokens import issue_access_token
-from db.accounts import create_tenant, get_or_create_user
 from db.engine import unit_of_work
 from tests.openai_standin import StandIn
 from tests.pdfs import english_pdf, filler
+from tools.devstack import WORKER_NICENESS, api_command, worker_command
+from tools.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from usecases.members import create_tenant, get_or_create_user
 
 DURATION = float(os.environ.get("BENCH_LOAD_SECONDS", "60"))
 STREAMS = int(os.environ.get("BENCH_LOAD_STREAMS", "200"))

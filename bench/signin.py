@@ -21,12 +21,12 @@ import httpx
 
 from bench.chat import _percentile, _process
 from bench.stack import database_environ, migrated_owner, wait_healthy
-from core.devstack import api_command
-from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from core.settings import load_settings
-from db.accounts import create_tenant
 from db.engine import unit_of_work
-from db.members import invite_member
+from tools.devstack import api_command
+from tools.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from usecases.members import create_tenant
+from usecases.members import invite as invite_member
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"

@@ -8,11 +8,11 @@ import time
 import httpx
 from sqlalchemy import Engine
 
-from core.embedded import EmbeddedPostgres
+from core.bootstrap import owner_engine
 from core.settings import Settings
-from db.engine import create_sync_engine
 from db.migrate import upgrade
 from db.roles import ensure_app_login
+from tools.embedded import EmbeddedPostgres
 
 
 def wait_healthy(client: httpx.Client, timeout: float = 60) -> None:
@@ -37,7 +37,7 @@ def database_environ(postgres: EmbeddedPostgres) -> dict[str, str]:
 
 def migrated_owner(settings: Settings) -> Engine:
     """The owner's engine on a database migrated to head, with the app's login made."""
-    owner = create_sync_engine(settings, as_app=False)
+    owner = owner_engine(settings)
     upgrade(owner, settings.embedding_dimension)
     ensure_app_login(owner, settings.database_url or "")
     return owner

@@ -24,15 +24,16 @@ import httpx
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.sql.expression import Executable
 
+from api.signin.tokens import issue_access_token
 from bench.chat import _percentile, _process
 from bench.stack import database_environ, migrated_owner, wait_healthy
-from core.devstack import api_command
-from core.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from core.bootstrap import bootstrap
 from core.settings import load_settings
-from core.tokens import issue_access_token
-from db.accounts import create_tenant, get_or_create_user, promote_user
-from db.engine import create_sync_engine, unit_of_work
+from db.engine import unit_of_work
 from db.usage import quota_statement, record_usage, windows_statement
+from tools.devstack import api_command
+from tools.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from usecases.members import create_tenant, get_or_create_user, promote_user
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
@@ -117,7 +118,7 @@ def main() -> None:
         {**database_environ(postgres), "REDIS_URL": redis_url, "JWT_SECRET": "b" * 40}
     )
     owner = migrated_owner(settings)
-    app = create_sync_engine(settings)
+    app = bootstrap(settings).engine
     report: list[str] = []
     try:
         rows = CALLS_PER_DAY * DAYS

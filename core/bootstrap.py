@@ -1,96 +1,232 @@
-"""The one place that builds the service's resources from settings; nothing is built at import."""
+"""The one place that builds the service's parts from settings: database engines, Redis
+clients, the broker, the embedding and chat providers, the mailer, the rate limiter and the
+sign-in codes.
+
+Every entry point calls `bootstrap(settings)`: the API's lifespan, each worker process once it
+has booted (workers/services.py), the CLI, the tests and the benchmarks. Nothing is built at
+import, and each part is built on first use, so a command that needs only the database never
+asks for Redis. Nothing here connects: engines and clients connect when first used. Tests
+may hand in stand-ins for the paid providers, and nothing else.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import ipaddress
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, overload
 
-from dramatiq import Broker, Message
-from dramatiq.middleware import (
-    AgeLimit,
-    Callbacks,
-    CurrentMessage,
-    Pipelines,
-    Retries,
-    ShutdownNotifications,
-    TimeLimit,
-)
+from dramatiq import Broker
+from limits.aio.storage import RedisStorage
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from core.errors import ConfigurationError
-from core.settings import Settings
-from core.waking_broker import WakingRedisBroker
+from api.signin.codes import SigninCodes
+from api.signin.mailer import ConsoleMailer, Mailer, SmtpMailer
+from api.signin.rate_limits import RateLimiter, limits_uri
+from core.settings import EXTRACTIVE_MODEL, Settings
+from db.engine import app_connect_args, sqlalchemy_url
+from pipeline.embedding import Embedder, LocalE5Embedder, OpenAIEmbedder
+from pipeline.extractive import ExtractiveProvider
+from pipeline.generation import ChatProvider, OpenAIChatProvider
+from transport.broker import create_broker, redis_url
 
-# Every queue the fleet serves: slow ingestion never delays chat answers.
-QUEUES = ("ingest", "chat")
-BROKER_NAMESPACE = "docuchat"
-# Actor names the API enqueues by name, so it never imports the workers' code.
-INGEST_ACTOR = "ingest_document"
-CHAT_ACTOR = "answer_question"
-# How long one attempt at a job may run before Dramatiq stops it, by queue.
-TIME_LIMIT_MS = {"ingest": 15 * 60 * 1000, "chat": 10 * 60 * 1000}
-
-# How many broker commands in a million run queue maintenance, which hands the messages of a
-# dead worker to the living. Dramatiq's default suits its 60 s heartbeat timeout; a shorter
-# timeout means someone wants dead workers noticed quickly, so maintenance runs more often.
-_MAINTENANCE_CHANCE_DEFAULT = 1_000
-_MAINTENANCE_CHANCE_FAST = 250_000
+T = TypeVar("T")
+_UNBUILT = object()
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def redis_url(settings: Settings) -> str:
-    if not settings.redis_url:
-        raise ConfigurationError(
-            "REDIS_URL is not set: point it at a Redis server, or run `docuchat dev` for the "
-            "embedded stack"
+class _BuiltOnce(Generic[T]):
+    """A part of Services, built the first time it is read, once, whatever the thread."""
+
+    def __init__(self, build: Callable[[Services], T]) -> None:
+        self._build = build
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, services: None, owner: type) -> _BuiltOnce[T]: ...
+    @overload
+    def __get__(self, services: Services, owner: type) -> T: ...
+    def __get__(self, services: Services | None, owner: type) -> T | _BuiltOnce[T]:
+        if services is None:
+            return self
+        with services._lock:
+            value = services.__dict__.get(self._name, _UNBUILT)
+            if value is _UNBUILT:
+                value = services.__dict__[self._name] = self._build(services)
+        return value
+
+
+class Services:
+    """The service's parts, each built on first use from one settings object."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+
+    def given(self, **parts: Any) -> Services:
+        """Use these instead of building them (a stand-in provider in a test, the broker a
+        worker process already has)."""
+        for name, part in parts.items():
+            if not isinstance(getattr(type(self), name, None), _BuiltOnce):
+                raise AttributeError(f"Services has no part {name!r}")
+            if part is not None:
+                self.__dict__[name] = part
+        return self
+
+    @_BuiltOnce
+    def engine(self) -> Engine:
+        """Synchronous, as the app's own login, bound by row-level security (workers)."""
+        return create_engine(
+            sqlalchemy_url(self.settings),
+            pool_pre_ping=True,
+            pool_size=8,
+            connect_args=app_connect_args(),
         )
-    return settings.redis_url
+
+    @_BuiltOnce
+    def async_engine(self) -> AsyncEngine:
+        """Asynchronous, as the app's own login (the API)."""
+        return create_async_engine(
+            sqlalchemy_url(self.settings),
+            pool_pre_ping=True,
+            pool_size=10,
+            connect_args=app_connect_args(),
+        )
+
+    @_BuiltOnce
+    def redis(self) -> Redis:
+        """Synchronous Redis with 5 s timeouts (workers)."""
+        return Redis.from_url(redis_url(self.settings), socket_timeout=5, socket_connect_timeout=5)
+
+    @_BuiltOnce
+    def async_redis(self) -> AsyncRedis:
+        """Asynchronous Redis with 5 s timeouts (the API)."""
+        return AsyncRedis.from_url(
+            redis_url(self.settings), socket_timeout=5, socket_connect_timeout=5
+        )
+
+    @_BuiltOnce
+    def stream_redis(self) -> AsyncRedis:
+        """For blocking stream reads: its socket timeout outlasts the SSE keep-alive interval
+        (redis-py's 5 s default would cut every blocking XREAD short)."""
+        settings = self.settings
+        return AsyncRedis.from_url(
+            redis_url(settings),
+            socket_timeout=settings.sse_keepalive_seconds + 10,
+            socket_connect_timeout=5,
+            # The stream route refuses past the limit; the margin covers requests in between.
+            max_connections=settings.max_streams_per_process + 50,
+        )
+
+    @_BuiltOnce
+    def broker(self) -> Broker:
+        return create_broker(self.settings)
+
+    @_BuiltOnce
+    def embedder(self) -> Embedder:
+        """The provider EMBEDDING_PROVIDER names; the local one loads its weights on first use."""
+        settings = self.settings
+        if settings.embedding_provider == "local":
+            return LocalE5Embedder(settings.embedding_model_name)
+        key = settings.openai_api_key
+        return OpenAIEmbedder(
+            settings.embedding_model_name,
+            settings.embedding_dimension,
+            api_key=key.get_secret_value() if key else None,
+            base_url=settings.openai_base_url,
+            timeout=settings.openai_timeout_seconds,
+            max_retries=settings.openai_max_retries,
+            request_dimensions=settings.embedding_dimensions is not None
+            and settings.embedding_model_name.startswith("text-embedding-3"),
+        )
+
+    @_BuiltOnce
+    def chat_provider(self) -> ChatProvider:
+        """A language model, or the extractive answerer when none is configured."""
+        settings = self.settings
+        if settings.chat_provider_name == "extractive":
+            return self.extractive
+        key = settings.openai_api_key
+        return OpenAIChatProvider(
+            api_key=key.get_secret_value() if key else None,
+            base_url=settings.openai_base_url,
+            timeout=settings.openai_timeout_seconds,
+            max_retries=settings.openai_max_retries,
+            max_tokens=settings.max_answer_tokens,
+        )
+
+    @_BuiltOnce
+    def extractive(self) -> ChatProvider:
+        """Answers when there is nothing to send a model: no sources, no tokens to spend."""
+        return ExtractiveProvider(EXTRACTIVE_MODEL)
+
+    @_BuiltOnce
+    def mailer(self) -> Mailer:
+        """SMTP, or the console when no SMTP_HOST is set (development only)."""
+        return SmtpMailer(self.settings) if self.settings.smtp_host else ConsoleMailer()
+
+    @_BuiltOnce
+    def rate_limiter(self) -> RateLimiter:
+        """Moving windows kept atomically in Redis, shared by every API process."""
+        storage = RedisStorage(
+            limits_uri(redis_url(self.settings)),
+            implementation="redispy",
+            key_prefix="docuchat:limits",
+        )
+        return RateLimiter(storage, self.settings.rate_limit_window_seconds)
+
+    @_BuiltOnce
+    def signin_codes(self) -> SigninCodes:
+        settings = self.settings
+        return SigninCodes(
+            redis=self.async_redis,
+            secret=settings.jwt_secret.get_secret_value().encode(),
+            ttl_seconds=settings.login_code_ttl_seconds,
+            max_attempts=settings.login_code_max_attempts,
+        )
+
+    @_BuiltOnce
+    def trusted_proxies(self) -> list[Network]:
+        return [
+            ipaddress.ip_network(entry, strict=False) for entry in self.settings.trusted_proxies
+        ]
+
+    def close(self) -> None:
+        """Let go of what was built synchronously: pools and connections."""
+        built = self.__dict__
+        if "broker" in built:
+            built["broker"].close()
+        if "redis" in built:
+            built["redis"].close()
+        if "engine" in built:
+            built["engine"].dispose()
+
+    async def aclose(self) -> None:
+        """Let go of everything built, the asynchronous parts included (from an event loop)."""
+        built = self.__dict__
+        for name in ("async_redis", "stream_redis"):
+            if name in built:
+                await built[name].aclose()
+        if "async_engine" in built:
+            await built["async_engine"].dispose()
+        self.close()
 
 
-def create_broker(settings: Settings) -> WakingRedisBroker:
-    """The Redis broker with its middleware spelled out, every queue declared; idle workers
-    wake as soon as a message is sent."""
-    heartbeat_ms = int(settings.worker_heartbeat_timeout_seconds * 1000)
-    broker = WakingRedisBroker(
-        url=redis_url(settings),
-        namespace=BROKER_NAMESPACE,
-        heartbeat_timeout=heartbeat_ms,
-        maintenance_chance=(
-            _MAINTENANCE_CHANCE_DEFAULT if heartbeat_ms >= 60_000 else _MAINTENANCE_CHANCE_FAST
-        ),
-        middleware=[
-            AgeLimit(),
-            TimeLimit(),
-            ShutdownNotifications(),
-            Callbacks(),
-            Pipelines(),
-            Retries(),
-            CurrentMessage(),
-        ],
+def bootstrap(settings: Settings, **given: Any) -> Services:
+    """The service's parts for these settings; `given` hands in ready-made ones (a stand-in
+    for a paid provider, a worker process's broker)."""
+    return Services(settings).given(**given)
+
+
+def owner_engine(settings: Settings, pool_size: int = 1) -> Engine:
+    """The schema owner's engine (DATABASE_OWNER_URL): migrations and operators' commands.
+    The API and the workers never build one."""
+    return create_engine(
+        sqlalchemy_url(settings, owner=True), pool_pre_ping=True, pool_size=pool_size
     )
-    for queue in QUEUES:
-        broker.declare_queue(queue)
-    return broker
-
-
-def enqueue(broker: Broker, queue: str, actor: str, job_id: str, *args: str) -> str:
-    """Send job `job_id` to `actor` on `queue` by name. The message's id is the job's (Dramatiq
-    keys its Redis copies by ids of their own), so the reaper can tell which jobs still have a
-    message."""
-    message: Message[Any] = Message(
-        queue_name=queue,
-        actor_name=actor,
-        args=(job_id, *args),
-        kwargs={},
-        options={},
-        message_id=job_id,
-    )
-    return broker.enqueue(message).message_id
-
-
-def queue_key(queue: str) -> str:
-    """The Redis list of a queue's waiting message ids: its length is the queue's depth."""
-    return f"{BROKER_NAMESPACE}:{queue}"
-
-
-def message_keys(queue: str) -> tuple[str, str]:
-    """The Redis hashes that hold a queue's messages from enqueue to ack: ready or being
-    worked on, and delayed (waiting for a retry)."""
-    return f"{queue_key(queue)}.msgs", f"{queue_key(queue)}.DQ.msgs"

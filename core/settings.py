@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # Questions, searches, uploads, sign-ins and changes; reads (GET) have their own budget.
     rate_limit_per_minute: int = Field(default=50, gt=0)
     read_rate_limit_per_minute: int = Field(default=600, gt=0)
+    # The window both budgets are counted over: a minute, shorter only for tests.
+    rate_limit_window_seconds: int = Field(default=60, ge=1, le=3600)
     trusted_proxies: CommaList = Field(default_factory=list)
     login_code_ttl_seconds: int = Field(default=600, ge=1, le=86400)
     login_code_max_attempts: int = Field(default=5, ge=1, le=20)
@@ -211,16 +213,24 @@ class Settings(BaseSettings):
         return self.max_upload_mb * 1024 * 1024
 
 
-def load_settings(environ: Mapping[str, str] | None = None, *, env_file: bool = True) -> Settings:
-    """Read settings from `environ` (default: the process environment) or raise ConfigurationError.
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_file: bool = True,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Read settings from `environ` (default: the process environment and `.env`), with
+    `overrides` (field names) taking precedence, or raise ConfigurationError.
 
     The error message names every bad variable, one per line, ready to print to an operator.
     """
     try:
         if environ is None:
-            return Settings(_env_file=".env" if env_file else None)  # type: ignore[call-arg]
+            given: dict[str, Any] = dict(overrides or {})
+            return Settings(_env_file=".env" if env_file else None, **given)  # type: ignore[call-arg]
         # Only the given mapping counts: validating it directly skips the process environment.
-        return Settings.model_validate({k.lower(): v for k, v in environ.items()})
+        mapped = {k.lower(): v for k, v in environ.items()} | dict(overrides or {})
+        return Settings.model_validate(mapped)
     except ValidationError as exc:
         raise ConfigurationError(describe_validation_error(exc)) from None
 

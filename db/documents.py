@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from core.errors import InvalidInput, NotFound, PermissionDenied
+from core.errors import InvalidInput, NotFound
 from db.jobs import ACTIVE, new_ingest_job
 from db.models import Chunk, Document, DocumentBlob, Job
 from db.paging import decode_cursor, page_of
@@ -112,28 +112,25 @@ async def get_document(session: AsyncSession, document_id: uuid.UUID) -> Documen
     return document
 
 
-async def delete_document(
-    session: AsyncSession, document_id: uuid.UUID, user_id: uuid.UUID, is_admin: bool
-) -> None:
-    """Delete a document, its bytes and chunks; its unfinished ingest job ends cancelled.
-    Its uploader may, and any admin; anyone else is refused."""
+async def locked_document(session: AsyncSession, document_id: uuid.UUID) -> Document:
     document = await session.get(Document, document_id, with_for_update=True)
     if document is None:
         raise NotFound(f"no document {document_id}")
-    if not is_admin and document.uploaded_by != user_id:
-        raise PermissionDenied(
-            "only the member who uploaded a document, or an admin, may delete it"
-        )
+    return document
+
+
+async def delete_document(session: AsyncSession, document: Document) -> None:
+    """Delete a document, its bytes and chunks; its unfinished ingest job ends cancelled."""
     await session.execute(
         update(Job)
-        .where(Job.document_id == document_id, Job.status.in_(ACTIVE))
+        .where(Job.document_id == document.id, Job.status.in_(ACTIVE))
         .values(
             status="cancelled",
             error="the document was deleted",
             finished_at=func.now(),
         )
     )
-    await session.execute(delete(Document).where(Document.id == document_id))
+    await session.execute(delete(Document).where(Document.id == document.id))
 
 
 # --- worker side ----------------------------------------------------------------------------
@@ -173,6 +170,30 @@ class ChunkRow(Protocol):
     def page_end(self) -> int: ...
     @property
     def token_count(self) -> int: ...
+
+
+def begin_ingestion(session: Session, document_id: uuid.UUID) -> Document | None:
+    """The document an ingestion works on, marked processing; None when it is gone."""
+    document = lock_document(session, document_id)
+    if document is not None:
+        document.status, document.error = "processing", None
+    return document
+
+
+def finish_ingestion(
+    session: Session,
+    document: Document,
+    page_count: int,
+    chunks: Iterable[ChunkRow],
+    vectors: np.ndarray,
+) -> int:
+    """Store the document's chunks (exactly these, however often it runs) and mark it
+    ready; returns how many chunks it has."""
+    stored = replace_chunks(session, document, chunks, vectors)
+    document.status, document.error = "ready", None
+    document.page_count, document.chunk_count = page_count, stored
+    document.updated_at = func.now()
+    return stored
 
 
 def replace_chunks(

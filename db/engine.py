@@ -1,4 +1,5 @@
-"""Engines and transactions. The caller owns the transaction: helpers here never commit."""
+"""Connection URLs and transactions. The caller owns the transaction: helpers here never
+commit. The engines themselves are built in one place, core/bootstrap.py."""
 
 from __future__ import annotations
 
@@ -6,14 +7,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import ConfigurationError
@@ -53,28 +49,10 @@ APP_ROLE = "docuchat_app"
 SCOPE_SQL = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
 
 
-def _connect_args(as_app: bool) -> dict[str, str]:
-    return {"options": f"-c role={APP_ROLE}"} if as_app else {}
-
-
-def create_sync_engine(settings: Settings, *, pool_size: int = 5, as_app: bool = True) -> Engine:
-    """An engine for service work (DATABASE_URL, as the RLS-bound app role) or, with
-    as_app=False, for the owner's work (DATABASE_OWNER_URL): migrations and admin commands."""
-    return create_engine(
-        sqlalchemy_url(settings, owner=not as_app),
-        pool_pre_ping=True,
-        pool_size=pool_size,
-        connect_args=_connect_args(as_app),
-    )
-
-
-def create_async_db_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
-        sqlalchemy_url(settings),
-        pool_pre_ping=True,
-        pool_size=pool_size,
-        connect_args=_connect_args(True),
-    )
+def app_connect_args() -> dict[str, str]:
+    """What the app's connections send at start: act as the RLS-bound role (a login that is
+    a member of it switches to it; `docuchat_app` itself stays itself)."""
+    return {"options": f"-c role={APP_ROLE}"}
 
 
 @contextmanager

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,8 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Session
+
+from pipeline.retrieval import Hit, Query
 
 RRF_K = 60
 MIN_CANDIDATES = 40
@@ -69,17 +70,6 @@ _ITERATIVE_SCAN = text(
 )
 
 
-@dataclass(frozen=True)
-class SearchHit:
-    chunk_id: uuid.UUID
-    document_id: uuid.UUID
-    filename: str
-    page_start: int
-    page_end: int
-    score: float
-    text: str
-
-
 def _statement(
     tenant_id: uuid.UUID,
     query_text: str,
@@ -111,17 +101,19 @@ def _ef_search(top_k: int) -> dict[str, str]:
     return {"ef_search": str(max(100, 4 * top_k))}
 
 
-def hybrid_search(
-    session: Session,
-    tenant_id: uuid.UUID,
-    query_text: str,
-    query_vector: np.ndarray,
-    top_k: int,
-    document_ids: Sequence[uuid.UUID] | None = None,
-) -> list[SearchHit]:
-    """The `top_k` best chunks of the tenant (of `document_ids` when given), best first.
-    Async callers run it with `AsyncSession.run_sync`."""
-    statement, values = _statement(tenant_id, query_text, query_vector, top_k, document_ids)
-    session.execute(_ITERATIVE_SCAN, _ef_search(top_k))
-    rows = session.execute(statement, values).mappings().all()
-    return [SearchHit(**row) for row in rows]
+class TenantSearch:
+    """A tenant's chunks as pipeline.retrieval searches them, in the caller's transaction."""
+
+    def __init__(self, session: Session, tenant_id: uuid.UUID) -> None:
+        self._session = session
+        self._tenant_id = tenant_id
+
+    def search(
+        self, query: Query, top_k: int, document_ids: Sequence[uuid.UUID] | None
+    ) -> list[Hit]:
+        statement, values = _statement(
+            self._tenant_id, query.text, query.vector, top_k, document_ids
+        )
+        self._session.execute(_ITERATIVE_SCAN, _ef_search(top_k))
+        rows = self._session.execute(statement, values).mappings().all()
+        return [Hit(**row) for row in rows]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
 
 from db.models import Base
 
@@ -19,12 +18,12 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
 
+    from core.bootstrap import owner_engine
     from core.settings import load_settings
-    from db.engine import sqlalchemy_url
 
     settings = load_settings()
     config.attributes.setdefault("embedding_dim", settings.embedding_dimension)
-    engine = create_engine(sqlalchemy_url(settings, owner=True))
+    engine = owner_engine(settings)
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata)
         with context.begin_transaction():

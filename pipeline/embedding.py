@@ -17,7 +17,6 @@ from typing import Any, Protocol
 import numpy as np
 import openai
 
-from core.settings import Settings
 from pipeline.chunking import count_tokens
 from pipeline.errors import EmbeddingRejected, EmbeddingUnavailable
 
@@ -142,20 +141,3 @@ def provider_message(exc: openai.APIStatusError) -> str:
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])[:300]
     return str(exc.message)[:300]
-
-
-def embedder_for(settings: Settings) -> Embedder:
-    """The provider the settings name; the local one loads its weights on first use."""
-    if settings.embedding_provider == "local":
-        return LocalE5Embedder(settings.embedding_model_name)
-    key = settings.openai_api_key
-    return OpenAIEmbedder(
-        settings.embedding_model_name,
-        settings.embedding_dimension,
-        api_key=key.get_secret_value() if key else None,
-        base_url=settings.openai_base_url,
-        timeout=settings.openai_timeout_seconds,
-        max_retries=settings.openai_max_retries,
-        request_dimensions=settings.embedding_dimensions is not None
-        and settings.embedding_model_name.startswith("text-embedding-3"),
-    )

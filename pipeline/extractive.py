@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from core.settings import EXTRACTIVE_MODEL
 from pipeline.chunking import count_tokens
 from pipeline.generation import Finished, TokenUsage
 from pipeline.normalise import normalise_text
@@ -121,10 +120,13 @@ def extractive_answer(prompt: Prompt) -> str:
 
 
 class ExtractiveProvider:
-    """Streams `extractive_answer` word by word; model name `extractive`."""
+    """Streams `extractive_answer` word by word, under one model name whatever is asked."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
 
     def model_for(self, requested: str) -> str:
-        return EXTRACTIVE_MODEL
+        return self.model
 
     def stream(self, prompt: Prompt, model: str) -> Iterator[str | Finished]:
         answer = extractive_answer(prompt)

@@ -22,7 +22,6 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings
 from pipeline.errors import CorruptPdf, PdfTooDemanding, PipelineError
 from pipeline.pdf import PageText, check_header, opened_pdf
 
@@ -33,10 +32,6 @@ class ReadLimits:
     memory_mb: int = 1024  # address space of the reading process
     cpu_seconds: int = 300
     page_chars: int = 100_000  # a dense printed page holds about 5,000
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ReadLimits:
-        return cls(settings.max_pages, settings.pdf_memory_limit_mb, settings.pdf_cpu_seconds)
 
 
 _context: ForkServerContext | None = None

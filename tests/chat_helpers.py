@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +51,10 @@ def read_stream(
     last_event_id: str | None = None,
     stop_after_deltas: int | None = None,
     headers: dict[str, str] | None = None,
+    on_event: Callable[[Event], None] | None = None,
 ) -> Answer:
-    """Read events until the answer's last one (or `stop_after_deltas`), then hang up."""
+    """Read events until the answer's last one (or `stop_after_deltas`), then hang up;
+    `on_event` hears of each as it comes."""
     answer = Answer()
     sent = dict(headers or {})
     if last_event_id:
@@ -63,6 +66,8 @@ def read_stream(
             if not sse.data:
                 continue  # a keep-alive that carries the reconnection delay: no event
             answer.events.append(Event(sse.event, sse.id, json.loads(sse.data)))
+            if on_event is not None:
+                on_event(answer.events[-1])
             if sse.event in ("end", "error"):
                 break
             deltas = answer.names.count("delta")

@@ -24,20 +24,32 @@ import psycopg
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
 from api.http_protocol import HeadTimeoutProtocol
-from core.embedded import APP_LOGIN, EmbeddedPostgres, EmbeddedRedis, free_port
+from core.bootstrap import owner_engine
 from core.settings import Settings, load_settings
-from db.engine import create_sync_engine
 from db.migrate import upgrade
 from db.roles import ensure_app_login
 from tests.auth_helpers import Inbox
+from tests.ingest_helpers import tenant_client
+from tools.embedded import APP_LOGIN, EmbeddedPostgres, EmbeddedRedis, free_port
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 SERVER_TIME_ZONE = "Pacific/Kiritimati"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast tier: every test that neither uses the shared services nor starts a stack of
+    its own (`make test-fast`)."""
+    for item in items:
+        if "services" not in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
+            "stack"
+        ):
+            item.add_marker(pytest.mark.fast)
 
 
 @dataclass
@@ -104,7 +116,7 @@ def settings(services: Services) -> Settings:
 def engine(settings: Settings) -> Iterator[Engine]:
     """The test database (the owner's engine), migrated to head once per run, with the app's
     login made as `docuchat migrate` makes it."""
-    engine = create_sync_engine(settings, as_app=False)
+    engine = owner_engine(settings, pool_size=5)
     upgrade(engine, settings.embedding_dimension)
     ensure_app_login(engine, settings.database_url or "")
     # Far from UTC on purpose (UTC+14): no answer may depend on the database's time zone.
@@ -208,11 +220,11 @@ def worker_environment(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """`dramatiq workers.broker workers.actors`, the Procfile's worker, as a child process."""
+    """`dramatiq workers.broker:setup workers.actors`, the Procfile's worker, as a child process."""
 
     def __init__(self, settings: Settings, threads: int = 2, **extra: str) -> None:
         self.command = [
-            sys.executable, "-m", "dramatiq", "workers.broker", "workers.actors",
+            sys.executable, "-m", "dramatiq", "workers.broker:setup", "workers.actors",
             "--processes", "1", "--threads", str(threads), "--worker-shutdown-timeout", "5000",
         ]  # fmt: skip
         self.environ = worker_environment(settings, **extra)
@@ -256,6 +268,39 @@ def worker(settings: Settings, engine: Engine) -> Iterator[WorkerProcess]:
     """One worker process serving the whole test run."""
     with WorkerProcess(settings) as process:
         yield process
+
+
+@pytest.fixture(scope="module")
+def api_settings(services: Services) -> Settings:
+    """The API's settings for a module's tests (no rate limit in the way); a module that
+    needs others defines its own `api_settings`, and `server` and `client` follow it."""
+    return settings_for(services, RATE_LIMIT_PER_MINUTE="100000")
+
+
+@pytest.fixture(scope="module")
+def server(api_settings: Settings, engine: Engine, worker: WorkerProcess) -> Iterator[LiveServer]:
+    """The API on `api_settings`, served by the run's worker."""
+    with LiveServer(api_settings) as live:
+        yield live
+
+
+@pytest.fixture
+def client(server: LiveServer, engine: Engine, api_settings: Settings) -> Iterator[httpx.Client]:
+    """A new tenant's member, signed in to `server`."""
+    with tenant_client(engine, api_settings, server.url) as member:
+        yield member
+
+
+@pytest.fixture
+def cli(
+    services: Services, engine: Engine, restore_environ: None, monkeypatch: pytest.MonkeyPatch
+) -> CliRunner:
+    """The `docuchat` command, as an operator runs it against the test database."""
+    monkeypatch.setenv("DATABASE_URL", services.database_url)
+    monkeypatch.setenv("DATABASE_OWNER_URL", services.owner_url)
+    monkeypatch.setenv("JWT_SECRET", TEST_JWT_SECRET)
+    monkeypatch.setenv("APP_ENV", "test")
+    return CliRunner()
 
 
 def wait_until_healthy(base: str, process: subprocess.Popen[Any], timeout: float = 60) -> None:

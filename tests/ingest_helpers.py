@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, select
 
+from api.signin.tokens import issue_access_token
 from core.settings import Settings
-from core.tokens import issue_access_token
-from db.accounts import create_tenant, get_or_create_user
 from db.engine import unit_of_work
 from db.models import Tenant
+from usecases.members import create_tenant, get_or_create_user
 
 FINISHED = ("succeeded", "failed", "cancelled")
 

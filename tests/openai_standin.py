@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from core.embedded import free_port
+from tools.embedded import free_port
 
 DEFAULT_REPLY = "The lantern is lit every evening by the fishermen [1]."
 # What the stand-in reports as the prompt's size, so tests can tell its numbers from tiktoken's.

@@ -15,8 +15,6 @@ from contextlib import contextmanager
 import httpx
 from sqlalchemy import Engine, text
 
-from core.devstack import api_command
-from core.embedded import free_port
 from core.settings import Settings
 from tests.chat_helpers import Answer, ask, read_stream
 from tests.conftest import (
@@ -27,6 +25,8 @@ from tests.conftest import (
     wait_until_healthy,
 )
 from tests.ingest_helpers import tenant_client
+from tools.devstack import api_command
+from tools.embedded import free_port
 
 
 @contextmanager
@@ -60,13 +60,18 @@ def test_sigterm_ends_open_streams_with_reconnect_and_loses_nothing(
         started = [ask(client, f"Where is the lantern? ({n})") for n in range(3)]
         answers: list[Answer] = [Answer() for _ in started]
 
+        opened = [threading.Event() for _ in started]
+
         def follow(n: int) -> None:
-            answers[n] = read_stream(client, started[n]["stream_url"])
+            answers[n] = read_stream(
+                client, started[n]["stream_url"], on_event=lambda _: opened[n].set()
+            )
 
         readers = [threading.Thread(target=follow, args=(n,)) for n in range(len(started))]
         for reader in readers:
             reader.start()
-        time.sleep(1.0)  # every stream has sent `start` and waits for the answer
+        for stream in opened:  # every stream has sent `start` and waits for the answer
+            assert stream.wait(timeout=20)
         signalled = time.monotonic()
         api.send_signal(signal.SIGTERM)
         for reader in readers:

@@ -13,13 +13,13 @@ import redis
 from httpx_sse import connect_sse
 from sqlalchemy import Engine, text
 
-from core.job_streams import stream_key
 from core.settings import Settings
 from pipeline.extractive import HEADER, NOTHING_TO_ANSWER_FROM
 from tests.chat_helpers import ask, bare_client, read_stream
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer, Services, settings_for
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, wait_for_job
 from tests.pdfs import english_pdf, filler, persian_filler, persian_pdf
+from transport.events import stream_key
 
 FA_PAGES = [
     "کتابخانه‌ی مرکزی شهر در سال ۱۳۵۰ ساخته شد. این کتابخانه هزاران کتاب فارسی دارد. "
@@ -33,23 +33,6 @@ EN_PAGES = [
     "The glacier above the village hides a quartz cave. Climbers reach it in summer. "
     + filler(2, 4),
 ]
-
-
-@pytest.fixture(scope="module")
-def api_settings(services: Services) -> Settings:
-    return settings_for(services, RATE_LIMIT_PER_MINUTE="100000")
-
-
-@pytest.fixture(scope="module")
-def server(api_settings: Settings, engine: Engine, worker: WorkerProcess) -> Iterator[LiveServer]:
-    with LiveServer(api_settings) as live:
-        yield live
-
-
-@pytest.fixture
-def client(server: LiveServer, engine: Engine, api_settings: Settings) -> Iterator[httpx.Client]:
-    with tenant_client(engine, api_settings, server.url) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

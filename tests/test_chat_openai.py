@@ -11,7 +11,6 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from core.job_streams import stream_key
 from core.settings import Settings
 from pipeline.chunking import count_tokens
 from tests.chat_helpers import ask, read_stream
@@ -19,6 +18,7 @@ from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, wait_for_job
 from tests.openai_standin import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
 from tests.pdfs import english_pdf, filler
+from transport.events import stream_key
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."
 

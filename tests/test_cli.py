@@ -1,25 +1,15 @@
 import uuid
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from core.cli import main
-from core.embedded import free_port
+from api.signin.tokens import decode_access_token
 from core.settings import Settings
-from core.tokens import decode_access_token
-from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
 from tests.ingest_helpers import ingest, tenant_client
 from tests.pdfs import english_pdf, filler, persian_filler, persian_pdf
-
-
-@pytest.fixture
-def cli(services: Services, engine, restore_environ, monkeypatch) -> CliRunner:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("DATABASE_URL", services.database_url)
-    monkeypatch.setenv("DATABASE_OWNER_URL", services.owner_url)
-    monkeypatch.setenv("JWT_SECRET", TEST_JWT_SECRET)
-    monkeypatch.setenv("APP_ENV", "test")
-    return CliRunner()
+from tools.cli import main
+from tools.embedded import free_port
 
 
 def _slug() -> str:

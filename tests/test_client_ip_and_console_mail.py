@@ -3,7 +3,7 @@ import io
 import ipaddress
 
 from api.rate_limiting import client_ip
-from core.mailer import ConsoleMailer, signin_code_mail
+from api.signin.mailer import ConsoleMailer, signin_code_mail
 
 TRUSTED = [ipaddress.ip_network("10.0.0.0/8")]
 

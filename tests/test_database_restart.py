@@ -15,10 +15,10 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from core.bootstrap import BROKER_NAMESPACE
 from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
 from tests.pdfs import english_pdf, filler
+from transport.broker import BROKER_NAMESPACE
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ import httpx
 import jwt
 import pytest
 
-from core.embedded import free_port
+from tools.embedded import free_port
+
+pytestmark = pytest.mark.stack  # `docuchat dev` from nothing: its own Postgres and Redis
 
 BIN = Path(sys.executable).parent
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from core.job_streams import cancel_key, stream_key
 from pipeline.chunking import count_tokens
 from pipeline.errors import ProviderRejected, ProviderUnavailable
 from pipeline.extractive import HEADER, NO_CLOSE_MATCH, NOTHING_TO_ANSWER_FROM, ExtractiveProvider
@@ -18,7 +17,8 @@ from pipeline.generation import Finished, OpenAIChatProvider, TokenUsage
 from pipeline.prompting import Source, Turn, build_prompt, question_language
 from tests.conftest import Services
 from tests.openai_standin import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
-from workers.event_stream import EventWriter, relay_generation
+from transport.events import EventWriter, cancel_key, stream_key
+from usecases.streaming import relay_generation
 
 
 def _source(n: int, text: str, filename: str = "notes.pdf", page: int = 1) -> Source:
@@ -67,7 +67,7 @@ def test_an_answer_never_starts_its_history_without_its_question() -> None:
 
 def _answer(question: str, sources: list[Source]) -> tuple[str, Finished]:
     prompt = build_prompt(question, sources, [], 8000)
-    *pieces, finished = list(ExtractiveProvider().stream(prompt, "ignored"))
+    *pieces, finished = list(ExtractiveProvider("extractive").stream(prompt, "ignored"))
     assert isinstance(finished, Finished)
     return "".join(str(p) for p in pieces), finished
 
@@ -80,7 +80,7 @@ def test_the_extractive_answer_says_what_it_is_and_quotes_with_citations() -> No
     assert "- Fishermen light it every evening. [1]" in rest
     assert "quartz" not in rest
     assert finished.usage.completion_tokens == count_tokens(text)
-    assert ExtractiveProvider().model_for("gpt-4o-mini") == "extractive"
+    assert ExtractiveProvider("extractive").model_for("gpt-4o-mini") == "extractive"
 
 
 def test_the_extractive_answer_matches_digits_in_any_script_and_admits_a_miss() -> None:

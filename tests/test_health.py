@@ -3,9 +3,9 @@ import subprocess
 
 import httpx
 
-from core.devstack import api_command
-from core.embedded import EmbeddedRedis, free_port
 from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, settings_for
+from tools.devstack import api_command
+from tools.embedded import EmbeddedRedis, free_port
 
 
 def test_healthz_reports_each_dependency(services: Services, engine) -> None:  # type: ignore[no-untyped-def]

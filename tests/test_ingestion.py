@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core.settings import Settings
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer, Services, settings_for
 from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
 from tests.pdfs import (
     blank_pdf,
@@ -31,18 +31,6 @@ FA_PAGE_TWO = "باغ انار در شمال روستا است. کشاورزان
 @pytest.fixture(scope="module")
 def api_settings(services: Services) -> Settings:
     return settings_for(services, RATE_LIMIT_PER_MINUTE="100000", MAX_UPLOAD_MB="1", MAX_PAGES="80")
-
-
-@pytest.fixture(scope="module")
-def server(api_settings: Settings, engine: Engine, worker: WorkerProcess) -> Iterator[LiveServer]:
-    with LiveServer(api_settings) as live:
-        yield live
-
-
-@pytest.fixture
-def client(server: LiveServer, engine: Engine, api_settings: Settings) -> Iterator[httpx.Client]:
-    with tenant_client(engine, api_settings, server.url) as client:
-        yield client
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from core.devstack import api_command
-from core.embedded import free_port
 from core.redaction import MASK, install_log_redaction, redact
-from db.accounts import create_tenant
 from db.engine import unit_of_work
 from tests.auth_helpers import Inbox, sign_in
 from tests.conftest import TEST_JWT_SECRET, Services, wait_until_healthy
+from tools.devstack import api_command
+from tools.embedded import free_port
+from usecases.members import create_tenant
 
 API_KEY = "sk-proj-" + "k" * 40
 

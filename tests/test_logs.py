@@ -14,8 +14,6 @@ import httpx
 from sqlalchemy import Engine
 
 from core import logs
-from core.devstack import api_command
-from core.embedded import free_port
 from tests.conftest import (
     TEST_JWT_SECRET,
     Services,
@@ -25,6 +23,8 @@ from tests.conftest import (
 )
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
 from tests.pdfs import english_pdf, filler
+from tools.devstack import api_command
+from tools.embedded import free_port
 
 
 def test_a_record_becomes_one_json_line_with_the_ids_in_context() -> None:

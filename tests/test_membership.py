@@ -15,14 +15,15 @@ import pytest
 from httpx_sse import connect_sse
 from sqlalchemy import Engine
 
+from api.signin.tokens import issue_access_token
 from core.settings import Settings
-from core.tokens import issue_access_token
-from db.accounts import create_tenant, find_tenant, get_or_create_user
+from db.accounts import find_tenant
 from db.engine import unit_of_work
 from tests.auth_helpers import Inbox, sign_in
 from tests.conftest import LiveServer, Services, auth_settings
 from tests.ingest_helpers import upload
 from tests.pdfs import english_pdf
+from usecases.members import create_tenant, get_or_create_user
 
 CODE = re.compile(r"^\s+\d{6}\s*$", re.MULTILINE)
 
@@ -35,14 +36,10 @@ class Tenant:
 
 
 @pytest.fixture(scope="module")
-def server(
-    services: Services, smtp: tuple[Inbox, int], engine: Engine
-) -> Iterator[tuple[str, Settings]]:
-    settings = auth_settings(
+def api_settings(services: Services, smtp: tuple[Inbox, int]) -> Settings:
+    return auth_settings(
         services, smtp[1], LOGIN_CODE_INTERVAL_SECONDS="1", LOGIN_CODES_PER_HOUR="100"
     )
-    with LiveServer(settings) as live:
-        yield live.url, settings
 
 
 def _tenant(engine: Engine, settings: Settings, url: str, **policy: object) -> Tenant:
@@ -58,9 +55,9 @@ def _tenant(engine: Engine, settings: Settings, url: str, **policy: object) -> T
 
 
 @pytest.fixture
-def acme(server: tuple[str, Settings], engine: Engine) -> Iterator[Tenant]:
+def acme(server: LiveServer, engine: Engine, api_settings: Settings) -> Iterator[Tenant]:
     """An invite-only tenant (the default) with one admin."""
-    url, settings = server
+    url, settings = server.url, api_settings
     tenant = _tenant(engine, settings, url)
     yield tenant
     tenant.admin.close()
@@ -148,9 +145,9 @@ def test_an_invited_address_signs_in_and_becomes_active(
 
 
 def test_an_allowed_domain_signs_in_by_itself_and_no_other_domain_does(
-    server: tuple[str, Settings], engine: Engine, smtp: tuple[Inbox, int]
+    server: LiveServer, engine: Engine, smtp: tuple[Inbox, int], api_settings: Settings
 ) -> None:
-    url, settings = server
+    url, settings = server.url, api_settings
     domain = f"acme-{uuid.uuid4().hex[:6]}.com"
     tenant = _tenant(engine, settings, url, allowed_domains=[domain.upper()])
     inbox, headers = smtp[0], {"X-Tenant-ID": tenant.slug}
@@ -166,9 +163,9 @@ def test_an_allowed_domain_signs_in_by_itself_and_no_other_domain_does(
 
 
 def test_an_open_tenant_lets_anyone_sign_up(
-    server: tuple[str, Settings], engine: Engine, smtp: tuple[Inbox, int]
+    server: LiveServer, engine: Engine, smtp: tuple[Inbox, int], api_settings: Settings
 ) -> None:
-    url, settings = server
+    url, settings = server.url, api_settings
     tenant = _tenant(engine, settings, url, signup_policy="open")
     with httpx.Client(base_url=url, timeout=10) as anonymous:
         token = sign_in(anonymous, smtp[0], tenant.slug, _email("walk-in"))

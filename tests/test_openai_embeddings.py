@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
+from core.bootstrap import bootstrap, owner_engine
 from core.settings import Settings
-from db.engine import create_sync_engine
 from db.migrate import upgrade
 from db.roles import ensure_app_login
-from pipeline.embedding import OpenAIEmbedder, embedder_for
+from pipeline.embedding import OpenAIEmbedder
 from pipeline.errors import EmbeddingRejected, EmbeddingUnavailable
 from tests.conftest import LiveServer, Services, WorkerProcess, app_url_of, settings_for
 from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
@@ -87,8 +87,8 @@ def test_the_whole_stack_runs_on_an_openai_compatible_embedder_by_configuration(
         OPENAI_BASE_URL=standin.base_url,
         RATE_LIMIT_PER_MINUTE="100000",
     )
-    assert isinstance(embedder_for(settings), OpenAIEmbedder)
-    owner: Engine = create_sync_engine(settings, as_app=False)
+    assert isinstance(bootstrap(settings).embedder, OpenAIEmbedder)
+    owner: Engine = owner_engine(settings)
     try:
         upgrade(owner, 64)
         ensure_app_login(owner, settings.database_url or "")

@@ -1,25 +1,171 @@
-"""Guard tests for project rules: every actor states its retry policy and time limit."""
+"""Guard tests for project rules, read from the code itself: how the packages depend on one
+another, where engines and Redis clients are made, what the pipeline may import, that
+importing the service connects to nothing, and that every actor states its retry policy."""
 
 from __future__ import annotations
 
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import dramatiq
 
-from core.bootstrap import INGEST_ACTOR, QUEUES
-from tests.conftest import Services, settings_for
+from transport.broker import INGEST_ACTOR, QUEUES
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("core", "pipeline", "db", "migrations", "transport", "usecases", "api", "workers")
+PACKAGES += ("tools",)
+
+# Lower layers never import higher ones (docs/architecture.md draws them).
+LAYERS = {
+    "core": 0,  # settings, errors, logs, redaction
+    "pipeline": 1,
+    "db": 2,
+    "migrations": 2,
+    "transport": 3,
+    "usecases": 4,
+    "api": 5,
+    "workers": 5,
+    "core.bootstrap": 6,  # builds the parts of every layer
+    "tools": 7,
+}
+# The entry points that call bootstrap(settings): the API's lifespan, a worker process's
+# middleware, the `alembic` command's environment (and tools, tests, benchmarks).
+BOOTSTRAP_CALLERS = {"api.resources", "workers.services", "migrations.env"}
 
 
-def test_every_actor_sets_retries_and_a_time_limit(services: Services, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    for key, value in {
-        "REDIS_URL": services.redis_url,
-        "DATABASE_URL": "postgresql://unused/unused",
-        "JWT_SECRET": "x" * 40,
-    }.items():
-        monkeypatch.setenv(key, value)
-    settings_for(services)  # the environment is complete
-    import workers.actors  # noqa: F401 - declares the actors on the workers' broker
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(p for p in parts if p != "__init__")] = path
+    return found
 
-    broker = dramatiq.get_broker()
-    actors = {name: broker.get_actor(name) for name in broker.get_declared_actors()}
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def _layer(module: str) -> int | None:
+    matches = [name for name in LAYERS if module == name or module.startswith(name + ".")]
+    return LAYERS[max(matches, key=len)] if matches else None
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    wrong = []
+    for module, path in _modules().items():
+        own = _layer(module)
+        for imported in _imports(path):
+            theirs = _layer(imported)
+            if own is None or theirs is None or theirs <= own:
+                continue
+            calls_bootstrap = imported == "core.bootstrap" or imported.startswith("core.bootstrap.")
+            if calls_bootstrap and module in BOOTSTRAP_CALLERS:
+                continue
+            wrong.append(f"{module} imports {imported}")
+        top = module.split(".")[0]
+        for imported in _imports(path):
+            if {top, imported.split(".")[0]} == {"api", "workers"}:
+                wrong.append(f"{module} imports {imported}: the API and the workers share no code")
+    assert sorted(set(wrong)) == []
+
+
+BUILDS_A_CONNECTION = re.compile(
+    r"\b(create_engine|create_async_engine|StrictRedis|RedisStorage|ConnectionPool)\("
+    r"|\bRedis(\.from_url)?\("
+)
+
+
+def test_engines_and_redis_clients_are_built_in_exactly_one_module() -> None:
+    builders = {
+        module
+        for module, path in _modules().items()
+        if BUILDS_A_CONNECTION.search(path.read_text())
+    }
+    assert builders == {"core.bootstrap"}
+
+
+PIPELINE_MAY_NOT_IMPORT = (
+    "core.settings", "core.bootstrap", "litestar", "uvicorn", "starlette", "dramatiq", "redis",
+    "sqlalchemy", "psycopg", "pgvector", "alembic", "api", "workers", "db", "transport",
+    "usecases", "tools",
+)  # fmt: skip
+
+
+def test_the_pipeline_imports_no_settings_web_queue_or_database_library() -> None:
+    wrong = [
+        f"{module} imports {imported}"
+        for module, path in _modules().items()
+        if module.startswith("pipeline")
+        for imported in _imports(path)
+        if any(imported == f or imported.startswith(f + ".") for f in PIPELINE_MAY_NOT_IMPORT)
+    ]
+    assert wrong == []
+
+
+NO_CONNECTIONS = """
+import socket
+import psycopg
+
+def refuse(*args, **kwargs):
+    raise AssertionError(f"a connection was attempted at import: {args!r}")
+
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+socket.create_connection = refuse
+psycopg.Connection.connect = classmethod(refuse)
+
+import api.app, workers.actors, workers.broker, tools.cli  # noqa: F401, E401
+from api.app import create_app
+from core.settings import load_settings
+
+create_app(load_settings({
+    "JWT_SECRET": "x" * 40,
+    "DATABASE_URL": "postgresql://docuchat_app@127.0.0.1:1/docuchat",
+    "REDIS_URL": "redis://127.0.0.1:1/0",
+}))
+print("no connection")
+"""
+
+
+def test_importing_the_service_and_making_the_app_connects_to_nothing() -> None:
+    """Nothing connects, reads the environment or builds a client at import: the actors, the
+    broker's module, the CLI, and the app itself before its lifespan starts."""
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "JWT_"))
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", NO_CONNECTIONS],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "no connection"
+
+
+def test_every_actor_sets_retries_and_a_time_limit() -> None:
+    import workers.actors
+
+    actors = {
+        actor.actor_name: actor
+        for actor in vars(workers.actors).values()
+        if isinstance(actor, dramatiq.Actor)
+    }
     assert INGEST_ACTOR in actors
     for name, actor in actors.items():
         assert "max_retries" in actor.options, f"{name} must set max_retries"

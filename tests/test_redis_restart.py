@@ -21,10 +21,8 @@ import redis
 from httpx_sse import connect_sse
 from sqlalchemy import Engine, create_engine, text
 
-from core.bootstrap import create_broker
-from core.embedded import EmbeddedRedis
+from core.bootstrap import bootstrap
 from core.settings import Settings
-from db.engine import create_sync_engine
 from db.migrate import upgrade
 from db.roles import ensure_app_login
 from tests.chat_helpers import Answer, Event, ask, read_stream
@@ -32,6 +30,8 @@ from tests.conftest import LiveServer, Services, WorkerProcess, app_url_of, sett
 from tests.ingest_helpers import ingest, tenant_client, upload
 from tests.openai_standin import StandIn
 from tests.pdfs import english_pdf, filler
+from tools.embedded import EmbeddedRedis
+from transport.broker import create_broker
 from workers.reaper import MAX_REQUEUES, reap_lost_jobs
 
 REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."
@@ -165,7 +165,7 @@ def test_the_reaper_leaves_jobs_with_messages_alone_and_gives_up_after_its_limit
         REDIS_URL=own_redis.url,
         RATE_LIMIT_PER_MINUTE="100000",
     )
-    app_engine = create_sync_engine(settings)
+    app_engine = bootstrap(settings).engine
     broker = create_broker(settings)
     queued = redis.Redis.from_url(own_redis.url)
     try:

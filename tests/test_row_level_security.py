@@ -10,20 +10,21 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
-from core.devstack import api_command
-from core.embedded import free_port
+from core.bootstrap import bootstrap
 from core.errors import ConfigurationError
 from core.settings import Settings
-from db.accounts import create_tenant
-from db.engine import create_sync_engine, unit_of_work
+from db.engine import unit_of_work
 from db.models import Document
 from db.roles import check_app_login, ensure_app_login
 from tests.conftest import TEST_JWT_SECRET, Services
+from tools.devstack import api_command
+from tools.embedded import free_port
+from usecases.members import create_tenant
 
 
 @pytest.fixture(scope="module")
 def app_engine(settings: Settings, engine: Engine) -> Iterator[Engine]:
-    app = create_sync_engine(settings)  # the RLS-bound role the API and workers use
+    app = bootstrap(settings).engine  # the RLS-bound login the API and workers use
     yield app
     app.dispose()
 
@@ -139,7 +140,7 @@ def test_ensure_app_login_makes_a_login_of_database_url_and_refuses_the_owner(
         login_settings = settings.model_copy(
             update={"database_url": url.render_as_string(hide_password=False)}
         )
-        other_login = create_sync_engine(login_settings)
+        other_login = bootstrap(login_settings).engine
         try:
             tenant = _tenant_with_document(engine)
             with unit_of_work(other_login, tenant) as session:

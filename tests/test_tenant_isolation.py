@@ -23,7 +23,7 @@ from api.app import create_app
 from api.identity import PUBLIC
 from core.settings import Settings
 from tests.chat_helpers import ask, read_stream
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
 from tests.pdfs import english_pdf, filler
 
@@ -117,17 +117,6 @@ def _with_fresh_ids(call: Call) -> Call:
 
     body = None if call.body is None else json.loads(swap(json.dumps(call.body)))
     return Call(call.method, call.path, swap(call.url), body)
-
-
-@pytest.fixture(scope="module")
-def api_settings(services: Services) -> Settings:
-    return settings_for(services, RATE_LIMIT_PER_MINUTE="100000")
-
-
-@pytest.fixture(scope="module")
-def server(api_settings: Settings, engine: Engine, worker: WorkerProcess) -> Iterator[LiveServer]:
-    with LiveServer(api_settings) as live:
-        yield live
 
 
 @pytest.fixture(scope="module")

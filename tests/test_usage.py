@@ -4,7 +4,6 @@ windows, the tenant view for admins, and the monthly quota set with the CLI."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,15 +12,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import DateTime, Engine, literal, select, text
 
-from core.cli import main
 from core.settings import Settings
 from db.usage import Tally, fold_windows, month_bounds, windows_statement
 from pipeline.chunking import count_tokens
 from pipeline.normalise import normalise_text
 from tests.chat_helpers import ask, read_stream
-from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, WorkerProcess, settings_for
-from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload
+from tests.ingest_helpers import colleague_client, ingest, upload
 from tests.pdfs import english_pdf, filler
+from tools.cli import main
 
 PAGES = [
     "The copper lantern hangs in the old harbour. Fishermen light it every evening. "
@@ -30,32 +28,6 @@ PAGES = [
     + filler(2, 4),
 ]
 WINDOWS = ("last_24h", "last_7d")
-
-
-@pytest.fixture(scope="module")
-def api_settings(services: Services) -> Settings:
-    return settings_for(services, RATE_LIMIT_PER_MINUTE="100000")
-
-
-@pytest.fixture(scope="module")
-def server(api_settings: Settings, engine: Engine, worker: WorkerProcess) -> Iterator[LiveServer]:
-    with LiveServer(api_settings) as live:
-        yield live
-
-
-@pytest.fixture
-def client(server: LiveServer, engine: Engine, api_settings: Settings) -> Iterator[httpx.Client]:
-    with tenant_client(engine, api_settings, server.url) as client:
-        yield client
-
-
-@pytest.fixture
-def cli(services: Services, restore_environ: None, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("DATABASE_URL", services.database_url)
-    monkeypatch.setenv("DATABASE_OWNER_URL", services.owner_url)
-    monkeypatch.setenv("JWT_SECRET", TEST_JWT_SECRET)
-    monkeypatch.setenv("APP_ENV", "test")
-    return CliRunner()
 
 
 def _me(client: httpx.Client) -> dict[str, Any]:

@@ -16,13 +16,13 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from sqlalchemy import Engine
 
+from api.signin.tokens import issue_access_token
 from core.settings import Settings
-from core.tokens import issue_access_token
-from db.accounts import create_tenant, get_or_create_user, promote_user
 from db.engine import unit_of_work
 from tests.auth_helpers import Inbox
 from tests.conftest import LiveServer, Services, WorkerProcess, auth_settings
 from tests.pdfs import persian_filler, persian_pdf
+from usecases.members import create_tenant, get_or_create_user, promote_user
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PAGE = (

@@ -1,23 +1,30 @@
-"""Entry module of the worker fleet: `dramatiq workers.broker workers.actors`.
+"""Entry of the worker fleet: `dramatiq workers.broker:setup workers.actors`.
 
-The dramatiq CLI imports this module first, so it installs the broker before any actor is
-declared; that import-time build is the one the worker process needs. Engines and models are
-made later, per process, on first use (`workers.resources`).
+The dramatiq CLI calls `setup` in each worker process before it imports the actors, so the
+broker and its middleware are in place before any actor is declared, and nothing is read or
+built at import. The process's other parts (engines, Redis, providers) are built by
+ServicesMiddleware once the process has booted.
 """
+
+from __future__ import annotations
 
 import dramatiq
 
-from core.bootstrap import create_broker
 from core.logs import configure_logging
 from core.redaction import install_log_redaction
 from core.settings import load_settings
+from transport.broker import create_broker
 from workers.log_context import JobLogContext
 from workers.reaper import JobReaper
+from workers.services import ServicesMiddleware
 
-install_log_redaction()
-settings = load_settings()
-configure_logging(settings.log_level, settings.log_format)
-broker = create_broker(settings)
-broker.add_middleware(JobReaper(settings))
-broker.add_middleware(JobLogContext())
-dramatiq.set_broker(broker)
+
+def setup() -> None:
+    install_log_redaction()
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    broker = create_broker(settings)
+    broker.add_middleware(ServicesMiddleware(settings))
+    broker.add_middleware(JobReaper(settings))
+    broker.add_middleware(JobLogContext())
+    dramatiq.set_broker(broker)

@@ -5,8 +5,9 @@
 - Cancelled (the document was deleted meanwhile): the job ends cancelled, nothing is stored.
 - Anything else (database or provider trouble, time limit, a bug): the job goes back to
   queued with the reason and Dramatiq retries with backoff; on the last attempt it fails.
-- A chat answer's own failures (the provider refused, timed out, broke off) end its stream
-  with an `error` event whose `code` comes from `error_code`; the job fails, not retried.
+- A chat answer's own failures (the provider refused, timed out, broke off) are handled by
+  the answer itself (usecases/answering.py): an `Error` event ends its stream and the job
+  fails, not retried.
 """
 
 from __future__ import annotations
@@ -24,18 +25,10 @@ from sqlalchemy.orm import Session
 from db.chat import fail_chat
 from db.engine import unit_of_work
 from db.jobs import fail_ingest, finish_job, requeue_job
-from pipeline.errors import (
-    PermanentError,
-    PipelineError,
-    ProviderRejected,
-    ProviderUnavailable,
-)
+from pipeline.errors import PermanentError, PipelineError
+from usecases.jobs import Cancelled
 
 log = logging.getLogger("docuchat.workers")
-
-
-class Cancelled(Exception):
-    """The work is no longer wanted: its job was cancelled or its document deleted."""
 
 
 def retries_so_far() -> int:
@@ -52,15 +45,6 @@ def describe(exc: BaseException) -> str:
     if type(exc).__name__ == "TimeLimitExceeded":
         return "the job ran past its time limit"
     return "an internal error (logged on the worker)"
-
-
-def error_code(exc: BaseException | None) -> str:
-    """The `code` of a chat stream's `error` event."""
-    if isinstance(exc, ProviderUnavailable):
-        return "provider_unavailable"
-    if isinstance(exc, ProviderRejected):
-        return "provider_rejected"
-    return "internal_error"
 
 
 def _record(engine: Engine, tenant_id: uuid.UUID, action: Callable[[Session], None]) -> None:

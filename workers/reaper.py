@@ -27,14 +27,14 @@ from redis import Redis
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from core.bootstrap import CHAT_ACTOR, INGEST_ACTOR, TIME_LIMIT_MS, enqueue, message_keys
-from core.job_streams import error_payload
 from core.settings import Settings
 from db.chat import fail_chat
 from db.engine import SCOPE_SQL
 from db.jobs import UnfinishedJob, fail_ingest, requeue_lost_job, unfinished_jobs
-from workers.event_stream import EventWriter
-from workers.resources import worker_resources
+from transport import events
+from transport.broker import CHAT_ACTOR, INGEST_ACTOR, TIME_LIMIT_MS, enqueue, message_keys
+from transport.events import EventWriter
+from workers.services import services_of
 
 log = logging.getLogger("docuchat.workers.reaper")
 
@@ -69,7 +69,7 @@ def reap_lost_jobs(
                 (fail_ingest if job.kind == "ingest" else fail_chat)(session, job.id, reason)
                 if job.kind == "chat":
                     writer = EventWriter(redis, job.id, retention_seconds)
-                    writer.emit("error", error_payload("internal_error", reason))
+                    writer.emit(events.Error("internal_error", reason))
                 done["failed"].append(job.id)
                 continue
             session.flush()  # the row stays locked until the commit: a worker waits for it
@@ -91,7 +91,7 @@ def _may_be_lost(job: UnfinishedJob, grace: timedelta) -> bool:
 
 
 class _Envelope(msgspec.Struct):
-    message_id: str  # the job's id (core.bootstrap.enqueue)
+    message_id: str  # the job's id (transport.broker.enqueue)
 
 
 def _jobs_with_messages(redis: Redis) -> set[str]:
@@ -127,7 +127,7 @@ class JobReaper(dramatiq.Middleware):
         grace = timedelta(seconds=settings.reaper_grace_seconds)
         while not self._stop.wait(settings.reaper_interval_seconds):
             try:
-                resources = worker_resources(settings)
+                resources = services_of(broker)
                 reap_lost_jobs(
                     resources.engine,
                     resources.redis,

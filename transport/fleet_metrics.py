@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from redis import Redis
 
-from core.bootstrap import BROKER_NAMESPACE
+from transport.broker import BROKER_NAMESPACE
 
 log = logging.getLogger("docuchat.metrics")
 

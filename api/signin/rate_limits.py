@@ -6,8 +6,8 @@ import math
 import time
 from dataclasses import dataclass
 
-from limits import RateLimitItem
-from limits.aio.storage import RedisStorage
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 
@@ -20,11 +20,16 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str) -> None:
-        storage = RedisStorage(
-            _limits_uri(redis_url), implementation="redispy", key_prefix="docuchat:limits"
-        )
+    """Moving windows in `storage` (Redis, built by core/bootstrap.py); the request budgets
+    count over `window_seconds` (RATE_LIMIT_WINDOW_SECONDS, a minute)."""
+
+    def __init__(self, storage: Storage, window_seconds: int = 60) -> None:
         self._limiter = MovingWindowRateLimiter(storage)
+        self.window_seconds = window_seconds
+
+    def budget(self, amount: int) -> RateLimitItem:
+        """`amount` requests per window."""
+        return RateLimitItemPerSecond(amount, self.window_seconds)
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> Decision:
         allowed = await self._limiter.hit(item, *identifiers)
@@ -33,6 +38,7 @@ class RateLimiter:
         return Decision(allowed, item.amount, stats.remaining, reset_after)
 
 
-def _limits_uri(redis_url: str) -> str:
+def limits_uri(redis_url: str) -> str:
+    """A Redis URL as the `limits` package spells it for its asyncio storage."""
     scheme, rest = redis_url.split("://", 1)
     return f"async+{'redis+unix' if scheme == 'unix' else scheme}://{rest}"

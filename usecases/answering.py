@@ -1,5 +1,10 @@
-"""Answering one chat job: retrieve, build the prompt, stream the provider's text into the
-job's event stream, then save the answer and its usage in one transaction."""
+"""Answering one chat job (the worker's side of a question): retrieve, build the prompt,
+stream the provider's text into the job's event stream, then save the answer and its usage in
+one transaction.
+
+The answer's own failures (the provider refused, timed out, broke off) end its stream with
+an `Error` event whose code says which, and fail the job without a retry; what escapes from
+here is the infrastructure's, for workers/outcomes.py to retry."""
 
 from __future__ import annotations
 
@@ -7,28 +12,30 @@ import logging
 import uuid
 from typing import Any
 
-from core import metrics
-from core.job_streams import error_payload, usage_payload
+import msgspec
+
 from db.chat import JOB_STATUS, ChatTask, FinishedAnswer, load_chat_task, save_answer
 from db.engine import unit_of_work
-from db.jobs import claim_job, finish_job, hold_job
+from db.jobs import claim_job, finish_job
 from db.models import Job
-from db.search import hybrid_search
-from db.usage import record_usage
 from pipeline.chunking import count_tokens
-from pipeline.normalise import normalise_text
+from pipeline.errors import PipelineError, ProviderRejected, ProviderUnavailable
 from pipeline.prompting import Prompt, Source, Turn, build_prompt
-from workers.event_stream import EventWriter, Relayed, relay_generation
-from workers.outcomes import describe, error_code
-from workers.resources import WorkerResources
+from pipeline.retrieval import embed_question
+from transport import events
+from transport import fleet_metrics as metrics
+from transport.events import EventWriter
+from usecases.ports import WorkerParts
+from usecases.retrieval import search_chunks
+from usecases.streaming import Relayed, relay_generation
 
-log = logging.getLogger("docuchat.workers")
+log = logging.getLogger("docuchat.usecases")
 
 RESTART_REASON = "the answer was interrupted (its worker or the queue failed) and starts again"
 
 
-def answer_chat_job(
-    resources: WorkerResources, writer: EventWriter, tenant_id: uuid.UUID, job_id: uuid.UUID
+def answer(
+    resources: WorkerParts, writer: EventWriter, tenant_id: uuid.UUID, job_id: uuid.UUID
 ) -> None:
     with unit_of_work(resources.engine, tenant_id) as session:
         claimed = claim_job(session, job_id)
@@ -42,10 +49,10 @@ def answer_chat_job(
     if claimed.earlier_attempt:
         # Whatever an earlier attempt streamed is a half answer that will never finish, and
         # the stream may even be gone (Redis lost it): clients drop what they have shown.
-        writer.emit("restart", {"reason": RESTART_REASON})
+        writer.emit(events.Restart(RESTART_REASON))
     prompt = _prompt(resources, tenant_id, job, task)
     citations = [_citation(source) for source in prompt.sources]
-    writer.emit("citations", citations)
+    writer.emit(events.Citations(citations))
     # With no sources there is nothing to send a model: the extractive answerer says so.
     provider = resources.chat_provider if prompt.sources else resources.extractive
     model = provider.model_for(task.model)
@@ -67,52 +74,49 @@ def answer_chat_job(
     if answer.status == "failed":
         log.warning("chat job %s failed: %s", job_id, answer.error, exc_info=relayed.error)
         message = answer.error or ""
-        writer.emit("error", error_payload(error_code(relayed.error), message, *spent))
+        writer.emit(events.Error(_code(relayed.error), message, events.Usage.of(*spent)))
         return
     finished = relayed.finished
     reason = finished.finish_reason if finished and answer.status == "complete" else "cancelled"
-    writer.emit("end", {"finish_reason": reason, "usage": usage_payload(*spent)})
+    writer.emit(events.End(reason, events.Usage.of(*spent)))
 
 
-def _prompt(resources: WorkerResources, tenant_id: uuid.UUID, job: Job, task: ChatTask) -> Prompt:
+def _prompt(resources: WorkerParts, tenant_id: uuid.UUID, job: Job, task: ChatTask) -> Prompt:
     """Retrieve the question's sources; its embedding is counted with the search."""
-    settings, embedder = resources.settings, resources.embedder
-    query = normalise_text(task.question)
-    embedded = embedder.embed_query(query)
+    query = embed_question(task.question, resources.embedder)
     with unit_of_work(resources.engine, tenant_id) as session:
-        vector, only = embedded.vectors[0], task.document_ids or None
-        hits = hybrid_search(session, tenant_id, query, vector, settings.top_k, only)
-        record_usage(  # last: the tenant's month total stays locked only until the commit
+        hits = search_chunks(
             session,
-            tenant_id=tenant_id,
-            user_id=job.user_id,
-            job_id=job.id if hold_job(session, job.id) else None,
-            kind="embedding",
-            model=embedder.model,
-            prompt_tokens=embedded.prompt_tokens,
+            tenant_id,
+            job.user_id,
+            query,
+            resources.settings.top_k,
+            task.document_ids or None,
+            job_id=job.id,
         )
     sources = [
         Source(n, h.chunk_id, h.document_id, h.filename, h.page_start, h.page_end, h.text)
         for n, h in enumerate(hits, start=1)
     ]
     history = [Turn(role, content) for role, content in task.history]
-    return build_prompt(task.question, sources, history, settings.max_context_tokens)
+    return build_prompt(task.question, sources, history, resources.settings.max_context_tokens)
 
 
-def _citation(source: Source) -> dict[str, Any]:
-    return {
-        "n": source.n,
-        "document_id": str(source.document_id),
-        "filename": source.filename,
-        "page_start": source.page_start,
-        "page_end": source.page_end,
-        "chunk_id": str(source.chunk_id),
-    }
+def _citation(source: Source) -> events.Citation:
+    return events.Citation(
+        n=source.n,
+        document_id=str(source.document_id),
+        filename=source.filename,
+        page_start=source.page_start,
+        page_end=source.page_end,
+        chunk_id=str(source.chunk_id),
+    )
 
 
 def _finished_answer(
-    prompt: Prompt, model: str, citations: list[dict[str, Any]], relayed: Relayed
+    prompt: Prompt, model: str, cited: list[events.Citation], relayed: Relayed
 ) -> FinishedAnswer:
+    citations: list[dict[str, Any]] = msgspec.to_builtins(cited)
     if relayed.finished is not None and not relayed.cancelled:
         usage = relayed.finished.usage
         return FinishedAnswer(
@@ -123,7 +127,23 @@ def _finished_answer(
     prompt_tokens = prompt.tokens if spent or relayed.cancelled else 0
     if relayed.cancelled:
         return FinishedAnswer(relayed.text, "cancelled", citations, model, prompt_tokens, spent)
-    error = describe(relayed.error) if relayed.error else "the provider stopped without finishing"
+    error = _sentence(relayed.error) if relayed.error else "the provider stopped without finishing"
     return FinishedAnswer(
         relayed.text, "failed", citations, model, prompt_tokens, spent, error=error
+    )
+
+
+def _code(exc: BaseException | None) -> str:
+    """The `code` of the `Error` event that ends a failed answer."""
+    if isinstance(exc, ProviderUnavailable):
+        return "provider_unavailable"
+    if isinstance(exc, ProviderRejected):
+        return "provider_rejected"
+    return "internal_error"
+
+
+def _sentence(exc: BaseException) -> str:
+    """A sentence for the failed answer; details stay in the worker's log."""
+    return (
+        str(exc) if isinstance(exc, PipelineError) else "an internal error (logged on the worker)"
     )

@@ -20,30 +20,33 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine, select, text
 
-from core.bootstrap import INGEST_ACTOR, create_broker, enqueue
-from core.bulk_ingest import FileResult, ingest_paths, pdfs_under
-from core.devstack import DevOptions, run_dev
-from core.embedded import EmbeddedPostgres, EmbeddedRedis, secret_from_data_dir
+from api.signin.mailer import deliver, invitation_mail
+from api.signin.tokens import issue_access_token
+from core.bootstrap import bootstrap, owner_engine
 from core.errors import DocuChatError, NotFound
-from core.identity import normalise_email
-from core.mailer import deliver, invitation_mail, mailer_for
-from core.membership import ROLES, SIGNUP_POLICIES
 from core.settings import Settings, load_settings
-from core.tokens import issue_access_token
-from db.accounts import (
-    create_tenant,
-    find_tenant,
-    get_or_create_user,
-    promote_user,
-    update_tenant,
-)
-from db.engine import create_sync_engine, unit_of_work
+from db.accounts import find_tenant
+from db.engine import unit_of_work
 from db.jobs import FINISHED, queue_reingestion
-from db.members import invite_member, operator_members, remove_member
+from db.members import all_members, user_by_email
 from db.migrate import check_schema, downgrade, upgrade
-from db.models import Tenant, User
+from db.models import Tenant
 from db.roles import ensure_app_login
 from db.usage import set_quota
+from tools.bulk_ingest import FileResult, ingest_paths, pdfs_under
+from tools.devstack import DevOptions, run_dev
+from tools.embedded import EmbeddedPostgres, EmbeddedRedis, secret_from_data_dir
+from transport.broker import INGEST_ACTOR, enqueue
+from usecases.identity import normalise_email
+from usecases.members import (
+    create_tenant,
+    get_or_create_user,
+    invite,
+    promote_user,
+    remove,
+    update_tenant,
+)
+from usecases.membership import ROLES, SIGNUP_POLICIES
 
 DATA_DIR_HELP = "Folder of the embedded Postgres and Redis (default: DATA_DIR or .docuchat)."
 
@@ -56,11 +59,14 @@ def _resolve_data_dir(option: Path | None) -> Path:
     return (option or Path(_configured("DATA_DIR") or ".docuchat")).resolve()
 
 
-def _prepare_environment(data_dir: Path) -> None:
-    """Point every setting at this data folder; the dev JWT secret lives there when none is set."""
-    os.environ["DATA_DIR"] = str(data_dir)
+def settings_for(data_dir: Path) -> Settings:
+    """The settings of the environment and `.env`, pointed at this data folder; outside
+    production, the folder's own JWT secret when none is set (every process of a `docuchat
+    dev` agrees on it)."""
+    overrides: dict[str, object] = {"data_dir": data_dir}
     if not _configured("JWT_SECRET") and _configured("APP_ENV") != "production":
-        os.environ["JWT_SECRET"] = secret_from_data_dir(data_dir)
+        overrides["jwt_secret"] = secret_from_data_dir(data_dir)
+    return load_settings(overrides=overrides)
 
 
 @contextlib.contextmanager
@@ -68,16 +74,17 @@ def owner_database(data_dir: Path) -> Iterator[tuple[Settings, Engine, bool]]:
     """The owner's engine on DATABASE_OWNER_URL when a database is configured, else on the
     data folder's embedded server (joined if running, started and stopped again if not); the
     flag says which."""
-    _prepare_environment(data_dir)
+    settings = settings_for(data_dir)
     postgres = None
-    if not _configured("DATABASE_URL") and not _configured("DATABASE_OWNER_URL"):
+    if not settings.database_url and not settings.database_owner_url:
         postgres = EmbeddedPostgres(data_dir)
-        os.environ["DATABASE_OWNER_URL"] = postgres.start()
-        os.environ["DATABASE_URL"] = postgres.app_url()
+        owner_url = postgres.start()
+        settings = settings.model_copy(
+            update={"database_owner_url": owner_url, "database_url": postgres.app_url()}
+        )
     engine = None
     try:
-        settings = load_settings()
-        engine = create_sync_engine(settings, pool_size=1, as_app=False)
+        engine = owner_engine(settings)
         yield settings, engine, postgres is not None
     finally:
         if engine is not None:
@@ -130,11 +137,10 @@ def main() -> None:
 def dev(host: str, port: int, workers: int, threads: int, data_dir: Path | None) -> None:
     """Run the whole service in the foreground (embedded Postgres and Redis unless configured)."""
     resolved = _resolve_data_dir(data_dir)
-    _prepare_environment(resolved)
     options = DevOptions(
         data_dir=resolved, host=host, port=port, worker_processes=workers, worker_threads=threads
     )
-    sys.exit(run_dev(options))
+    sys.exit(run_dev(options, settings_for(resolved)))
 
 
 @main.command()
@@ -303,8 +309,9 @@ def user_invite(slug: str, email: str, role: str, data_dir: Path | None) -> None
     with admin_database(_resolve_data_dir(data_dir)) as (settings, engine):
         with unit_of_work(engine) as session:
             found = find_tenant(session, slug)
-            invitation = invite_member(session, found.id, address, role, None)
-        asyncio.run(deliver(mailer_for(settings), invitation_mail(address, found.name, slug, None)))
+            invitation = invite(session, found.id, address, role, None)
+        mail = invitation_mail(address, found.name, slug, None)
+        asyncio.run(deliver(bootstrap(settings).mailer, mail))
     again = "" if invitation.created else " again"
     click.echo(f"{address} is invited{again} to {slug} as {role}; the invitation was sent")
 
@@ -319,14 +326,12 @@ def user_remove(slug: str, email: str, data_dir: Path | None) -> None:
     with admin_database(_resolve_data_dir(data_dir)) as (_settings, engine):
         with unit_of_work(engine) as session:
             found = find_tenant(session, slug)
-            member = session.scalar(
-                select(User).where(User.tenant_id == found.id, User.email == address)
-            )
+            member = user_by_email(session, found.id, address)
             if member is None:
                 raise NotFound(f"{address} is not a member of {slug}")
-            remove_member(session, found.id, member.id, keep_an_admin=False)
+            remove(session, found.id, member.id, keep_an_admin=False)
             admins = [
-                u for u in operator_members(session, found)
+                u for u in all_members(session, found.id)
                 if u.role == "admin" and u.status == "active"
             ]  # fmt: skip
         click.echo(f"{address} is removed from {slug}")
@@ -348,7 +353,7 @@ def user_list(slug: str, data_dir: Path | None) -> None:
         unit_of_work(engine) as session,
     ):
         found = find_tenant(session, slug)
-        members = operator_members(session, found)
+        members = all_members(session, found.id)
         click.echo(_describe_tenant(found))
         rows = [("EMAIL", "ROLE", "STATUS", "LAST SIGN-IN")] + [
             (
@@ -495,13 +500,13 @@ def reindex(slug: str | None, every: bool, wait: bool, data_dir: Path | None) ->
                 else list(session.scalars(select(Tenant).where(Tenant.active)))
             )
             queued = {tenant.id: queue_reingestion(session, tenant.id) for tenant in tenants}
-        broker = create_broker(settings.model_copy(update={"redis_url": queue_url}))
+        services = bootstrap(settings.model_copy(update={"redis_url": queue_url}))
         try:
             for tenant_id, job_ids in queued.items():
                 for job_id in job_ids:
-                    enqueue(broker, "ingest", INGEST_ACTOR, str(job_id), str(tenant_id))
+                    enqueue(services.broker, "ingest", INGEST_ACTOR, str(job_id), str(tenant_id))
         finally:
-            broker.close()
+            services.close()
         everything = [job_id for job_ids in queued.values() for job_id in job_ids]
         click.echo(f"{len(everything)} documents queued for re-embedding")
         if wait and everything:

@@ -112,7 +112,3 @@ class ConsoleMailer:
             file=self.out,
             flush=True,
         )
-
-
-def mailer_for(settings: Settings) -> Mailer:
-    return SmtpMailer(settings) if settings.smtp_host else ConsoleMailer()

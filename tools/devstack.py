@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from core.embedded import EmbeddedPostgres, EmbeddedRedis
+from core.bootstrap import owner_engine
 from core.errors import ConfigurationError
-from core.settings import Settings, load_settings
-from db.accounts import ensure_tenant
-from db.engine import create_sync_engine, unit_of_work
+from core.settings import Settings
+from db.engine import unit_of_work
 from db.migrate import check_schema, upgrade
 from db.roles import ensure_app_login
+from tools.embedded import EmbeddedPostgres, EmbeddedRedis
+from usecases.members import ensure_tenant
 
 DEFAULT_TENANT = "demo"
 STOP_TIMEOUT_SECONDS = 15.0
@@ -63,7 +64,7 @@ WORKER_NICENESS = 10
 def worker_command(processes: int, threads: int, niceness: int = 0) -> list[str]:
     nice = ["nice", "-n", str(niceness)] if niceness and shutil.which("nice") else []
     return [
-        *nice, sys.executable, "-m", "dramatiq", "workers.broker", "workers.actors",
+        *nice, sys.executable, "-m", "dramatiq", "workers.broker:setup", "workers.actors",
         "--processes", str(processes), "--threads", str(threads),
         "--worker-shutdown-timeout", str(int(STOP_TIMEOUT_SECONDS * 1000 * 0.8)),
     ]  # fmt: skip
@@ -130,7 +131,7 @@ def _wait_until_healthy(url: str, supervisor: Supervisor) -> bool:
 def prepare_database(settings: Settings) -> None:
     """Migrate to head (as the owner), make the app's login, check the schema fits the
     configuration, make the default tenant."""
-    engine = create_sync_engine(settings, pool_size=1, as_app=False)
+    engine = owner_engine(settings)
     try:
         upgrade(engine, settings.embedding_dimension)
         ensure_app_login(engine, settings.database_url or "")
@@ -165,24 +166,25 @@ Press Ctrl-C to stop everything.
     )
 
 
-def run_dev(options: DevOptions, out: IO[str] = sys.stdout) -> int:
+def run_dev(options: DevOptions, settings: Settings, out: IO[str] = sys.stdout) -> int:
     """Run the stack until Ctrl-C (exit 0) or until a child process dies (exit 1)."""
     with exclusive_data_dir(options.data_dir):
         postgres = redis = None
         supervisor = Supervisor()
         embedded = []
         try:
-            if not os.environ.get("DATABASE_URL"):
+            if not settings.database_url:
                 postgres = EmbeddedPostgres(options.data_dir)
-                os.environ["DATABASE_OWNER_URL"] = postgres.start()
-                os.environ["DATABASE_URL"] = postgres.app_url()
+                owner_url = postgres.start()
+                settings = settings.model_copy(
+                    update={"database_owner_url": owner_url, "database_url": postgres.app_url()}
+                )
                 embedded.append("Postgres")
-            if not os.environ.get("REDIS_URL"):
+            if not settings.redis_url:
                 redis = EmbeddedRedis(options.data_dir)
-                os.environ["REDIS_URL"] = redis.start()
+                settings = settings.model_copy(update={"redis_url": redis.start()})
                 redis.record_url()  # for admin commands run meanwhile (docuchat reindex)
                 embedded.append("Redis")
-            settings = load_settings()
             prepare_database(settings)
             return _supervise(options, settings, supervisor, embedded, out)
         finally:
@@ -192,6 +194,20 @@ def run_dev(options: DevOptions, out: IO[str] = sys.stdout) -> int:
                 redis.stop()
             if postgres is not None:
                 postgres.stop()
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The API's and the workers' environment: this one, with the settings the dev stack
+    decided (the data folder, its secret, the embedded servers' URLs). Never the owner's
+    database URL: they sign in as the app."""
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_OWNER_URL"}
+    env |= {
+        "DATA_DIR": str(settings.data_dir),
+        "JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+    }
+    return env
 
 
 def _supervise(
@@ -206,7 +222,7 @@ def _supervise(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        env = dict(os.environ)
+        env = child_environment(settings)
         supervisor.spawn("api", api_command(options.host, options.port), env)
         supervisor.spawn(
             "worker",

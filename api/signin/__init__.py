@@ -1,0 +1,1 @@
+"""Sign-in and its guards, which only the API uses: tokens, e-mailed codes, mail, rate limits."""

@@ -1,0 +1,1 @@
+"""Operators' tools: the `docuchat` command, the dev stack, the embedded servers, bulk ingest."""

@@ -1,0 +1,2 @@
+"""What the API and the workers share beyond the database: the job queue (Dramatiq on Redis),
+the answers' event streams, and the fleet's metrics."""

@@ -1,0 +1,257 @@
+"""An answer's events: typed here, kept in one Redis Stream per chat job, relayed by the API.
+
+Events, in their order: `Start`, `Citations`, any number of `Delta`, then `End` or `Error`;
+`Restart` when an answer starts over on another worker (clients drop what they showed);
+`Reconnect`, which an API process sends itself when it shuts down and never stores.
+
+Stream ids are the events' ids, so a client resuming with Last-Event-ID reads on from exactly
+where it was. A stream is capped and expires STREAM_RETENTION_SECONDS after its last event; a
+job is cancelled by setting its cancel key, which its worker polls.
+
+There is one writer, `append`, which queues events on a Redis pipeline, synchronous (the
+workers' `EventWriter`) or asynchronous (the API's `publish`), and one reader, `stored_events`,
+which turns what XREAD returns into `StoredEvent`s: their `data` goes to clients as it was
+written, and `.event` decodes it to the types below.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+# Far above any answer's event count; a cap only so a runaway writer cannot fill Redis.
+STREAM_MAXLEN = 100_000
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+# Pieces of text arriving within this long of the last write go out together.
+DELTA_BATCH_SECONDS = 0.005
+# How often a worker looks at its job's cancel key while the provider is silent.
+CANCEL_POLL_SECONDS = 0.2
+
+
+class Usage(msgspec.Struct, frozen=True):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
+        return cls(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+
+
+NOTHING_SPENT = Usage(0, 0, 0)
+
+
+class Citation(msgspec.Struct, frozen=True):
+    n: int
+    document_id: str
+    filename: str
+    page_start: int
+    page_end: int
+    chunk_id: str
+
+
+class _Event(msgspec.Struct, frozen=True, tag_field="event"):
+    pass
+
+
+class Start(_Event, frozen=True, tag="start"):
+    job_id: str
+    session_id: str
+    message_id: str  # the answer's
+    model: str
+
+
+class Citations(_Event, frozen=True, tag="citations"):
+    items: list[Citation]  # sent as the bare list
+
+
+class Delta(_Event, frozen=True, tag="delta"):
+    text: str
+
+
+class End(_Event, frozen=True, tag="end"):
+    finish_reason: str  # stop | length | cancelled | ...
+    usage: Usage
+
+
+class Error(_Event, frozen=True, tag="error"):
+    code: str  # provider_unavailable | provider_rejected | internal_error | stream_... | ...
+    message: str
+    usage: Usage = NOTHING_SPENT
+
+
+class Restart(_Event, frozen=True, tag="restart"):
+    reason: str
+
+
+class Reconnect(_Event, frozen=True, tag="reconnect"):
+    reason: str
+
+
+AnswerEvent = Start | Citations | Delta | End | Error | Restart | Reconnect
+TERMINAL = ("end", "error")
+CANCELLED = End("cancelled", NOTHING_SPENT)
+
+
+def name_of(event: AnswerEvent) -> str:
+    return str(event.__struct_config__.tag)
+
+
+def data_of(event: AnswerEvent) -> bytes:
+    """What a client gets in `data`: the event's fields as JSON (citations: the bare list)."""
+    fields: dict[str, Any] = msgspec.to_builtins(event)
+    del fields["event"]
+    return msgspec.json.encode(fields["items"] if isinstance(event, Citations) else fields)
+
+
+def decode(name: str, data: bytes | str) -> AnswerEvent:
+    fields = msgspec.json.decode(data)
+    if name == "citations":
+        fields = {"items": fields}
+    return msgspec.convert({**fields, "event": name}, AnswerEvent)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as its stream keeps it."""
+
+    id: str
+    name: str
+    data: bytes  # JSON, sent to clients as it is
+
+    @property
+    def terminal(self) -> bool:
+        return self.name in TERMINAL
+
+    @property
+    def event(self) -> AnswerEvent:
+        return decode(self.name, self.data)
+
+
+def stored_events(entries: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[StoredEvent]:
+    """The reader: one stream's entries, as XREAD or XRANGE return them."""
+    return [
+        StoredEvent(entry_id.decode(), fields[b"event"].decode(), fields[b"data"])
+        for entry_id, fields in entries
+    ]
+
+
+def stream_key(job_id: uuid.UUID | str) -> str:
+    return f"docuchat:job:{job_id}:events"
+
+
+def cancel_key(job_id: uuid.UUID | str) -> str:
+    return f"docuchat:job:{job_id}:cancel"
+
+
+def append(pipe: Any, job_id: uuid.UUID, events: Iterable[AnswerEvent], retention: int) -> None:
+    """The writer: queue these events, and the stream's new expiry, on a pipeline of either
+    client (a pipeline's commands only queue, whichever client made it)."""
+    key = stream_key(job_id)
+    for event in events:
+        pipe.xadd(key, {"event": name_of(event), "data": data_of(event)}, maxlen=STREAM_MAXLEN)
+    pipe.expire(key, retention)
+
+
+async def publish(
+    redis: AsyncRedis, job_id: uuid.UUID, retention_seconds: int, *events: AnswerEvent
+) -> None:
+    """Append events from the API (the start of a job, the end of a cancelled one)."""
+    pipe = redis.pipeline(transaction=False)
+    append(pipe, job_id, events, retention_seconds)
+    await pipe.execute()
+
+
+async def request_cancel(redis: AsyncRedis, job_ids: list[uuid.UUID], ttl_seconds: int) -> None:
+    """Tell the workers running these jobs to stop (they poll the key)."""
+    if job_ids:
+        pipe = redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.set(cancel_key(job_id), b"1", ex=ttl_seconds)
+        await pipe.execute()
+
+
+async def forget_streams(
+    redis: AsyncRedis, finished: list[uuid.UUID], unfinished: list[uuid.UUID], grace: int
+) -> None:
+    """The streams of deleted jobs: a finished one goes at once; an unfinished one gets its
+    `End` (cancelled) for the readers following it, and goes `grace` seconds later."""
+    pipe = redis.pipeline(transaction=False)
+    for job_id in finished:
+        pipe.delete(stream_key(job_id))
+    for job_id in unfinished:
+        append(pipe, job_id, [CANCELLED], grace)
+    await pipe.execute()
+
+
+class EventWriter:
+    """A worker's writer for one job's stream. The first piece of text goes out at once;
+    pieces arriving within DELTA_BATCH_SECONDS of the last write go out together, so a fast
+    model costs Redis one write per few milliseconds, not one per token. Every write also
+    reads the job's cancel key, and `poll_cancelled` reads it while the provider is silent."""
+
+    def __init__(self, redis: Redis, job_id: uuid.UUID, retention_seconds: int) -> None:
+        self._redis = redis
+        self._job_id = job_id
+        self._cancel_key = cancel_key(job_id)
+        self._retention = retention_seconds
+        self._pending: list[str] = []
+        self._last_write = 0.0
+        self._last_poll = 0.0
+        self.cancelled = False
+
+    def emit(self, event: AnswerEvent) -> None:
+        """Write an event now, after any text still waiting."""
+        self._write([*self._delta_events(), event])
+
+    def delta(self, text: str) -> None:
+        self._pending.append(text)
+        if time.monotonic() - self._last_write >= DELTA_BATCH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._write(self._delta_events())
+
+    def discard(self) -> None:
+        """Delete the stream: its job is gone, nobody may read it again."""
+        self._pending = []
+        self._redis.delete(stream_key(self._job_id))
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._pending)
+
+    def wait_budget(self) -> float:
+        """How long the caller may wait for more text before it must flush or poll."""
+        if self._pending:
+            return max(0.0, DELTA_BATCH_SECONDS - (time.monotonic() - self._last_write))
+        return CANCEL_POLL_SECONDS
+
+    def poll_cancelled(self) -> bool:
+        if not self.cancelled and time.monotonic() - self._last_poll >= CANCEL_POLL_SECONDS:
+            self._last_poll = time.monotonic()
+            self.cancelled = bool(self._redis.exists(self._cancel_key))
+        return self.cancelled
+
+    def _delta_events(self) -> list[AnswerEvent]:
+        if not self._pending:
+            return []
+        text, self._pending = "".join(self._pending), []
+        return [Delta(text)]
+
+    def _write(self, events: list[AnswerEvent]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        append(pipe, self._job_id, events, self._retention)
+        pipe.exists(self._cancel_key)
+        results = pipe.execute()
+        self._last_write = self._last_poll = time.monotonic()
+        self.cancelled = self.cancelled or bool(results[-1])
