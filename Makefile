@@ -52,6 +52,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.chat
 	$(BIN)/python -m bench.usage
 	$(BIN)/python -m bench.signin
+	$(BIN)/python -m bench.fairness
 	$(BIN)/python -m bench.load
 
 bench-load: $(VENV)/.installed-test

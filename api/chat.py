@@ -15,6 +15,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from redis.exceptions import RedisError
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.identity import Caller, bearer_caller, caller_of
@@ -31,6 +32,7 @@ from core.errors import (
     PermissionDenied,
     ServiceUnavailable,
 )
+from db.chat import session_of_job
 from db.engine import async_unit_of_work
 from db.jobs import FINISHED, get_job
 from db.models import Job
@@ -142,11 +144,7 @@ async def stream_answer(
     if read_all and job.status in FINISHED:
         return Response(None, status_code=204)  # EventSource stops reconnecting on a 204
     if job.status in FINISHED and not await resources.redis.exists(key):
-        retention = resources.settings.stream_retention_seconds
-        raise Gone(
-            f"the live stream of this answer was kept for {retention} s and has expired; "
-            f"read the saved answer with GET /v1/sessions/{{session_id}}/messages"
-        )
+        raise Gone(await _why_gone(resources, caller, job))
     if resources.open_streams >= resources.settings.max_streams_per_process:
         raise ServiceUnavailable("this server is relaying as many answers as it can; retry shortly")
 
@@ -169,6 +167,27 @@ async def stream_answer(
         relay(resources, key, last_id, finished, still_member),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _why_gone(resources: ApiResources, caller: Caller, job: Job) -> str:
+    """Why a finished answer's live stream is missing, and where its saved answer is: it
+    outlived its retention, or Redis lost it (a reset, a flush) before then."""
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
+        session_id = await session_of_job(session, job.id)
+        now = await session.scalar(select(func.now()))
+    where = (
+        f"read the saved answer with GET /v1/sessions/{session_id}/messages"
+        if session_id
+        else "its conversation was deleted"
+    )
+    retention = resources.settings.stream_retention_seconds
+    ended = job.finished_at or job.updated_at
+    if now is not None and (now - ended).total_seconds() < retention:
+        return (
+            "the live stream of this answer was lost (the server's Redis was reset or "
+            f"flushed); {where}"
+        )
+    return f"the live stream of this answer was kept for {retention} s and has expired; {where}"
 
 
 async def _resume_point(resources: ApiResources, key: str, header: str) -> tuple[str, bool]:

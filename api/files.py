@@ -1,4 +1,5 @@
-"""Uploads and the documents API: `POST/GET /v1/files`, `GET/DELETE /v1/files/{id}`."""
+"""Uploads and the documents API: `POST/GET /v1/files`, `GET/DELETE /v1/files/{id}`,
+`POST /v1/files/{id}/retry`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from litestar import Request, Response, delete, get, post
 from litestar.params import FromPath, Parameter
 
 from api.identity import Caller
+from api.openapi import problem_responses
 from api.params import parse_id
 from api.resources import resources_of
 from api.schemas import DocumentOut, DocumentPage, UploadOut, document_out, job_out
@@ -71,3 +73,31 @@ async def get_file(request: Request[Caller, Any, Any], document_id: FromPath[str
 )
 async def delete_file(request: Request[Caller, Any, Any], document_id: FromPath[str]) -> None:
     await documents.delete(resources_of(request), request.user, parse_id(document_id, "document"))
+
+
+@post(
+    "/v1/files/{document_id:str}/retry",
+    status_code=202,
+    tags=["files"],
+    summary="Ingest a failed or stuck document again",
+    description=(
+        "Starts a new ingest job for a document whose ingestion failed, or seems stuck (an "
+        "unfinished one is cancelled and starts over); returns the document and the new job. "
+        "Its uploader may, and any admin (403 otherwise); a ready document is a conflict "
+        "(409). Uploading the same bytes of a failed document again retries it too."
+    ),
+    responses=problem_responses(409),
+)
+async def retry_file(
+    request: Request[Caller, Any, Any], document_id: FromPath[str]
+) -> Response[UploadOut]:
+    resources = resources_of(request)
+    caller = request.user
+    ident = parse_id(document_id, "document")
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
+        await require_quota(session, caller)
+    stored = await documents.retry(resources, caller, ident)
+    return Response(
+        UploadOut(document_out(stored.document), job_out(stored.job) if stored.job else None),
+        status_code=202,
+    )

@@ -15,11 +15,9 @@ from sqlalchemy import text
 
 from api.identity import PUBLIC
 from api.resources import resources_of
-from transport.broker import BROKER_NAMESPACE, QUEUES, queue_key
+from transport.broker import HEARTBEATS_KEY, QUEUES, queue_key
 
 CHECK_TIMEOUT_SECONDS = 2.0
-# Dramatiq's Redis broker drops a worker whose heartbeat is older than this (its default).
-HEARTBEAT_WINDOW_MS = 60_000
 
 
 class Check(msgspec.Struct, omit_defaults=True):
@@ -66,9 +64,10 @@ async def healthz(request: Request) -> Response[HealthReport]:
         await resources.redis.ping()
 
     async def broker() -> dict[str, int]:
-        now_ms = int(time.time() * 1000)
+        # Live workers: a heartbeat younger than the timeout after which they count as dead.
+        since_ms = int((time.time() - resources.settings.worker_heartbeat_timeout_seconds) * 1000)
         pipe = resources.redis.pipeline(transaction=False)
-        pipe.zcount(f"{BROKER_NAMESPACE}:__heartbeats__", now_ms - HEARTBEAT_WINDOW_MS, "+inf")
+        pipe.zcount(HEARTBEATS_KEY, since_ms, "+inf")
         for queue in QUEUES:
             pipe.llen(queue_key(queue))
         workers, *depths = await pipe.execute()

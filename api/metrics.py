@@ -1,7 +1,8 @@
 """`GET /metrics` in Prometheus' text format: this API process's request latency by route,
 and the fleet's jobs, queues, time to first token, tokens and ingestion (transport.fleet_metrics).
 
-It names no tenant, user or document. Expose it to your Prometheus, not to the internet.
+It names tenants by id only, where they have unfinished work (who waits, who runs), and no
+user or document. Expose it to your Prometheus, not to the internet.
 """
 
 from __future__ import annotations
@@ -42,12 +43,17 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         pipe.llen(queue_key(queue))
     counters, *depths = await pipe.execute()
     async with resources.engine.connect() as conn:
-        rows = await conn.execute(text("SELECT * FROM docuchat_unfinished_job_counts()"))
-        unfinished = [(kind, status, int(jobs)) for kind, status, jobs in rows]
+        jobs = await conn.execute(text("SELECT * FROM docuchat_unfinished_jobs_by_tenant()"))
+        by_tenant = [
+            (kind, str(tenant), status, int(count)) for kind, tenant, status, count in jobs
+        ]
+        batches = await conn.execute(text("SELECT * FROM docuchat_open_batches_by_tenant()"))
+        open_batches = [(str(tenant), status, int(count)) for tenant, status, count in batches]
     snapshot = FleetSnapshot(
         counters={key.decode(): float(value) for key, value in counters.items()},
         queue_depth={queue: int(depth) for queue, depth in zip(QUEUES, depths, strict=True)},
-        unfinished=unfinished,
+        jobs_by_tenant=by_tenant,
+        batches_by_tenant=open_batches,
     )
     fleet = CollectorRegistry()
     fleet.register(FleetCollector(snapshot))

@@ -173,6 +173,7 @@ RATE_LIMIT_HEADERS: dict[str, OpenAPIHeader | Reference] = {
 _ID = "6f1c2a4e-3b9d-4c8e-9a51-2d7e8f0b1c34"
 _JOB = "0b7e9c2d-5a41-4f3e-8d26-91c4a7e3f5b8"
 _AT = "2026-11-26T09:30:00Z"
+_SKIPPED = "reading it took more than the 5 s of CPU a page may take (PDF_PAGE_CPU_SECONDS)"
 _DOCUMENT = {
     "id": _ID,
     "filename": "manual.pdf",
@@ -185,6 +186,7 @@ _DOCUMENT = {
     "uploaded_by": "1d2e3f4a-5b6c-4d7e-8f90-a1b2c3d4e5f6",
     "created_at": _AT,
     "updated_at": _AT,
+    "skipped_pages": [],
 }
 _JOB_OUT = {
     "id": _JOB,
@@ -272,7 +274,12 @@ RESPONSE_EXAMPLES: dict[tuple[str, str], Any] = {
         "document": _DOCUMENT | {"status": "queued", "pages": 12, "chunks": 0},
         "job": _JOB_OUT,
     },
-    ("get", "/v1/files/{document_id}"): _DOCUMENT,
+    ("get", "/v1/files/{document_id}"): _DOCUMENT
+    | {"skipped_pages": [{"page": 9, "reason": _SKIPPED}]},
+    ("post", "/v1/files/{document_id}/retry"): {
+        "document": _DOCUMENT | {"status": "queued", "chunks": 0, "error": None},
+        "job": _JOB_OUT | {"status": "queued", "progress": {"stage": "queued"}},
+    },
     ("get", "/v1/jobs/{job_id}"): _JOB_OUT,
     ("post", "/v1/jobs/{job_id}/cancel"): _JOB_OUT | {"status": "cancelled", "finished_at": _AT},
     ("post", "/v1/search"): {

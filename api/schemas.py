@@ -11,6 +11,11 @@ from db.models import ChatSession, Document, Job, Message
 from transport.events import Citation
 
 
+class SkippedPageOut(msgspec.Struct):
+    page: int
+    reason: str
+
+
 class DocumentOut(msgspec.Struct):
     id: str
     filename: str
@@ -23,6 +28,8 @@ class DocumentOut(msgspec.Struct):
     uploaded_by: str | None
     created_at: datetime
     updated_at: datetime
+    # Pages left out of a ready document, with the reason (one over its CPU budget).
+    skipped_pages: list[SkippedPageOut] = []
 
 
 class JobProgress(msgspec.Struct, omit_defaults=True):
@@ -70,6 +77,10 @@ def document_out(document: Document) -> DocumentOut:
         uploaded_by=str(document.uploaded_by) if document.uploaded_by else None,
         created_at=document.created_at,
         updated_at=document.updated_at,
+        skipped_pages=[
+            SkippedPageOut(int(page["page"]), str(page["reason"]))
+            for page in document.skipped_pages or []
+        ],
     )
 
 

@@ -83,7 +83,7 @@ def _embed_only_seconds(data: bytes, settings: Settings) -> tuple[float, int]:
         file.flush()
         with opened_pdf(Path(file.name), 10_000) as source:
             chunks = chunk_pages(
-                normalised_pages(source), settings.chunk_token_size, settings.chunk_overlap
+                normalised_pages(source.pages()), settings.chunk_token_size, settings.chunk_overlap
             )
             texts = [chunk.text for chunk in chunks]
     embedder = LocalE5Embedder()

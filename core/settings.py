@@ -97,6 +97,22 @@ class Settings(BaseSettings):
     pdf_memory_limit_mb: int = Field(default=1024, ge=256, le=65536)
     pdf_cpu_seconds: int = Field(default=300, ge=5, le=3600)
     embedding_batch_size: int = Field(default=32, ge=1, le=2048)
+    # A document is ingested in batches of this many pages, each a message of its own, so
+    # several workers share a large one and no slot is held long.
+    ingest_batch_pages: int = Field(default=32, ge=1, le=10000)
+    # A page that takes more CPU than this to read is skipped, with the reason.
+    pdf_page_cpu_seconds: int = Field(default=5, ge=1, le=600)
+
+    # The worker fleet: answers and ingestion run in processes of their own, so a question
+    # never waits for a thread ingestion holds. `docuchat dev` starts these; the Procfile's
+    # worker-chat and worker-ingest read the same variables.
+    chat_worker_processes: int = Field(default=1, ge=1, le=64)
+    chat_worker_threads: int = Field(default=8, ge=1, le=256)
+    ingest_worker_processes: int = Field(default=1, ge=1, le=64)
+    ingest_worker_threads: int = Field(default=2, ge=1, le=256)
+    # Batches one tenant may have running at once, across the fleet. Unset: half the ingest
+    # slots (processes x threads) of one worker machine, at least 1.
+    tenant_ingest_concurrency: int | None = Field(default=None, ge=1, le=10000)
 
     # A job's event stream stays readable this long after its last event.
     stream_retention_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
@@ -135,6 +151,7 @@ class Settings(BaseSettings):
     @field_validator(
         "database_url", "database_owner_url", "redis_url", "openai_api_key", "openai_base_url",
         "embedding_model", "embedding_dimensions", "smtp_host", "smtp_user", "smtp_password",
+        "tenant_ingest_concurrency",
         mode="before",
     )  # fmt: skip
     @classmethod
@@ -207,6 +224,12 @@ class Settings(BaseSettings):
         if self.chat_provider_name == "extractive":
             return [EXTRACTIVE_MODEL]
         return list(dict.fromkeys([self.openai_model, *self.allowed_models]))
+
+    @property
+    def tenant_ingest_share(self) -> int:
+        """TENANT_INGEST_CONCURRENCY, or half the ingest slots of one worker machine."""
+        slots = self.ingest_worker_processes * self.ingest_worker_threads
+        return self.tenant_ingest_concurrency or max(1, slots // 2)
 
     @property
     def max_upload_bytes(self) -> int:

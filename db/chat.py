@@ -122,6 +122,11 @@ async def list_sessions(
     return page_of(rows, limit, lambda chat: (chat.updated_at, chat.id))
 
 
+async def session_of_job(session: AsyncSession, job_id: uuid.UUID) -> uuid.UUID | None:
+    """The chat session a chat job's question and answer belong to."""
+    return await session.scalar(select(Message.session_id).where(Message.job_id == job_id).limit(1))
+
+
 async def session_messages(session: AsyncSession, session_id: uuid.UUID) -> list[Message]:
     rows = await session.scalars(
         select(Message)

@@ -127,7 +127,9 @@ async def delete_document(session: AsyncSession, document: Document) -> None:
         .values(
             status="cancelled",
             error="the document was deleted",
+            claimed_by=None,
             finished_at=func.now(),
+            updated_at=func.now(),
         )
     )
     await session.execute(delete(Document).where(Document.id == document.id))
@@ -172,38 +174,42 @@ class ChunkRow(Protocol):
     def token_count(self) -> int: ...
 
 
-def begin_ingestion(session: Session, document_id: uuid.UUID) -> Document | None:
-    """The document an ingestion works on, marked processing; None when it is gone."""
+def begin_ingestion(session: Session, document_id: uuid.UUID | None) -> Document | None:
+    """The document an ingestion works on, locked and marked processing; None when it is
+    gone. The caller checks its work is still wanted before committing."""
+    if document_id is None:
+        return None
     document = lock_document(session, document_id)
     if document is not None:
         document.status, document.error = "processing", None
     return document
 
 
-def finish_ingestion(
+def finish_document(
     session: Session,
     document: Document,
     page_count: int,
-    chunks: Iterable[ChunkRow],
-    vectors: np.ndarray,
+    chunk_ordinals_below: int,
+    skipped_pages: list[dict[str, Any]],
 ) -> int:
-    """Store the document's chunks (exactly these, however often it runs) and mark it
-    ready; returns how many chunks it has."""
-    stored = replace_chunks(session, document, chunks, vectors)
+    """A document whose batches are all stored: chunks left from an earlier ingestion cut
+    into more batches go, and it is ready; returns how many chunks it has."""
+    session.execute(
+        delete(Chunk).where(Chunk.document_id == document.id, Chunk.ordinal >= chunk_ordinals_below)
+    )
+    chunks = session.scalar(
+        select(func.count()).select_from(Chunk).where(Chunk.document_id == document.id)
+    )
     document.status, document.error = "ready", None
-    document.page_count, document.chunk_count = page_count, stored
+    document.page_count, document.chunk_count = page_count, int(chunks or 0)
+    document.skipped_pages = skipped_pages
     document.updated_at = func.now()
-    return stored
+    return document.chunk_count
 
 
-def replace_chunks(
-    session: Session,
-    document: Document,
-    chunks: Iterable[ChunkRow],
-    vectors: np.ndarray,
+def insert_chunks(
+    session: Session, document: Document, chunks: Iterable[ChunkRow], vectors: np.ndarray
 ) -> int:
-    """Make the document's chunks exactly these: a retried job can never leave two sets."""
-    session.execute(delete(Chunk).where(Chunk.document_id == document.id))
     rows: list[dict[str, Any]] = [
         {
             "tenant_id": document.tenant_id,

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Update, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound
-from db.models import Document, Job
+from db.models import Document, IngestBatch, Job
 
 FINISHED = ("succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -33,6 +33,11 @@ async def get_job(session: AsyncSession, job_id: uuid.UUID) -> Job:
 async def cancel_job(session: AsyncSession, job_id: uuid.UUID) -> tuple[Job, str]:
     """Cancel an unfinished job; returns it and the status it had (queued or running).
     A running job's worker notices and stops; a cancelled ingestion fails its document."""
+    document_id = await session.scalar(select(Job.document_id).where(Job.id == job_id))
+    if document_id is not None:  # the document first: the order every writer locks in
+        await session.execute(
+            select(Document.id).where(Document.id == document_id).with_for_update()
+        )
     job = await session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None:
         raise NotFound(f"no job {job_id}")
@@ -42,6 +47,8 @@ async def cancel_job(session: AsyncSession, job_id: uuid.UUID) -> tuple[Job, str
             f"the job has already {_FINISHED_VERB[previous]}; there is nothing to cancel"
         )
     job.status, job.error, job.finished_at = "cancelled", "cancelled on request", func.now()
+    job.claimed_by = None
+    await session.execute(close_batches(job_id, "cancelled"))
     if job.kind == "ingest" and job.document_id is not None:
         await session.execute(
             update(Document)
@@ -51,6 +58,22 @@ async def cancel_job(session: AsyncSession, job_id: uuid.UUID) -> tuple[Job, str
     await session.flush()
     await session.refresh(job)
     return job, previous
+
+
+def close_batches(job_id: uuid.UUID, status: str) -> Update:
+    """The statement that ends a job's open batches of pages (failed or cancelled with it)."""
+    return (
+        update(IngestBatch)
+        .where(IngestBatch.job_id == job_id, IngestBatch.status.in_(ACTIVE))
+        .values(status=status, claimed_by=None, updated_at=func.now())
+    )
+
+
+def end_job(session: Session, job_id: uuid.UUID, status: str, reason: str) -> None:
+    """End an unfinished job now (`status` failed or cancelled), with its batches: its worker,
+    if any, notices at its next progress report and stops."""
+    finish_job(session, job_id, status, error=reason)
+    session.execute(close_batches(job_id, status))
 
 
 _FINISHED_VERB = {"succeeded": "succeeded", "failed": "failed", "cancelled": "been cancelled"}
@@ -71,14 +94,15 @@ def hold_job(session: Session, job_id: uuid.UUID) -> bool:
     return held is not None
 
 
-def claim_job(session: Session, job_id: uuid.UUID) -> Claimed | None:
-    """Mark the job running and return it, or None when it is gone or already finished
-    (a duplicate delivery of a message whose work is done)."""
+def claim_job(session: Session, job_id: uuid.UUID, worker: str | None = None) -> Claimed | None:
+    """Mark the job running (for `worker`, whose heartbeat says it lives) and return it, or
+    None when it is gone or already finished (a duplicate delivery of finished work)."""
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None or job.status in FINISHED:
         return None
     earlier_attempt = job.started_at is not None
     job.status = "running"
+    job.claimed_by = worker
     job.error = None
     job.started_at = job.started_at or func.now()
     job.updated_at = func.now()
@@ -93,13 +117,17 @@ class UnfinishedJob:
     kind: str
     status: str
     idle: timedelta  # since the job last changed hands
+    claimed_by: str | None  # the worker running it
 
 
 def unfinished_jobs(session: Session, older_than: timedelta) -> list[UnfinishedJob]:
     """Queued or running jobs of every tenant that have not changed hands for `older_than`
     (at most 1,000, longest idle first): the reaper's candidates."""
     rows = session.execute(
-        text("SELECT id, tenant_id, kind, status, idle FROM docuchat_unfinished_jobs(:older_than)"),
+        text(
+            "SELECT id, tenant_id, kind, status, idle, claimed_by "
+            "FROM docuchat_unfinished_jobs(:older_than)"
+        ),
         {"older_than": older_than},
     )
     return [UnfinishedJob(*row) for row in rows]
@@ -115,6 +143,7 @@ def requeue_lost_job(session: Session, job_id: uuid.UUID, reason: str) -> int | 
             status="queued",
             error=f"requeued: {reason}",
             requeues=Job.requeues + 1,
+            claimed_by=None,
             updated_at=func.now(),
         )
         .returning(Job.requeues)
@@ -143,6 +172,7 @@ def finish_job(
     values: dict[str, Any] = {
         "status": status,
         "error": error,
+        "claimed_by": None,
         "finished_at": func.now(),
         "updated_at": func.now(),
     }
@@ -158,12 +188,18 @@ def requeue_job(session: Session, job_id: uuid.UUID, reason: str) -> None:
     session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.not_in(FINISHED))
-        .values(status="queued", error=f"will retry: {reason}", updated_at=func.now())
+        .values(
+            status="queued",
+            error=f"will retry: {reason}",
+            claimed_by=None,
+            updated_at=func.now(),
+        )
     )
 
 
 def fail_ingest(session: Session, job_id: uuid.UUID, reason: str) -> None:
-    """The ingest job failed for `reason`, and so did its document (if it still exists)."""
+    """The ingest job failed for `reason`, and so did its document (if it still exists); its
+    other batches stop."""
     document_id = select(Job.document_id).where(Job.id == job_id).scalar_subquery()
     session.execute(
         update(Document)
@@ -171,6 +207,7 @@ def fail_ingest(session: Session, job_id: uuid.UUID, reason: str) -> None:
         .values(status="failed", error=reason, updated_at=func.now())
     )
     finish_job(session, job_id, "failed", error=reason)
+    session.execute(close_batches(job_id, "failed"))
 
 
 async def fail_ingest_async(session: AsyncSession, job_id: uuid.UUID, reason: str) -> None:
@@ -186,25 +223,3 @@ def new_ingest_job(tenant_id: uuid.UUID, user_id: uuid.UUID | None, document_id:
         document_id=document_id,
         progress={"stage": "queued"},
     )
-
-
-def queue_reingestion(session: Session, tenant_id: uuid.UUID) -> list[uuid.UUID]:
-    """A new ingest job for each of the tenant's documents that is ready or failed and has no
-    unfinished job (it is in work already); returns the jobs' ids. The documents keep their
-    chunks, and stay searchable, until each new ingestion replaces them."""
-    busy = select(Job.document_id).where(
-        Job.tenant_id == tenant_id, Job.kind == "ingest", Job.status.in_(ACTIVE)
-    )
-    documents = session.scalars(
-        select(Document)
-        .where(
-            Document.tenant_id == tenant_id,
-            Document.status.in_(("ready", "failed")),
-            Document.id.not_in(busy.where(Job.document_id.is_not(None))),
-        )
-        .order_by(Document.created_at)
-    ).all()
-    jobs = [new_ingest_job(tenant_id, document.uploaded_by, document.id) for document in documents]
-    session.add_all(jobs)
-    session.flush()
-    return [job.id for job in jobs]

@@ -97,6 +97,10 @@ class Document(Base):
     page_count: Mapped[int | None] = mapped_column(Integer)
     chunk_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     error: Mapped[str | None] = mapped_column(Text)
+    # Pages left out of the chunks, with the reason: [{"page": 7, "reason": "..."}].
+    skipped_pages: Mapped[list[Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'[]'::jsonb")
+    )
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 
@@ -167,10 +171,47 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Times the reaper sent the job again because its queue message was lost.
     requeues: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # The worker (its broker id, whose heartbeat says it lives) that runs the job now.
+    claimed_by: Mapped[str | None] = mapped_column(Text)
     # When the job last changed hands: queued, claimed, sent back for a retry, finished.
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
+
+
+class IngestBatch(Base):
+    """A batch of one document's pages: claimed by one worker at a time, done once."""
+
+    __tablename__ = "ingest_batches"
+
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = _tenant_id()
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    )
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("documents.id", ondelete="CASCADE"), nullable=False
+    )
+    ordinal: Mapped[int] = mapped_column(Integer, nullable=False)
+    first_page: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_page: Mapped[int] = mapped_column(Integer, nullable=False)
+    # queued | running | done | failed | cancelled
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'queued'"))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    claimed_by: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pages_done: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    chunks_done: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    chunks_total: Mapped[int | None] = mapped_column(Integer)
+    letters: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    embedding_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    skipped: Mapped[list[Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'[]'::jsonb")
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
 
 
 class ChatSession(Base):

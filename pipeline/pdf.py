@@ -39,9 +39,14 @@ class PageText:
 class PdfSource(Protocol):
     page_count: int
 
-    def pages(self) -> Iterator[PageText]: ...
+    def pages(self, first: int = 1, last: int | None = None) -> Iterator[PageText]:
+        """Pages `first` to `last` (1-based, inclusive; by default to the end)."""
 
     def close(self) -> None: ...
+
+
+def _indexes(first: int, last: int | None, count: int) -> range:
+    return range(max(first, 1) - 1, min(last or count, count))
 
 
 def looks_like_pdf(head: bytes) -> bool:
@@ -54,8 +59,8 @@ class _PdfiumSource:
         self._document = document
         self.page_count = len(document)
 
-    def pages(self) -> Iterator[PageText]:
-        for index in range(self.page_count):
+    def pages(self, first: int = 1, last: int | None = None) -> Iterator[PageText]:
+        for index in _indexes(first, last, self.page_count):
             with PDFIUM_LOCK:
                 page = self._document[index]
                 try:
@@ -78,8 +83,8 @@ class _PypdfSource:
         self._reader = reader
         self.page_count = len(reader.pages)
 
-    def pages(self) -> Iterator[PageText]:
-        for index in range(self.page_count):
+    def pages(self, first: int = 1, last: int | None = None) -> Iterator[PageText]:
+        for index in _indexes(first, last, self.page_count):
             try:
                 text = self._reader.pages[index].extract_text() or ""
             except Exception as exc:  # one broken page should not sink the document

@@ -6,10 +6,15 @@ itself: each file is read by a child forked from a small fork server (which has 
 loaded, so a fork costs milliseconds), under RLIMIT_AS and RLIMIT_CPU, and its pages come back
 over a pipe one at a time. A child past a limit, or one that crashes, fails that file with a
 sentence; the process that asked carries on.
+
+Each page also has a CPU budget of its own (`page_cpu_seconds`): a page that needs more is
+skipped, with the reason, and reading goes on from the next page in a fresh child, so one
+pathological page neither sinks a document nor holds a worker for the whole file's budget.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import resource
 import signal
@@ -32,6 +37,15 @@ class ReadLimits:
     memory_mb: int = 1024  # address space of the reading process
     cpu_seconds: int = 300
     page_chars: int = 100_000  # a dense printed page holds about 5,000
+    page_cpu_seconds: int = 5  # one page's share of CPU; past it the page is skipped
+
+
+@dataclass(frozen=True)
+class SkippedPage:
+    """A page left out, and why."""
+
+    number: int
+    reason: str
 
 
 _context: ForkServerContext | None = None
@@ -53,16 +67,27 @@ def _memory_exceeded(limits: ReadLimits) -> PdfTooDemanding:
     )
 
 
-def _read(path: str, limits: ReadLimits, out: Connection, with_text: bool) -> None:
-    """The child: open, check and read the file, sending ("count", n), ("page", number, text)
-    per page, then ("done",); or ("error", a PipelineError)."""
+def _cpu_used() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _read(
+    path: str, limits: ReadLimits, out: Connection, with_text: bool, first: int, last: int | None
+) -> None:
+    """The child: open, check and read pages `first`..`last`, sending ("count", n), then
+    ("page", number, text) per page, then ("done",); or ("error", a PipelineError). Before
+    each page its CPU budget is set as the soft limit: a page past it ends the child with
+    SIGXCPU, and the parent knows which page it was."""
     memory = limits.memory_mb * 1024 * 1024
+    hard = limits.cpu_seconds + 5
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, hard))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a page past its budget leaves no core
     try:
         with opened_pdf(Path(path), limits.max_pages) as source:
             out.send(("count", source.page_count))
-            for page in source.pages() if with_text else ():
+            for page in _budgeted(source.pages(first, last), limits, hard) if with_text else ():
                 if len(page.text) > limits.page_chars:
                     raise PdfTooDemanding(
                         f"page {page.number} holds {len(page.text):,} characters of text, more "
@@ -80,11 +105,28 @@ def _read(path: str, limits: ReadLimits, out: Connection, with_text: bool) -> No
         out.send(("error", CorruptPdf(f"the PDF reader failed on it ({type(exc).__name__})")))
 
 
+def _budgeted(pages: Iterator[PageText], limits: ReadLimits, hard: int) -> Iterator[PageText]:
+    """The pages, each read under its own CPU budget (whole seconds, as RLIMIT_CPU counts)."""
+    while True:
+        soft = min(hard, math.ceil(_cpu_used() + limits.page_cpu_seconds))
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+        try:
+            page = next(pages)
+        except StopIteration:
+            return
+        yield page
+
+
+class _PageOverBudget(Exception):
+    """The child died of SIGXCPU while reading a page: that page is over its budget."""
+
+
 class IsolatedPdf:
     """A PdfSource whose pages are read by a bounded child process."""
 
     def __init__(self, inbox: Connection, child: BaseProcess, limits: ReadLimits) -> None:
         self._inbox, self._child, self._limits = inbox, child, limits
+        self._reading_pages = False
         self.page_count: int = self._receive()[1]
 
     def _receive(self) -> tuple[Any, ...]:
@@ -96,6 +138,8 @@ class IsolatedPdf:
             message: tuple[Any, ...] = self._inbox.recv()
         except EOFError:
             self._child.join()
+            if self._reading_pages and self._child.exitcode == -signal.SIGXCPU:
+                raise _PageOverBudget() from None
             raise self._died(self._child.exitcode) from None
         if message[0] == "error":
             raise message[1]
@@ -120,6 +164,7 @@ class IsolatedPdf:
         return self._child.pid
 
     def pages(self) -> Iterator[PageText]:
+        self._reading_pages = True
         while (message := self._receive())[0] == "page":
             yield PageText(message[1], message[2])
 
@@ -135,13 +180,20 @@ def _stop(inbox: Connection, child: BaseProcess) -> None:
 
 
 @contextmanager
-def read_pdf(path: Path, limits: ReadLimits, with_text: bool = True) -> Iterator[IsolatedPdf]:
-    """An open, checked PDF (1..max_pages pages) read in a bounded child, closed when the
-    block ends; raises the PermanentError that says what is wrong with the file."""
+def read_pdf(
+    path: Path,
+    limits: ReadLimits,
+    with_text: bool = True,
+    first: int = 1,
+    last: int | None = None,
+) -> Iterator[IsolatedPdf]:
+    """An open, checked PDF (1..max_pages pages) read in a bounded child, its pages
+    `first`..`last`, closed when the block ends; raises the PermanentError that says what is
+    wrong with the file."""
     check_header(path)  # empty files and non-PDFs need no child
     inbox, outbox = _fork_server().Pipe(duplex=False)
     child = _fork_server().Process(
-        target=_read, args=(str(path), limits, outbox, with_text), daemon=True
+        target=_read, args=(str(path), limits, outbox, with_text, first, last), daemon=True
     )
     child.start()
     outbox.close()
@@ -155,3 +207,26 @@ def count_pages(path: Path, limits: ReadLimits) -> int:
     """The page count of a PDF that opens, needs no password and has 1..max_pages pages."""
     with read_pdf(path, limits, with_text=False) as source:
         return source.page_count
+
+
+def read_page_range(
+    path: Path, limits: ReadLimits, first: int, last: int
+) -> Iterator[PageText | SkippedPage]:
+    """Pages `first`..`last`, each a PageText, or a SkippedPage when reading it took more
+    than its CPU budget; after a skipped page, reading goes on in a fresh child."""
+    start = first
+    while start <= last:
+        with read_pdf(path, limits, first=start, last=last) as source:
+            try:
+                for page in source.pages():
+                    yield page
+                    start = page.number + 1
+                return
+            except _PageOverBudget:
+                pass
+        yield SkippedPage(
+            start,
+            f"reading it took more than the {limits.page_cpu_seconds} s of CPU a page may take "
+            "(PDF_PAGE_CPU_SECONDS)",
+        )
+        start += 1

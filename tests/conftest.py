@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
@@ -70,6 +71,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     owner_url = postgres.start()
     redis_url = redis.start()
     try:
+        _SHARED.update(database_url=postgres.app_url(), redis_url=redis_url)
         yield Services(postgres, redis, postgres.app_url(), owner_url, redis_url, root)
     finally:
         redis.stop()
@@ -134,7 +136,7 @@ def empty_database(services: Services) -> Iterator[str]:
     (`app_url_of` gives the app login's)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     url = make_url(services.owner_url)
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    admin = _admin_url(services)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -142,6 +144,72 @@ def empty_database(services: Services) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class OwnDatabase:
+    """A migrated database of a test's own."""
+
+    owner_url: str
+    app_url: str  # the app's login
+    engine: Engine  # the owner's
+
+    def settings(self, services: Services, **overrides: str) -> Settings:
+        urls = {"DATABASE_URL": self.app_url, "DATABASE_OWNER_URL": self.owner_url}
+        return settings_for(services, **(urls | overrides))
+
+
+TEMPLATE_DATABASE = "docuchat_template"
+
+
+@pytest.fixture(scope="session")
+def template_database(services: Services, settings: Settings) -> str:
+    """A migrated database that `own_database` copies (a copy takes a fraction of a second,
+    a migration several)."""
+    admin = _admin_url(services)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{TEMPLATE_DATABASE}"')
+    url = make_url(services.owner_url).set(database=TEMPLATE_DATABASE)
+    owner_url = url.render_as_string(hide_password=False)
+    template = owner_engine(settings.model_copy(update={"database_owner_url": owner_url}))
+    try:
+        upgrade(template, settings.embedding_dimension)
+    finally:
+        template.dispose()
+    return TEMPLATE_DATABASE
+
+
+@pytest.fixture
+def own_database(services: Services, template_database: str) -> Iterator[OwnDatabase]:
+    """A database of the test's own. The workers of one database are one fleet: each claims
+    the fairest batch of pages of any tenant in it. A test whose workers differ (another
+    Redis, other limits or providers) or that must see only its own jobs needs its own."""
+    with copied_database(services, template_database) as database:
+        yield database
+
+
+@contextmanager
+def copied_database(services: Services, template_database: str) -> Iterator[OwnDatabase]:
+    """A new database copied from the migrated template, dropped at the end."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = _admin_url(services)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+        conn.execute(f"ALTER DATABASE \"{name}\" SET TimeZone = '{SERVER_TIME_ZONE}'")
+    owner_url = make_url(services.owner_url).set(database=name).render_as_string(False)
+    engine = create_engine(owner_url, pool_size=2, pool_pre_ping=True)
+    ensure_app_login(engine, app_url_of(owner_url))
+    try:
+        yield OwnDatabase(owner_url, app_url_of(owner_url), engine)
+    finally:
+        engine.dispose()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin_url(services: Services) -> str:
+    url = make_url(services.owner_url)
+    return url.set(drivername="postgresql", database="postgres").render_as_string(False)
 
 
 def app_url_of(owner_url: str) -> str:
@@ -211,6 +279,10 @@ def worker_environment(settings: Settings, **extra: str) -> dict[str, str]:
         "OPENAI_MAX_RETRIES": str(settings.openai_max_retries),
         "ALLOWED_MODELS": ",".join(settings.allowed_models),
         "PDF_MEMORY_LIMIT_MB": str(settings.pdf_memory_limit_mb),
+        "PDF_CPU_SECONDS": str(settings.pdf_cpu_seconds),
+        "PDF_PAGE_CPU_SECONDS": str(settings.pdf_page_cpu_seconds),
+        "INGEST_BATCH_PAGES": str(settings.ingest_batch_pages),
+        "TENANT_INGEST_CONCURRENCY": str(settings.tenant_ingest_concurrency or ""),
         "REAPER_INTERVAL_SECONDS": str(settings.reaper_interval_seconds),
         "REAPER_GRACE_SECONDS": str(settings.reaper_grace_seconds),
     }
@@ -220,12 +292,23 @@ def worker_environment(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """`dramatiq workers.broker:setup workers.actors`, the Procfile's worker, as a child process."""
+    """`dramatiq workers.broker:setup workers.actors`, the Procfile's workers (of both queues
+    unless `queues` says which), as a child process."""
 
-    def __init__(self, settings: Settings, threads: int = 2, **extra: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        threads: int = 2,
+        queues: tuple[str, ...] = (),
+        processes: int = 1,
+        **extra: str,
+    ) -> None:
+        _check_one_fleet_per_database(settings)
+        only = ["--queues", *queues] if queues else []
         self.command = [
-            sys.executable, "-m", "dramatiq", "workers.broker:setup", "workers.actors",
-            "--processes", "1", "--threads", str(threads), "--worker-shutdown-timeout", "5000",
+            sys.executable, "-m", "dramatiq", "workers.broker:setup", "workers.actors", *only,
+            "--processes", str(processes), "--threads", str(threads),
+            "--worker-shutdown-timeout", "5000",
         ]  # fmt: skip
         self.environ = worker_environment(settings, **extra)
         self.process: subprocess.Popen[bytes] | None = None
@@ -251,6 +334,19 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
+
+
+_SHARED: dict[str, str] = {}  # the run's shared database and Redis
+
+
+def _check_one_fleet_per_database(settings: Settings) -> None:
+    """Every worker on a database claims batches of pages from all of it: a worker with a
+    Redis of its own (its own queues, heartbeats, counters) on the shared database would take
+    other tests' work and leave its own to others, so it needs `own_database`."""
+    shared_database = settings.database_url == _SHARED.get("database_url")
+    assert not (shared_database and settings.redis_url != _SHARED.get("redis_url")), (
+        "a worker on a Redis of its own needs a database of its own (the own_database fixture)"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,10 @@ laid out right to left the way TeX and word processors write it."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import zlib
 
 import fontpkg_amiri
 from fpdf import FPDF
@@ -141,3 +143,61 @@ def persian_filler(seed: int, sentences: int) -> str:
         " ".join(rng.choice(PERSIAN_WORDS) for _ in range(rng.randint(6, 14))) + "."
         for _ in range(sentences)
     )
+
+
+def costly_pdf(pages: list[tuple[str, int]]) -> bytes:
+    """A PDF of (text, operators) pages: each page holds that many cheap drawing operators
+    (`0 g`, a grey fill colour) before its line of text, so reading it costs CPU in proportion
+    (about 0.1 µs per operator) while the file stays small (a million operators compress to
+    about 4 KB, and pages with as many share one stream). Written by hand: no PDF library
+    writes a page like this."""
+    objects: list[bytes] = []
+
+    def add(body: bytes) -> int:
+        objects.append(body)
+        return len(objects)
+
+    def stream(data: bytes) -> int:
+        return add(b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (
+            len(data), data))  # fmt: skip
+
+    font = add(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    drawings = {ops: stream(_drawing(ops)) for ops in sorted({ops for _, ops in pages if ops})}
+    contents = []
+    for text, ops in pages:
+        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        line = b"BT /F1 11 Tf 40 780 Td (" + escaped.encode("latin-1") + b") Tj ET\n"
+        parts = ([drawings[ops]] if ops else []) + [stream(zlib.compress(line))]
+        contents.append(b"[" + b" ".join(b"%d 0 R" % part for part in parts) + b"]")
+    tree = len(objects) + len(pages) + 1
+    kids = [
+        add(
+            b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 595 842] /Contents %s "
+            b"/Resources << /Font << /F1 %d 0 R >> >> >>" % (tree, content, font)
+        )
+        for content in contents
+    ]
+    listed = b" ".join(b"%d 0 R" % kid for kid in kids)
+    assert add(b"<< /Type /Pages /Kids [%s] /Count %d >>" % (listed, len(kids))) == tree
+    catalog = add(b"<< /Type /Catalog /Pages %d 0 R >>" % tree)
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    trailer = (len(objects) + 1, catalog, xref)
+    out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % trailer
+    return bytes(out)
+
+
+@functools.cache
+def _drawing(ops: int) -> bytes:
+    """`ops` fill-colour operators, compressed a megabyte at a time (never all in memory)."""
+    packer = zlib.compressobj(9)
+    block = b"0 g\n" * 250_000
+    whole, rest = divmod(ops, 250_000)
+    data = b"".join(packer.compress(block) for _ in range(whole))
+    return data + packer.compress(b"0 g\n" * rest) + packer.flush()

@@ -13,15 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from core.settings import Settings
 from tests.chat_helpers import Answer, ask, read_stream
 from tests.conftest import (
     TEST_JWT_SECRET,
+    OwnDatabase,
     Services,
     WorkerProcess,
-    settings_for,
     wait_until_healthy,
 )
 from tests.ingest_helpers import tenant_client
@@ -49,11 +49,12 @@ def api_process(settings: Settings, port: int) -> Iterator[subprocess.Popen[byte
 
 
 def test_sigterm_ends_open_streams_with_reconnect_and_loses_nothing(
-    services: Services, engine: Engine
+    services: Services, own_database: OwnDatabase
 ) -> None:
-    settings = settings_for(
+    settings = own_database.settings(
         services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/9"
     )  # no worker yet: the answers wait, their streams stay open
+    engine = own_database.engine
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with api_process(settings, port) as api, tenant_client(engine, settings, base) as client:

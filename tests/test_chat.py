@@ -207,7 +207,7 @@ def test_a_stream_token_opens_only_its_own_job_stream(
 
 
 def test_a_stream_past_its_retention_is_gone_and_bad_event_ids_are_refused(
-    english_client: httpx.Client, api_settings: Settings
+    english_client: httpx.Client, api_settings: Settings, engine: Engine
 ) -> None:
     started = ask(english_client, "Who lights the copper lantern?")
     answer = read_stream(english_client, started["stream_url"])
@@ -221,10 +221,24 @@ def test_a_stream_past_its_retention_is_gone_and_bad_event_ids_are_refused(
     assert done.status_code == 204 and done.content == b""
     with redis.Redis.from_url(api_settings.redis_url or "") as r:
         assert r.ttl(stream_key(started["job_id"])) > 0
-        r.delete(stream_key(started["job_id"]))  # what the retention window does
-    gone = english_client.get(started["stream_url"])
-    assert gone.status_code == 410
-    assert "/messages" in gone.json()["detail"]
+        r.delete(stream_key(started["job_id"]))  # as a Redis reset or flush would
+    lost = english_client.get(started["stream_url"])
+    with engine.begin() as conn:  # as if it had ended before the retention window
+        conn.execute(
+            text("UPDATE jobs SET finished_at = now() - interval '2 hours' WHERE id = :j"),
+            {"j": started["job_id"]},
+        )
+    expired = english_client.get(started["stream_url"])
+    saved = f"read the saved answer with GET /v1/sessions/{started['session_id']}/messages"
+    assert lost.status_code == expired.status_code == 410
+    assert lost.json()["detail"] == (
+        "the live stream of this answer was lost (the server's Redis was reset or flushed); "
+        + saved
+    )
+    assert expired.json()["detail"] == (
+        f"the live stream of this answer was kept for {api_settings.stream_retention_seconds} s "
+        "and has expired; " + saved
+    )
 
 
 def test_deleting_a_session_removes_its_messages_jobs_and_streams(

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from core.settings import Settings
 from pipeline.chunking import count_tokens
 from tests.chat_helpers import ask, read_stream
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, copied_database
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, wait_for_job
 from tests.openai_standin import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
 from tests.pdfs import english_pdf, filler
@@ -41,8 +41,20 @@ def _redis_db(services: Services, db: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def llm_settings(services: Services, standin: StandIn) -> Settings:
-    return settings_for(
+def fleet_database(services: Services, template_database: str) -> Iterator[OwnDatabase]:
+    """The module's workers answer with the stand-in: a database of their own."""
+    with copied_database(services, template_database) as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def engine(fleet_database: OwnDatabase) -> Engine:
+    return fleet_database.engine
+
+
+@pytest.fixture(scope="module")
+def llm_settings(services: Services, standin: StandIn, fleet_database: OwnDatabase) -> Settings:
+    return fleet_database.settings(
         services,
         REDIS_URL=_redis_db(services, 5),  # its own queues: the default worker never sees them
         OPENAI_BASE_URL=standin.base_url,
@@ -286,10 +298,10 @@ def test_a_persian_question_gets_persian_instructions(
 
 
 def test_a_queued_job_can_be_cancelled_and_its_stream_sends_keep_alives_within_limits(
-    services: Services, standin: StandIn, engine: Engine
+    services: Services, standin: StandIn, engine: Engine, fleet_database: OwnDatabase
 ) -> None:
     """No worker serves these queues: the job stays queued while the stream waits."""
-    settings = settings_for(
+    settings = fleet_database.settings(
         services,
         REDIS_URL=_redis_db(services, 6),
         OPENAI_BASE_URL=standin.base_url,

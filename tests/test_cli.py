@@ -84,7 +84,7 @@ def test_bulk_ingest_loads_a_folder_skips_duplicates_and_resumes(
     engine,
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
-    settings = settings_for(services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/14")
+    settings = settings_for(services)
     slug = _slug()
     assert cli.invoke(main, ["tenant", "create", slug, "--name", "Bulk"]).exit_code == 0
     folder = tmp_path / "library"
@@ -138,7 +138,7 @@ def test_reindex_ingests_a_tenant_s_documents_again_and_no_one_else_s(
     monkeypatch,
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
-    settings = settings_for(services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/15")
+    settings = settings_for(services)
     with LiveServer(settings) as server, WorkerProcess(settings):
         with tenant_client(engine, settings, server.url) as mine:
             ingest(mine, english_pdf([filler(31, 6)]), "one.pdf")

@@ -15,7 +15,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, settings_for
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
 from tests.pdfs import english_pdf, filler
 from transport.broker import BROKER_NAMESPACE
@@ -61,10 +61,11 @@ def test_requests_while_the_database_is_down_are_503_and_the_api_recovers(
 
 
 def test_a_job_taken_while_the_database_is_down_is_retried_and_finishes_once(
-    database_down_for_a_while: Services, engine: Engine
+    own_database: OwnDatabase, database_down_for_a_while: Services
 ) -> None:
     services = database_down_for_a_while
-    settings = settings_for(
+    engine = own_database.engine
+    settings = own_database.settings(
         services,
         REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/8",  # no worker listens here yet
         RATE_LIMIT_PER_MINUTE="100000",
@@ -96,7 +97,8 @@ def test_a_job_taken_while_the_database_is_down_is_retried_and_finishes_once(
 
 
 def _retry_scheduled(redis_url: str, timeout: float = 30) -> bool:
-    """True once Dramatiq has put the ingest message back, delayed, for a retry."""
+    """True once Dramatiq has put the ingest turn back, delayed, for a retry (its claim could
+    not reach the database)."""
     deadline = time.monotonic() + timeout
     with redis.Redis.from_url(redis_url) as client:
         while time.monotonic() < deadline:

@@ -14,6 +14,8 @@ import httpx
 import jwt
 import pytest
 
+from tests.ingest_helpers import upload, wait_for_job
+from tests.pdfs import costly_pdf, filler
 from tools.embedded import free_port
 
 pytestmark = pytest.mark.stack  # `docuchat dev` from nothing: its own Postgres and Redis
@@ -28,6 +30,7 @@ def _clean_env(data_dir: Path) -> dict[str, str]:
         if k not in {"DATABASE_URL", "DATABASE_OWNER_URL", "REDIS_URL", "JWT_SECRET"}
     }
     env["DATA_DIR"] = str(data_dir)
+    env["READ_RATE_LIMIT_PER_MINUTE"] = "100000"  # the test polls jobs ten times a second
     return env
 
 
@@ -97,6 +100,16 @@ def test_dev_stack_starts_from_nothing_serves_health_and_stops_cleanly(tmp_path:
         me = httpx.get(f"{base}/v1/me", headers=bearer | tenant)
         assert me.status_code == 200 and me.json()["email"] == email
 
+        # Ctrl-C while a PDF is being read: the worker hands its batch back as it stops.
+        client = httpx.Client(base_url=base, headers=bearer | tenant, timeout=30)
+        pages = [f"Page {n} of the dev log. " + filler(n, 3) for n in range(1, 17)]
+        uploaded = upload(client, costly_pdf([(page, 4_000_000) for page in pages]), "dev-log.pdf")
+        assert uploaded.status_code == 202, uploaded.text
+        job_id = uploaded.json()["job"]["id"]
+        deadline = time.monotonic() + 60
+        while client.get(f"/v1/jobs/{job_id}").json()["progress"].get("pages_done", 0) < 2:
+            assert time.monotonic() < deadline, "the ingestion never started"
+            time.sleep(0.1)
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0
     finally:
@@ -107,8 +120,27 @@ def test_dev_stack_starts_from_nothing_serves_health_and_stops_cleanly(tmp_path:
     assert "DocuChat is running" in output and f"http://127.0.0.1:{port}/healthz" in output
     assert "Traceback" not in output
     assert not (data_dir / "postgres" / "postmaster.pid").exists()  # Postgres stopped
+    assert (data_dir / "redis" / "appendonly.aof").stat().st_size > 0  # the queues were kept
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+    # `docuchat dev` again: the same document finishes within a minute, nothing to retry.
+    again = subprocess.Popen(
+        [str(BIN / "docuchat"), "dev", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _wait_for_workers(f"http://127.0.0.1:{port}/healthz", time.monotonic() + 120)
+        job = wait_for_job(client, job_id, timeout=60)
+        document = client.get(f"/v1/files/{job['document_id']}").json()
+        again.send_signal(signal.SIGINT)
+        assert again.wait(timeout=60) == 0
+    finally:
+        if again.poll() is None:
+            again.kill()
+        client.close()
+    assert job["status"] == "succeeded", job
+    assert document["status"] == "ready" and document["pages"] == len(pages)
 
 
 def test_second_dev_on_the_same_data_folder_refuses(tmp_path: Path) -> None:

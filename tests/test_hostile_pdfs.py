@@ -17,7 +17,7 @@ from pipeline.errors import CorruptPdf, PdfTooDemanding, PermanentError, TooMany
 from pipeline.pdf import PageText
 from pipeline.pdf_isolation import ReadLimits, count_pages, read_pdf
 from tests import hostile_pdfs
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, copied_database
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
 from tests.pdfs import english_pdf, filler
 
@@ -102,8 +102,20 @@ def test_every_rejection_is_a_permanent_error() -> None:
 
 
 @pytest.fixture(scope="module")
-def limited_settings(services: Services) -> Settings:
-    return settings_for(
+def limited_database(services: Services, template_database: str) -> Iterator[OwnDatabase]:
+    """The limited worker's fleet: a database of its own."""
+    with copied_database(services, template_database) as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def engine(limited_database: OwnDatabase) -> Engine:
+    return limited_database.engine
+
+
+@pytest.fixture(scope="module")
+def limited_settings(services: Services, limited_database: OwnDatabase) -> Settings:
+    return limited_database.settings(
         services,
         REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/7",  # its own queues and worker
         PDF_MEMORY_LIMIT_MB="256",

@@ -11,9 +11,10 @@ from sqlalchemy import Engine, text
 
 from core.settings import Settings
 from tests.conftest import LiveServer, Services, settings_for
-from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
+from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload, wait_for_job
 from tests.pdfs import (
     blank_pdf,
+    costly_pdf,
     encrypted_pdf,
     english_pdf,
     filler,
@@ -136,13 +137,57 @@ def test_malformed_upload_requests(client: httpx.Client) -> None:
 
 
 def test_a_scan_without_text_fails_with_a_clear_reason(client: httpx.Client) -> None:
-    response = upload(client, scanned_pdf(), "scan.pdf")
+    scan = scanned_pdf()
+    response = upload(client, scan, "scan.pdf")
     assert response.status_code == 202
     job = wait_for_job(client, response.json()["job"]["id"])
     reason = "no extractable text: scanned PDF (OCR is not supported)"
     assert (job["status"], job["error"]) == ("failed", reason)
     document = client.get(f"/v1/files/{job['document_id']}").json()
     assert (document["status"], document["error"]) == ("failed", reason)
+    # The same bytes again try once more (a new job), rather than hand back the failure.
+    again = upload(client, scan, "scan again.pdf")
+    assert again.status_code == 202, again.text
+    assert again.json()["document"]["id"] == document["id"]
+    assert again.json()["job"]["id"] != job["id"]
+    assert wait_for_job(client, again.json()["job"]["id"])["error"] == reason
+
+
+def test_a_cancelled_or_stuck_ingestion_is_retried_on_request(
+    client: httpx.Client, engine: Engine, api_settings: Settings
+) -> None:
+    pages = [f"Retry page {n}. " + filler(n, 3) for n in range(1, 7)]
+    response = upload(client, costly_pdf([(page, 4_000_000) for page in pages]), "retry.pdf")
+    assert response.status_code == 202, response.text
+    first, document_id = response.json()["job"]["id"], response.json()["document"]["id"]
+    assert client.post(f"/v1/jobs/{first}/cancel").status_code == 200
+    cancelled = client.get(f"/v1/files/{document_id}").json()
+    with colleague_client(engine, api_settings, client) as colleague:
+        refused = colleague.post(f"/v1/files/{document_id}/retry")
+    retried = client.post(f"/v1/files/{document_id}/retry")
+    # Retried again while that one is under way (as if stuck): it starts over.
+    restarted = client.post(f"/v1/files/{document_id}/retry")
+    job = wait_for_job(client, restarted.json()["job"]["id"])
+    replaced = client.get(f"/v1/jobs/{retried.json()['job']['id']}").json()
+    document = client.get(f"/v1/files/{document_id}").json()
+    ready = client.post(f"/v1/files/{document_id}/retry")
+    missing = client.post(f"/v1/files/{uuid.uuid4()}/retry")
+    malformed = client.post("/v1/files/not-an-id/retry")
+
+    assert (cancelled["status"], cancelled["error"]) == ("failed", "ingestion was cancelled")
+    assert refused.status_code == 403
+    assert "only the member who uploaded a document, or an admin" in refused.json()["detail"]
+    assert retried.status_code == restarted.status_code == 202, retried.text
+    assert retried.json()["document"]["status"] == "queued"
+    assert len({first, retried.json()["job"]["id"], restarted.json()["job"]["id"]}) == 3
+    assert (replaced["status"], replaced["error"]) == ("cancelled", "retried on request")
+    assert job["status"] == "succeeded", job
+    assert document["status"] == "ready" and document["pages"] == len(pages)
+    rows = _chunk_rows(engine, document_id)
+    assert len(rows) == len({ordinal for ordinal, _, _ in rows}) == document["chunks"]
+    assert ready.status_code == 409
+    assert ready.json()["detail"] == "the document is ready; there is nothing to retry"
+    assert missing.status_code == malformed.status_code == 404  # a path id names nothing
 
 
 def test_the_same_file_again_returns_the_existing_document(

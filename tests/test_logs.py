@@ -11,14 +11,13 @@ import signal
 import subprocess
 
 import httpx
-from sqlalchemy import Engine
 
 from core import logs
 from tests.conftest import (
     TEST_JWT_SECRET,
+    OwnDatabase,
     Services,
     WorkerProcess,
-    settings_for,
     wait_until_healthy,
 )
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
@@ -48,9 +47,13 @@ def test_a_record_becomes_one_json_line_with_the_ids_in_context() -> None:
 
 
 def test_api_and_worker_lines_are_json_with_request_tenant_and_job(
-    services: Services, engine: Engine
+    services: Services, own_database: OwnDatabase
 ) -> None:
-    settings = settings_for(services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/12")
+    """The worker whose lines are read must be the one that ingests: a fleet of its own."""
+    engine = own_database.engine
+    settings = own_database.settings(
+        services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/12"
+    )
     port = free_port()
     environ = os.environ | {
         "APP_ENV": "test",

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine
 
 from tests.chat_helpers import ask, read_stream
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import ingest, tenant_client
 from tests.pdfs import english_pdf, filler
 
@@ -22,10 +21,13 @@ def _samples(body: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 def test_metrics_count_the_fleet_s_work_and_the_api_s_requests(
-    services: Services, engine: Engine
+    services: Services, own_database: OwnDatabase
 ) -> None:
-    # Redis of its own: the fleet's counters start at zero.
-    settings = settings_for(services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/13")
+    # A fleet of its own (Redis and database): its counters start at zero.
+    engine = own_database.engine
+    settings = own_database.settings(
+        services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/13"
+    )
     pages = ["The copper lantern hangs in the harbour. " + filler(2, 8), filler(3, 8)]
     with (
         LiveServer(settings) as server,

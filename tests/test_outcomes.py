@@ -1,7 +1,8 @@
-"""Job outcomes under Dramatiq's own retry machinery (its StubBroker, no Redis): permanent
-errors fail at once, anything else is retried up to the actor's limit and then fails for
-good, a cancelled job just ends. The outcome's record in Postgres is best effort; here the
-database is out of reach on purpose, and the work's fate must not depend on it."""
+"""Job outcomes: a batch of pages retried in the database after a backoff, an answer under
+Dramatiq's own retry machinery (its StubBroker, no Redis). Permanent errors fail at once,
+anything else is retried up to its limit and then fails for good, a cancelled job just ends.
+The outcome's record in Postgres is best effort; here the database is out of reach on
+purpose, and the work's fate must not depend on it."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from collections.abc import Iterator
 import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import CurrentMessage, Retries
+from dramatiq.middleware import CurrentMessage, Retries, Shutdown, TimeLimitExceeded
 from sqlalchemy import Engine, create_engine
 
+from db.batches import Claim
 from pipeline.errors import NotAPdf
 from usecases.jobs import Cancelled
-from workers.outcomes import chat_outcome, ingest_outcome
+from workers.outcomes import backoff, batch_outcome, chat_outcome
 
 MAX_RETRIES = 2
 
@@ -48,37 +50,33 @@ def _run(broker: StubBroker, actor: dramatiq.Actor[..., None], *args: object) ->
 
 
 @pytest.mark.parametrize(
-    ("raised", "attempts", "outcomes"),
+    ("raised", "outcomes", "wakes"),
     [
-        (RuntimeError("the database went away"), MAX_RETRIES + 1, ["failed"]),
-        (NotAPdf(), 1, ["failed"]),
-        (Cancelled(), 1, ["cancelled"]),
+        (RuntimeError("the database went away"), [], [1000]),
+        (TimeLimitExceeded(), [], [1000]),
+        (NotAPdf(), ["failed"], []),
+        (Cancelled(), [], []),
+        (Shutdown(), [], []),
     ],
-    ids=["transient", "permanent", "cancelled"],
+    ids=["transient", "time-limit", "permanent", "cancelled", "shutdown"],
 )
-def test_an_ingest_job_is_retried_only_for_what_a_retry_can_mend(
-    broker: StubBroker,
-    unreachable: Engine,
-    raised: BaseException,
-    attempts: int,
-    outcomes: list[str],
+def test_a_batch_is_retried_only_for_what_a_retry_can_mend(
+    unreachable: Engine, raised: BaseException, outcomes: list[str], wakes: list[int | None]
 ) -> None:
-    tries: list[int] = []
+    """Batches retry in the database, not by Dramatiq's retries: a transient failure sends a
+    turn after the backoff; a bad file fails the job at once; a cancelled batch and a stopping
+    worker's send nothing here (the turn's own end sends the next turn at once)."""
     counted: list[str] = []
-
-    @dramatiq.actor(
-        broker=broker, max_retries=MAX_RETRIES, min_backoff=1, max_backoff=5, throws=(NotAPdf,)
-    )
-    def ingest(job_id: str) -> None:
-        tries.append(1)
-        with ingest_outcome(
-            unreachable, uuid.uuid4(), uuid.UUID(job_id), MAX_RETRIES, counted.append
-        ):
-            raise raised
-
-    _run(broker, ingest, str(uuid.uuid4()))
-    assert len(tries) == attempts
+    woken: list[int | None] = []
+    claim = Claim(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), "worker-1")
+    with batch_outcome(unreachable, claim, 5, counted.append, woken.append):
+        raise raised
     assert counted == outcomes
+    assert woken == wakes
+
+
+def test_the_backoff_doubles_up_to_a_minute() -> None:
+    assert [backoff(n).total_seconds() for n in (1, 2, 3, 6, 7, 20)] == [1, 2, 4, 32, 60, 60]
 
 
 def test_an_answer_that_fails_for_good_says_so_on_its_stream(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pypdf
 import pytest
 
 from pipeline.chunking import chunk_pages, count_tokens
-from pipeline.embedding import LocalE5Embedder
+from pipeline.embedding import FairLock, LocalE5Embedder
 from pipeline.errors import (
     CorruptPdf,
     EmptyFile,
@@ -40,7 +42,7 @@ def _write(tmp_path: Path, data: bytes, name: str = "doc.pdf") -> Path:
 def test_persian_words_come_out_separated_and_in_reading_order(tmp_path: Path) -> None:
     path = _write(tmp_path, persian_pdf([PERSIAN + "\n\nپاراگراف دوم درباره‌ی یادگیری است."]))
     with read_pdf(path, ReadLimits(10)) as source:
-        (page,) = list(normalised_pages(source))
+        (page,) = list(normalised_pages(source.pages()))
     assert page.number == 1
     assert page.text.split() == (PERSIAN + " پاراگراف دوم درباره‌ی یادگیری است.").split()
     # pypdf, for contrast, loses the word spaces this test depends on.
@@ -51,7 +53,7 @@ def test_persian_words_come_out_separated_and_in_reading_order(tmp_path: Path) -
 def test_english_pages_keep_their_numbers(tmp_path: Path) -> None:
     path = _write(tmp_path, english_pdf(["First page. Alpha.", "Second page. Beta."]))
     with read_pdf(path, ReadLimits(10)) as source:
-        pages = list(normalised_pages(source))
+        pages = list(normalised_pages(source.pages()))
     assert [(p.number, p.text) for p in pages] == [
         (1, "First page. Alpha."),
         (2, "Second page. Beta."),
@@ -170,3 +172,37 @@ def test_e5_query_and_passage_roles_rank_the_right_passage() -> None:
     query = embedder.embed_query("پایتخت ایران کجاست؟")
     assert int(np.argmax(passages.vectors @ query.vectors[0])) == 1
     assert query.prompt_tokens == count_tokens("پایتخت ایران کجاست؟")
+
+
+def test_passages_embedded_a_few_at_a_time_are_the_passages_embedded_alone() -> None:
+    embedder = LocalE5Embedder()
+    texts = [f"Passage {n}: " + "the harbour lantern " * (n + 1) for n in range(6)]
+    together = embedder.embed_passages(texts).vectors
+    alone = np.concatenate([embedder.embed_passages([text]).vectors for text in texts])
+    assert together.shape == (6, LocalE5Embedder.dimension)
+    assert np.allclose(together, alone, atol=1e-4)
+
+
+def test_the_fair_lock_serves_threads_in_the_order_they_asked() -> None:
+    """A thread that takes the lock again and again cannot keep out one that asked once."""
+    lock, taken = FairLock(), []
+    first_taken = threading.Event()
+
+    def greedy() -> None:
+        for _ in range(40):
+            with lock:
+                taken.append("greedy")
+                first_taken.set()
+                time.sleep(0.005)
+
+    def once() -> None:
+        first_taken.wait()
+        with lock:
+            taken.append("once")
+
+    threads = [threading.Thread(target=greedy), threading.Thread(target=once)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert taken.index("once") <= 3  # served within a turn or two of asking

@@ -19,20 +19,18 @@ import httpx
 import pytest
 import redis
 from httpx_sse import connect_sse
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import text
 
 from core.bootstrap import bootstrap
-from core.settings import Settings
-from db.migrate import upgrade
-from db.roles import ensure_app_login
+from db.batches import claim_batch
+from db.engine import unit_of_work
 from tests.chat_helpers import Answer, Event, ask, read_stream
-from tests.conftest import LiveServer, Services, WorkerProcess, app_url_of, settings_for
+from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import ingest, tenant_client, upload
 from tests.openai_standin import StandIn
 from tests.pdfs import english_pdf, filler
 from tools.embedded import EmbeddedRedis
-from transport.broker import create_broker
-from workers.reaper import MAX_REQUEUES, reap_lost_jobs
+from workers.reaper import MAX_REQUEUES, Fleet, Reaped, reap
 
 REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."
 
@@ -41,18 +39,6 @@ REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."
 def standin() -> Iterator[StandIn]:
     with StandIn(reply=REPLY, piece_delay=0.05) as server:
         yield server
-
-
-@pytest.fixture
-def own_database(empty_database: str, settings: Settings) -> Iterator[tuple[str, Engine]]:
-    """A database of the test's own, so the reaper sees no other test's jobs."""
-    owner = create_engine(empty_database)
-    upgrade(owner, settings.embedding_dimension)
-    ensure_app_login(owner, app_url_of(empty_database))
-    try:
-        yield empty_database, owner
-    finally:
-        owner.dispose()
 
 
 @pytest.fixture
@@ -80,6 +66,14 @@ def _read_until_broken(client: httpx.Client, url: str, kill: EmbeddedRedis) -> A
     return answer
 
 
+def _start_empty(server: EmbeddedRedis) -> None:
+    """Start again on the same port with nothing: a Redis that kept no data (a failover, a
+    server without persistence)."""
+    for saved in ("appendonly.aof", "dump.rdb"):
+        (server.dir / saved).unlink(missing_ok=True)
+    server.start()
+
+
 def _resume(client: httpx.Client, url: str, last_event_id: str, timeout: float = 60) -> Answer:
     """Reconnect as EventSource does, with Last-Event-ID, until the answer's last event."""
     deadline = time.monotonic() + timeout
@@ -97,7 +91,7 @@ def _resume(client: httpx.Client, url: str, last_event_id: str, timeout: float =
 @pytest.mark.parametrize("outage", [0.0, 3.0], ids=["blip", "three-seconds"])
 def test_an_answer_survives_redis_losing_everything_mid_stream(
     services: Services,
-    own_database: tuple[str, Engine],
+    own_database: OwnDatabase,
     standin: StandIn,
     own_redis: EmbeddedRedis,
     outage: float,
@@ -105,11 +99,9 @@ def test_an_answer_survives_redis_losing_everything_mid_stream(
     """A blip: the worker's next write reaches the new Redis, and the client resumes where it
     was. Three seconds: the worker's write fails, the job's message is gone with Redis, the
     reaper sends it again and the client gets the whole answer after a `restart`."""
-    database_url, engine = own_database
-    settings = settings_for(
+    engine = own_database.engine
+    settings = own_database.settings(
         services,
-        DATABASE_URL=app_url_of(database_url),
-        DATABASE_OWNER_URL=database_url,
         REDIS_URL=own_redis.url,
         RATE_LIMIT_PER_MINUTE="100000",
         OPENAI_BASE_URL=standin.base_url,
@@ -126,7 +118,7 @@ def test_an_answer_survives_redis_losing_everything_mid_stream(
         started = ask(client, "Where does the copper lantern hang?")
         broken = _read_until_broken(client, started["stream_url"], own_redis)
         time.sleep(outage)
-        own_redis.start()  # same port, empty
+        _start_empty(own_redis)
         last_id = next(e.id for e in reversed(broken.events) if e.event == "delta")
         resumed = _resume(client, started["stream_url"], last_id)
         job = client.get(f"/v1/jobs/{started['job_id']}").json()
@@ -153,59 +145,101 @@ def test_an_answer_survives_redis_losing_everything_mid_stream(
         assert requeues == 1  # the reaper found its message gone and sent it again
 
 
-def test_the_reaper_leaves_jobs_with_messages_alone_and_gives_up_after_its_limit(
-    services: Services, own_database: tuple[str, Engine], own_redis: EmbeddedRedis
+def test_the_reaper_resends_lost_answers_and_gives_up_after_its_limit(
+    services: Services, own_database: OwnDatabase, own_redis: EmbeddedRedis
 ) -> None:
     """No worker listens here: the reaper is called directly on jobs whose messages it sees."""
-    database_url, engine = own_database
-    settings = settings_for(
-        services,
-        DATABASE_URL=app_url_of(database_url),
-        DATABASE_OWNER_URL=database_url,
-        REDIS_URL=own_redis.url,
-        RATE_LIMIT_PER_MINUTE="100000",
+    settings = own_database.settings(
+        services, REDIS_URL=own_redis.url, RATE_LIMIT_PER_MINUTE="100000"
     )
-    app_engine = bootstrap(settings).engine
-    broker = create_broker(settings)
+    parts = bootstrap(settings)
     queued = redis.Redis.from_url(own_redis.url)
     try:
-        with LiveServer(settings) as server, tenant_client(engine, settings, server.url) as client:
-            kept = ingest_job(client, 1)
-            lost = ingest_job(client, 2)
-            _lose(queued, lost)  # as if Redis had lost its message
+        with (
+            LiveServer(settings) as server,
+            tenant_client(own_database.engine, settings, server.url) as client,
+        ):
+            kept = ask(client, "Which lantern is kept?")["job_id"]
+            lost = ask(client, "Which lantern is lost?")["job_id"]
+            _lose(queued, "chat", lost)  # as if Redis had lost its message
 
-            def reap() -> dict[str, list[uuid.UUID]]:
-                return reap_lost_jobs(app_engine, queued, broker, timedelta(0), 3600)
+            def reap_now() -> Reaped:
+                return reap(parts.engine, queued, parts.broker, timedelta(0), 3600, FLEET)
 
-            first = reap()
+            first = reap_now()
             for _ in range(MAX_REQUEUES - 1):
-                _lose(queued, lost)
-                reap()
-            _lose(queued, lost)
-            last = reap()
+                _lose(queued, "chat", lost)
+                reap_now()
+            _lose(queued, "chat", lost)
+            last = reap_now()
             kept_job = client.get(f"/v1/jobs/{kept}").json()
             lost_job = client.get(f"/v1/jobs/{lost}").json()
-            document = client.get(f"/v1/files/{lost_job['document_id']}").json()
     finally:
-        app_engine.dispose()
+        parts.close()
         queued.close()
-    assert first == {"requeued": [uuid.UUID(lost)], "failed": []}
+    assert first.requeued == [uuid.UUID(lost)] and first.failed == []
     assert kept_job["status"] == "queued"
-    assert last == {"requeued": [], "failed": [uuid.UUID(lost)]}
+    assert last.requeued == [] and last.failed == [uuid.UUID(lost)]
     assert lost_job["status"] == "failed" and "queue message was lost" in lost_job["error"]
-    assert document["status"] == "failed" and "queue message was lost" in document["error"]
 
 
-def ingest_job(client: httpx.Client, seed: int) -> str:
-    response = upload(client, english_pdf([filler(seed, 3)]))
-    assert response.status_code == 202, response.text
-    job_id: str = response.json()["job"]["id"]
-    return job_id
+def test_the_reaper_hands_on_the_batches_of_a_dead_worker_and_sends_lost_turns(
+    services: Services, own_database: OwnDatabase, own_redis: EmbeddedRedis
+) -> None:
+    """No worker listens here either: a batch claimed by a worker whose heartbeat is gone goes
+    back to the queue, and a claimable batch whose turn Redis lost gets one again."""
+    settings = own_database.settings(
+        services, REDIS_URL=own_redis.url, RATE_LIMIT_PER_MINUTE="100000"
+    )
+    parts = bootstrap(settings)
+    queued = redis.Redis.from_url(own_redis.url)
+
+    def reap_now() -> Reaped:
+        return reap(parts.engine, queued, parts.broker, timedelta(0), 3600, FLEET)
+
+    try:
+        with (
+            LiveServer(settings) as server,
+            tenant_client(own_database.engine, settings, server.url) as client,
+        ):
+            response = upload(client, english_pdf([filler(1, 3)]))
+            assert response.status_code == 202, response.text
+            assert _turns(queued) == 1  # one batch, one turn
+            assert reap_now().turns == 0  # it has its turn
+            _lose(queued, "ingest", None)  # Redis lost the turn
+            assert reap_now().turns == 1
+            with unit_of_work(parts.engine) as session:
+                claimed = claim_batch(session, "a-worker-that-died", 1)
+            assert claimed is not None
+            held = reap_now()
+            job = client.get(f"/v1/jobs/{response.json()['job']['id']}").json()
+    finally:
+        parts.close()
+        queued.close()
+    assert held.released == [claimed.batch_id]
+    assert held.turns == 0  # the turn sent before is still waiting for it
+    assert job["status"] == "running"  # its first batch was claimed once
+    with own_database.engine.connect() as conn:
+        batch = conn.execute(
+            text("SELECT status, claimed_by, error FROM ingest_batches WHERE id = :b"),
+            {"b": claimed.batch_id},
+        ).one()
+    assert tuple(batch) == ("queued", None, "its worker stopped")
 
 
-def _lose(queued: redis.Redis, job_id: str) -> None:
-    """Remove the job's messages from the ingest queue's hash, as a Redis restart would."""
-    key = "docuchat:ingest.msgs"
+FLEET = Fleet(heartbeat_timeout=timedelta(seconds=60), tenant_ingest_share=1)
+
+
+def _turns(queued: redis.Redis) -> int:
+    return int(queued.hlen("docuchat:ingest.msgs"))
+
+
+def _lose(queued: redis.Redis, queue: str, job_id: str | None) -> None:
+    """Remove a job's messages (any message, without a job) from a queue's hash, as a Redis
+    restart would."""
+    key = f"docuchat:{queue}.msgs"
     for field, raw in queued.hgetall(key).items():
-        if json.loads(raw)["message_id"] == job_id:
+        if job_id is None or json.loads(raw)["message_id"] == job_id:
             queued.hdel(key, field)
+    if job_id is None:
+        queued.delete(f"docuchat:{queue}")

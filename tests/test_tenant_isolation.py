@@ -74,6 +74,7 @@ def bodies(victim: Victim) -> dict[tuple[str, str], list[dict[str, Any] | None]]
             {"message": "Where is the lantern?", "document_ids": [document]},
         ],
         ("POST", "/v1/jobs/{job_id:str}/cancel"): [None],
+        ("POST", "/v1/files/{document_id:str}/retry"): [None],
         ("PATCH", "/v1/members/{member_id:str}"): [{"role": "admin"}],
         # These name nothing of B's: covered by the header case only.
         ("POST", "/v1/files"): [],

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from sqlalchemy import Engine
@@ -21,7 +22,8 @@ from core.settings import Settings
 from db.engine import unit_of_work
 from tests.auth_helpers import Inbox
 from tests.conftest import LiveServer, Services, WorkerProcess, auth_settings
-from tests.pdfs import persian_filler, persian_pdf
+from tests.ingest_helpers import upload
+from tests.pdfs import costly_pdf, filler, persian_filler, persian_pdf
 from usecases.members import create_tenant, get_or_create_user, promote_user
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -149,6 +151,29 @@ def test_an_admin_manages_members_in_the_members_panel(
     expect(status).to_contain_text(f"{newcomer} is removed")
     expect(row).to_have_count(0)
     page.screenshot(path=str(_artifacts() / "members_panel.png"), full_page=True)
+    page.close()
+
+
+def test_a_failed_document_is_retried_from_the_page(
+    browser: Browser, site: tuple[str, Settings], engine: Engine
+) -> None:
+    url, settings = site
+    with unit_of_work(engine) as session:
+        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Retry")
+        user = get_or_create_user(session, tenant, f"u-{uuid.uuid4().hex[:6]}@example.com")
+        token = issue_access_token(settings, user.id, tenant.id).token
+    headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant.slug}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        pages = [(f"Ledger page {n}. " + filler(n, 3), 3_000_000) for n in range(1, 5)]
+        uploaded = upload(client, costly_pdf(pages), "ledger.pdf")
+        assert client.post(f"/v1/jobs/{uploaded.json()['job']['id']}/cancel").status_code == 200
+    page = _signed_in_page(browser, url, tenant.slug, token, user.email)
+    documents = page.locator("#documents")
+    expect(documents).to_contain_text("ledger.pdf — failed: ingestion was cancelled")
+    documents.get_by_role("button", name="Retry: ledger.pdf").click()
+    expect(page.locator("#uploads")).to_contain_text("ledger.pdf: ready", timeout=60_000)
+    expect(documents).to_contain_text("ledger.pdf — 4 pages")
+    expect(documents.get_by_role("button")).to_have_count(0)  # nothing left to retry
     page.close()
 
 

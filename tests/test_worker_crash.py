@@ -1,8 +1,8 @@
 """A worker killed with SIGKILL mid-ingestion or mid-answer: another worker finishes the job,
 with no duplicate chunks, messages or usage.
 
-These tests' API and workers use their own Redis databases, so the run's shared worker cannot
-take the message first: the one worker alive when the job is queued is the one that dies.
+These tests' API and workers use their own Redis and Postgres databases, so the run's shared
+worker cannot take the work first: the workers started here are the only ones.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import Engine, text
 
 from tests.chat_helpers import ask, read_stream
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
+from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
 from tests.openai_standin import StandIn
-from tests.pdfs import english_pdf, filler
+from tests.pdfs import costly_pdf, english_pdf, filler
+from transport.broker import HEARTBEATS_KEY
 
 REPLY = " ".join(f"word{i}" for i in range(40)) + " [1]."
 
@@ -30,58 +32,102 @@ def standin() -> Iterator[StandIn]:
         yield server
 
 
-def test_a_killed_worker_s_job_is_redelivered_and_finished_once(
-    services: Services, engine: Engine
+def test_two_workers_share_a_document_s_batches_and_a_killed_one_loses_nothing(
+    services: Services, own_database: OwnDatabase
 ) -> None:
-    settings = settings_for(
+    """One document in six batches of two pages, on two worker processes: both take batches.
+    One is SIGKILLed in the middle of a batch; once its heartbeat is past the timeout the
+    reaper hands that batch to the other, and the document ends with exactly one set of
+    chunks, every page in it, its embedding counted once."""
+    engine = own_database.engine
+    settings = own_database.settings(
         services,
         REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/3",
         WORKER_HEARTBEAT_TIMEOUT_SECONDS="2",
+        REAPER_INTERVAL_SECONDS="1",
+        INGEST_BATCH_PAGES="2",
+        TENANT_INGEST_CONCURRENCY="4",
         RATE_LIMIT_PER_MINUTE="100000",
     )
-    pdf = english_pdf([filler(n, 20) for n in range(20)])
+    pages = [f"Page {n} of the harbour log. " + filler(n, 3) for n in range(1, 13)]
+    pdf = costly_pdf([(page, 4_000_000) for page in pages])  # about half a second of CPU a page
+    queues = redis.Redis.from_url(settings.redis_url or "")
     with LiveServer(settings) as server, tenant_client(engine, settings, server.url) as client:
-        first = WorkerProcess(settings, threads=1).__enter__()
+        victim = WorkerProcess(settings, threads=1).__enter__()
         try:
-            response = upload(client, pdf, "long.pdf")
-            assert response.status_code == 202, response.text
-            job_id = response.json()["job"]["id"]
-            document_id = response.json()["document"]["id"]
-            deadline = time.monotonic() + 60
-            while client.get(f"/v1/jobs/{job_id}").json()["progress"].get("stage") != "embedding":
-                assert time.monotonic() < deadline, "the first worker never started embedding"
-                time.sleep(0.05)
+            victim_id = _only_heartbeat(queues)
+            with WorkerProcess(settings, threads=1):
+                response = upload(client, pdf, "log.pdf")
+                assert response.status_code == 202, response.text
+                job_id = response.json()["job"]["id"]
+                document_id = response.json()["document"]["id"]
+                claimants: set[str] = set()
+                deadline = time.monotonic() + 60
+                while True:  # until the victim is part-way through a batch, the other busy too
+                    running = _running_batches(engine, document_id)
+                    claimants |= {claimant for claimant, _, _ in running}
+                    held = [b for claimant, b, done in running if claimant == victim_id and done]
+                    if held and len(claimants) == 2:
+                        break
+                    assert time.monotonic() < deadline, f"no two workers busy: {claimants}"
+                    time.sleep(0.02)
+                victim.kill()
+                job = wait_for_job(client, job_id, timeout=120)
+            document = client.get(f"/v1/files/{document_id}").json()
         finally:
-            first.kill()
-        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "running"  # orphaned
-        with WorkerProcess(settings, threads=1):
-            job = wait_for_job(client, job_id, timeout=120)
-        assert job["status"] == "succeeded", job
-        document = client.get(f"/v1/files/{document_id}").json()
+            if victim.process is not None and victim.process.poll() is None:
+                victim.kill()
+            queues.close()
+    assert job["status"] == "succeeded", job
+    assert document["status"] == "ready" and document["pages"] == len(pages)
     with engine.connect() as conn:
-        ordinals = [
-            row[0]
-            for row in conn.execute(
-                text("SELECT ordinal FROM chunks WHERE document_id = :d ORDER BY ordinal"),
-                {"d": document_id},
-            )
-        ]
-        usage = conn.execute(
-            text(
-                "SELECT count(*) FROM usage_records u JOIN documents d "
-                "ON d.uploaded_by = u.user_id WHERE d.id = :d AND u.kind = 'embedding'"
-            ),
+        chunks = conn.execute(
+            text("SELECT ordinal, page_start, page_end FROM chunks WHERE document_id = :d"),
             {"d": document_id},
-        ).scalar()
-    assert document["status"] == "ready"
-    assert ordinals == list(range(document["chunks"])), "exactly one set of chunks"
+        ).all()
+        handed_on = conn.execute(
+            text("SELECT attempts FROM ingest_batches WHERE id = :b"), {"b": held[0]}
+        ).scalar_one()
+        usage = conn.execute(
+            text("SELECT count(*) FROM usage_records WHERE job_id = :j AND kind = 'embedding'"),
+            {"j": job_id},
+        ).scalar_one()
+    ordinals = [ordinal for ordinal, _, _ in chunks]
+    assert len(ordinals) == len(set(ordinals)) == document["chunks"], "one set of chunks"
+    covered = {page for _, start, end in chunks for page in range(start, end + 1)}
+    assert covered == set(range(1, len(pages) + 1)), "every page is in it"
+    assert handed_on == 2, "the killed worker's batch ran again, on the other"
     assert usage == 1, "the embedding usage is counted once"
 
 
+def _only_heartbeat(queues: redis.Redis, timeout: float = 30) -> str:
+    """The id of the one worker whose heartbeat Redis holds (the first to start)."""
+    deadline = time.monotonic() + timeout
+    while not (members := queues.zrange(HEARTBEATS_KEY, 0, -1)):
+        assert time.monotonic() < deadline, "the worker never beat"
+        time.sleep(0.05)
+    assert len(members) == 1
+    return str(members[0].decode())
+
+
+def _running_batches(engine: Engine, document_id: str) -> list[tuple[str, str, int]]:
+    """(claimant, batch id, pages read) of the document's running batches."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT claimed_by, id, pages_done FROM ingest_batches "
+                "WHERE document_id = :d AND status = 'running'"
+            ),
+            {"d": document_id},
+        ).all()
+    return [(str(claimant), str(batch), int(done)) for claimant, batch, done in rows]
+
+
 def test_a_killed_worker_s_answer_restarts_on_another_and_is_saved_once(
-    services: Services, engine: Engine, standin: StandIn
+    services: Services, own_database: OwnDatabase, standin: StandIn
 ) -> None:
-    settings = settings_for(
+    engine = own_database.engine
+    settings = own_database.settings(
         services,
         REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/6",
         WORKER_HEARTBEAT_TIMEOUT_SECONDS="2",
@@ -123,9 +169,10 @@ def _messages(client: httpx.Client, session_id: str) -> list[dict[str, str]]:
 
 
 def test_sigterm_lets_a_worker_finish_the_answer_it_is_streaming(
-    services: Services, engine: Engine, standin: StandIn
+    services: Services, own_database: OwnDatabase, standin: StandIn
 ) -> None:
-    settings = settings_for(
+    engine = own_database.engine
+    settings = own_database.settings(
         services,
         REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/11",
         RATE_LIMIT_PER_MINUTE="100000",

@@ -26,8 +26,9 @@ from core.bootstrap import bootstrap, owner_engine
 from core.errors import DocuChatError, NotFound
 from core.settings import Settings, load_settings
 from db.accounts import find_tenant
+from db.batches import queue_reingestion
 from db.engine import unit_of_work
-from db.jobs import FINISHED, queue_reingestion
+from db.jobs import FINISHED
 from db.members import all_members, user_by_email
 from db.migrate import check_schema, downgrade, upgrade
 from db.models import Tenant
@@ -36,7 +37,7 @@ from db.usage import set_quota
 from tools.bulk_ingest import FileResult, ingest_paths, pdfs_under
 from tools.devstack import DevOptions, run_dev
 from tools.embedded import EmbeddedPostgres, EmbeddedRedis, secret_from_data_dir
-from transport.broker import INGEST_ACTOR, enqueue
+from transport.broker import wake_ingestion
 from usecases.identity import normalise_email
 from usecases.members import (
     create_tenant,
@@ -129,17 +130,12 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the API binds.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Worker processes.")  # fmt: skip
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
-              help="Threads per worker process.")  # fmt: skip
 @data_dir_option
-def dev(host: str, port: int, workers: int, threads: int, data_dir: Path | None) -> None:
-    """Run the whole service in the foreground (embedded Postgres and Redis unless configured)."""
+def dev(host: str, port: int, data_dir: Path | None) -> None:
+    """Run the whole service in the foreground (embedded Postgres and Redis unless configured).
+    The workers are sized by CHAT_WORKER_PROCESSES/THREADS and INGEST_WORKER_PROCESSES/THREADS."""
     resolved = _resolve_data_dir(data_dir)
-    options = DevOptions(
-        data_dir=resolved, host=host, port=port, worker_processes=workers, worker_threads=threads
-    )
+    options = DevOptions(data_dir=resolved, host=host, port=port)
     sys.exit(run_dev(options, settings_for(resolved)))
 
 
@@ -499,15 +495,17 @@ def reindex(slug: str | None, every: bool, wait: bool, data_dir: Path | None) ->
                 if slug
                 else list(session.scalars(select(Tenant).where(Tenant.active)))
             )
-            queued = {tenant.id: queue_reingestion(session, tenant.id) for tenant in tenants}
+            queued = [
+                queue_reingestion(session, tenant.id, settings.ingest_batch_pages)
+                for tenant in tenants
+            ]
         services = bootstrap(settings.model_copy(update={"redis_url": queue_url}))
-        try:
-            for tenant_id, job_ids in queued.items():
-                for job_id in job_ids:
-                    enqueue(services.broker, "ingest", INGEST_ACTOR, str(job_id), str(tenant_id))
+        try:  # as many turns as each tenant may run at once: each batch sends the next
+            turns = sum(min(batches, settings.tenant_ingest_share) for _, batches in queued)
+            wake_ingestion(services.broker, turns)
         finally:
             services.close()
-        everything = [job_id for job_ids in queued.values() for job_id in job_ids]
+        everything = [job_id for job_ids, _ in queued for job_id in job_ids]
         click.echo(f"{len(everything)} documents queued for re-embedding")
         if wait and everything:
             failed = _follow(engine, everything)

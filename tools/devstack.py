@@ -41,8 +41,6 @@ class DevOptions:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
-    worker_processes: int = 1
-    worker_threads: int = 4
 
 
 def api_command(host: str, port: int) -> list[str]:
@@ -61,13 +59,33 @@ def api_command(host: str, port: int) -> list[str]:
 WORKER_NICENESS = 10
 
 
-def worker_command(processes: int, threads: int, niceness: int = 0) -> list[str]:
+def worker_command(
+    processes: int, threads: int, niceness: int = 0, queues: tuple[str, ...] = ()
+) -> list[str]:
+    """The Procfile's worker: of `queues` only (all by default)."""
     nice = ["nice", "-n", str(niceness)] if niceness and shutil.which("nice") else []
+    only = ["--queues", *queues] if queues else []
     return [
         *nice, sys.executable, "-m", "dramatiq", "workers.broker:setup", "workers.actors",
-        "--processes", str(processes), "--threads", str(threads),
+        *only, "--processes", str(processes), "--threads", str(threads),
         "--worker-shutdown-timeout", str(int(STOP_TIMEOUT_SECONDS * 1000 * 0.8)),
     ]  # fmt: skip
+
+
+def fleet_commands(settings: Settings, niceness: int = 0) -> dict[str, list[str]]:
+    """The Procfile's two workers, sized by settings: answers in processes of their own, so
+    a question never waits for a thread that ingestion holds."""
+    return {
+        "worker-chat": worker_command(
+            settings.chat_worker_processes, settings.chat_worker_threads, niceness, ("chat",)
+        ),
+        "worker-ingest": worker_command(
+            settings.ingest_worker_processes,
+            settings.ingest_worker_threads,
+            niceness,
+            ("ingest",),
+        ),
+    }
 
 
 @contextlib.contextmanager
@@ -109,7 +127,7 @@ class Supervisor:
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)  # its own children too (a session each)
                 process.wait()
 
 
@@ -224,11 +242,8 @@ def _supervise(
     try:
         env = child_environment(settings)
         supervisor.spawn("api", api_command(options.host, options.port), env)
-        supervisor.spawn(
-            "worker",
-            worker_command(options.worker_processes, options.worker_threads, WORKER_NICENESS),
-            env,
-        )
+        for name, command in fleet_commands(settings, WORKER_NICENESS).items():
+            supervisor.spawn(name, command, env)
         health = f"http://{options.host}:{options.port}/healthz"
         if _wait_until_healthy(health, supervisor):
             banner(options, settings, embedded, out)

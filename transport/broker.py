@@ -23,10 +23,14 @@ from transport.waking_broker import WakingRedisBroker
 QUEUES = ("ingest", "chat")
 BROKER_NAMESPACE = "docuchat"
 # Actor names the API enqueues by name, so it never imports the workers' code.
-INGEST_ACTOR = "ingest_document"
+# An ingest message names no document: it is a turn, in which a worker claims the fairest
+# batch of pages of any tenant (usecases/ingestion.py). A chat message names its job.
+INGEST_ACTOR = "ingest_turn"
 CHAT_ACTOR = "answer_question"
-# How long one attempt at a job may run before Dramatiq stops it, by queue.
+# How long one message may run before Dramatiq stops it, by queue (an ingest message is one
+# batch of pages).
 TIME_LIMIT_MS = {"ingest": 15 * 60 * 1000, "chat": 10 * 60 * 1000}
+HEARTBEATS_KEY = f"{BROKER_NAMESPACE}:__heartbeats__"
 
 # How many broker commands in a million run queue maintenance, which hands the messages of a
 # dead worker to the living. Dramatiq's default suits its 60 s heartbeat timeout; a shorter
@@ -83,6 +87,15 @@ def enqueue(broker: Broker, queue: str, actor: str, job_id: str, *args: str) -> 
         message_id=job_id,
     )
     return broker.enqueue(message).message_id
+
+
+def wake_ingestion(broker: Broker, turns: int = 1, delay_ms: int | None = None) -> None:
+    """Send `turns` ingest turns (after `delay_ms`): each lets one worker claim one batch."""
+    for _ in range(turns):
+        message: Message[Any] = Message(
+            queue_name="ingest", actor_name=INGEST_ACTOR, args=(), kwargs={}, options={}
+        )
+        broker.enqueue(message, delay=delay_ms)
 
 
 def queue_key(queue: str) -> str:

@@ -10,6 +10,7 @@ itself (request latency by route) stays in that process, as Prometheus expects.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -69,7 +70,8 @@ class FleetSnapshot:
 
     counters: dict[str, float]
     queue_depth: dict[str, int]
-    unfinished: list[tuple[str, str, int]]  # kind, status, count
+    jobs_by_tenant: list[tuple[str, str, str, int]]  # queue (the job's kind), tenant, status, n
+    batches_by_tenant: list[tuple[str, str, int]]  # tenant, status, n
 
 
 class FleetCollector(Collector):
@@ -91,14 +93,36 @@ class FleetCollector(Collector):
                 _, kind, status = name.split("|")
                 jobs.add_metric([kind, status], value)
         yield jobs
+        totals: Counter[tuple[str, str]] = Counter()
+        per_tenant = GaugeMetricFamily(
+            "docuchat_tenant_jobs",
+            "Unfinished jobs now, by queue, tenant id and status (queued: waiting; running)",
+            labels=["queue", "tenant", "status"],
+        )
+        for kind, tenant, status, count in sorted(self.snapshot.jobs_by_tenant):
+            per_tenant.add_metric([kind, tenant, status], count)
+            totals[kind, status] += count
         unfinished = GaugeMetricFamily(
             "docuchat_jobs", "Unfinished jobs now, by kind and status", labels=["kind", "status"]
         )
-        for kind, status, count in self.snapshot.unfinished:
+        for (kind, status), count in sorted(totals.items()):
             unfinished.add_metric([kind, status], count)
         yield unfinished
+        yield per_tenant
+        batches = GaugeMetricFamily(
+            "docuchat_ingest_batches",
+            "Batches of pages waiting for an ingest slot (queued) or in one (running), by "
+            "tenant id",
+            labels=["tenant", "status"],
+        )
+        for tenant, status, count in sorted(self.snapshot.batches_by_tenant):
+            batches.add_metric([tenant, status], count)
+        yield batches
         depth = GaugeMetricFamily(
-            "docuchat_queue_depth", "Messages waiting in each queue", labels=["queue"]
+            "docuchat_queue_depth",
+            "Messages waiting in each queue (chat: questions; ingest: turns, one per batch "
+            "that may start now)",
+            labels=["queue"],
         )
         for queue, count in sorted(self.snapshot.queue_depth.items()):
             depth.add_metric([queue], count)

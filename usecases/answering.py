@@ -35,10 +35,14 @@ RESTART_REASON = "the answer was interrupted (its worker or the queue failed) an
 
 
 def answer(
-    resources: WorkerParts, writer: EventWriter, tenant_id: uuid.UUID, job_id: uuid.UUID
+    resources: WorkerParts,
+    writer: EventWriter,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    worker: str | None = None,
 ) -> None:
     with unit_of_work(resources.engine, tenant_id) as session:
-        claimed = claim_job(session, job_id)
+        claimed = claim_job(session, job_id, worker)
         if claimed is None:
             return  # cancelled before it started, or a duplicate delivery of finished work
         job = claimed.job

@@ -12,7 +12,7 @@ from db.chat import delete_session as delete_session_rows
 from db.engine import async_unit_of_work
 from db.jobs import ACTIVE
 from transport import events
-from transport.broker import CHAT_ACTOR
+from transport.broker import CHAT_ACTOR, enqueue
 from usecases.jobs import enqueue_or_fail
 from usecases.ports import ApiParts, Who
 from usecases.quota import require_quota
@@ -59,8 +59,7 @@ async def ask(
         parts,
         who,
         job_id,
-        "chat",
-        CHAT_ACTOR,
+        lambda broker: enqueue(broker, "chat", CHAT_ACTOR, str(job_id), str(who.tenant_id)),
         fail_chat,
         "the job queue is unavailable; your question was saved but not answered, try again shortly",
         first=start_stream,

@@ -1,10 +1,14 @@
-"""Ingesting one uploaded document (the worker's side of an upload): its bytes read from the
-database, extracted, chunked and embedded by the pipeline, and its chunks stored with its
-usage, in one transaction at the end.
+"""Ingesting documents (the worker's side of an upload), in batches of pages, fairly.
 
-Idempotent: a duplicate or redelivered message either finds the job finished and stops, or
-redoes the work and replaces the chunks, so exactly one set is ever stored. A job cancelled
-or a document deleted meanwhile raises Cancelled at the next progress report.
+An upload's job is cut into batches of INGEST_BATCH_PAGES pages (`plan`). A worker that takes
+an ingest message does not take a particular document: it claims the fairest batch of any
+tenant (`claim`: the tenant served longest ago, under its TENANT_INGEST_CONCURRENCY), reads,
+chunks and embeds those pages (`run_batch`), and stores that batch's chunks. Whoever stores a
+job's last batch ends the job: the document is ready, its embedding counted once.
+
+Idempotent: a batch run again (a redelivered message, a worker that died) replaces its own
+chunks, so exactly one set is ever stored. A job cancelled or a document deleted meanwhile
+raises Cancelled at the batch's next progress report.
 """
 
 from __future__ import annotations
@@ -15,11 +19,27 @@ import time
 import uuid
 from pathlib import Path
 
-from db.documents import begin_ingestion, copy_blob, finish_ingestion, lock_document
+from sqlalchemy.orm import Session
+
+from core.settings import Settings
+from db.batches import (
+    ORDINAL_STRIDE,
+    Claim,
+    add_batches,
+    claim_batch,
+    document_of,
+    lock_job_totals,
+    report_batch_progress,
+    running_batch,
+    store_batch_chunks,
+)
+from db.documents import begin_ingestion, copy_blob, finish_document, lock_document
 from db.engine import unit_of_work
-from db.jobs import claim_job, finish_job, report_progress
+from db.jobs import fail_ingest, finish_job
+from db.models import IngestBatch, Job
 from db.usage import record_usage
-from pipeline.ingest import ChunkingOptions, IngestProgress, ingest_pdf
+from pipeline.errors import NoExtractableText
+from pipeline.ingest import MIN_LETTERS, ChunkingOptions, IngestProgress, ingest_pages
 from transport import fleet_metrics as metrics
 from usecases.documents import read_limits
 from usecases.jobs import Cancelled
@@ -27,25 +47,36 @@ from usecases.ports import WorkerParts
 
 log = logging.getLogger("docuchat.usecases")
 
-# Progress is written at most this often (and at each change of stage), not once per chunk.
+# A batch's progress is written at most this often (and at each change of stage).
 PROGRESS_INTERVAL_SECONDS = 0.5
 
 
-class ProgressReporter:
-    """Writes job progress cheaply, and stops the work when the job was cancelled."""
+def plan(session: Session, job: Job, page_count: int, settings: Settings) -> int:
+    """Cut an ingest job into batches of pages; returns how many (each wants one message)."""
+    return add_batches(session, job, page_count, settings.ingest_batch_pages)
 
-    def __init__(self, resources: WorkerParts, tenant_id: uuid.UUID, job_id: uuid.UUID):
+
+def claim(resources: WorkerParts, worker: str) -> Claim | None:
+    """The fairest claimable batch of any tenant, now running for `worker`; None when no
+    tenant has one (or every tenant that has one runs its share already)."""
+    with unit_of_work(resources.engine) as session:
+        return claim_batch(session, worker, resources.settings.tenant_ingest_share)
+
+
+class ProgressReporter:
+    """Writes a batch's progress cheaply, and stops the work when it is no longer wanted."""
+
+    def __init__(self, resources: WorkerParts, batch: IngestBatch) -> None:
         self._resources = resources
-        self._tenant_id = tenant_id
-        self._job_id = job_id
+        self._batch = batch
         self._last_stage = ""
         self._last_write = 0.0
-        self.pages_total = 0
+        self._pages = 0
 
     def __call__(self, progress: IngestProgress) -> None:
         now = time.monotonic()
         if progress.stage == "extracting":
-            self.pages_total = progress.total
+            self._pages = progress.done
         if (
             progress.stage == self._last_stage
             and progress.done < progress.total
@@ -53,40 +84,30 @@ class ProgressReporter:
         ):
             return
         self._last_stage, self._last_write = progress.stage, now
-        with unit_of_work(self._resources.engine, self._tenant_id) as session:
-            still_running = report_progress(session, self._job_id, self.snapshot(progress))
-        if not still_running:
+        chunks = (progress.done, progress.total) if progress.stage == "embedding" else (0, 0)
+        with unit_of_work(self._resources.engine, self._batch.tenant_id) as session:
+            wanted = report_batch_progress(
+                session, self._batch, progress.stage, self._pages, chunks
+            )
+        if not wanted:
             raise Cancelled()
 
-    def snapshot(self, progress: IngestProgress) -> dict[str, object]:
-        pages_done = progress.done if progress.stage == "extracting" else self.pages_total
-        snapshot: dict[str, object] = {
-            "stage": progress.stage,
-            "pages_done": pages_done,
-            "pages_total": self.pages_total,
-        }
-        if progress.stage != "extracting":
-            snapshot |= {"chunks_done": progress.done, "chunks_total": progress.total}
-        return snapshot
 
-
-def ingest(resources: WorkerParts, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
-    settings = resources.settings
-    began = time.monotonic()
-    with unit_of_work(resources.engine, tenant_id) as session:
-        claimed = claim_job(session, job_id)
-        if claimed is None:
-            return  # a duplicate delivery of finished work
-        job = claimed.job
-        document = begin_ingestion(session, job.document_id) if job.document_id else None
-        if document is None:
+def run_batch(resources: WorkerParts, claimed: Claim) -> bool:
+    """Read, chunk, embed and store one claimed batch; returns whether it ended its job."""
+    settings, began = resources.settings, time.monotonic()
+    with unit_of_work(resources.engine, claimed.tenant_id) as session:
+        # The document locked first (the fleet's lock order), so a cancel or a retry that
+        # came first is seen here, and one that comes later finds it processing.
+        document = begin_ingestion(session, document_of(session, claimed.batch_id))
+        batch = running_batch(session, claimed)
+        if batch is None or document is None:
             raise Cancelled()
-        document_id = document.id
     with tempfile.TemporaryDirectory(prefix="docuchat-ingest-") as folder:
         path = Path(folder) / "document.pdf"
-        with unit_of_work(resources.engine, tenant_id) as session, path.open("wb") as out:
-            copy_blob(session, document_id, out)
-        result = ingest_pdf(
+        with unit_of_work(resources.engine, claimed.tenant_id) as session, path.open("wb") as out:
+            copy_blob(session, batch.document_id, out)
+        result = ingest_pages(
             path,
             resources.embedder,
             ChunkingOptions(
@@ -95,36 +116,81 @@ def ingest(resources: WorkerParts, tenant_id: uuid.UUID, job_id: uuid.UUID) -> N
                 limits=read_limits(settings),
                 batch_size=settings.embedding_batch_size,
             ),
-            on_progress=ProgressReporter(resources, tenant_id, job_id),
+            batch.first_page,
+            batch.last_page,
+            ordinal_base=batch.ordinal * ORDINAL_STRIDE,
+            on_progress=ProgressReporter(resources, batch),
         )
-    with unit_of_work(resources.engine, tenant_id) as session:
-        document = lock_document(session, document_id)
-        if document is None or not report_progress(session, job_id, {"stage": "storing"}):
+    skipped = [{"page": page.number, "reason": page.reason} for page in result.skipped]
+    with unit_of_work(resources.engine, claimed.tenant_id) as session:
+        # Locks in the fleet's one order (document, job, batch): the job's lock makes one
+        # batch the one that ends it.
+        document = lock_document(session, batch.document_id)
+        running = lock_job_totals(session, claimed.job_id)
+        held = running_batch(session, claimed)
+        if document is None or running is None or held is None:
             raise Cancelled()
-        stored = finish_ingestion(
-            session, document, result.page_count, result.chunks, result.vectors
-        )
-        record_usage(
+        store_batch_chunks(
             session,
-            tenant_id=tenant_id,
-            user_id=document.uploaded_by,
-            job_id=job_id,
-            kind="embedding",
-            model=resources.embedder.model,
-            prompt_tokens=result.embedding_tokens,
+            held,
+            result.chunks,
+            result.vectors,
+            letters=result.letters,
+            embedding_tokens=result.embedding_tokens,
+            skipped=skipped,
         )
-        finish_job(
-            session,
-            job_id,
-            "succeeded",
-            progress={
-                "stage": "done",
-                "pages_done": result.page_count,
-                "pages_total": result.page_count,
-                "chunks_done": stored,
-                "chunks_total": stored,
-            },
-        )
-    metrics.record_job(resources.redis, "ingest", "succeeded")
-    metrics.record_ingestion(resources.redis, result.page_count, time.monotonic() - began)
-    log.info("ingested document %s: %d pages, %d chunks", document_id, result.page_count, stored)
+        ended = _end_job_if_last(session, resources, claimed, held.document_id)
+    metrics.record_ingestion(resources.redis, result.pages_read, time.monotonic() - began)
+    return ended
+
+
+def _end_job_if_last(
+    session: Session, resources: WorkerParts, claimed: Claim, document_id: uuid.UUID
+) -> bool:
+    """With every batch of the job stored, the document is ready (or fails: no text at all,
+    or every page skipped) and the job ends; its embedding is counted once."""
+    totals = lock_job_totals(session, claimed.job_id)
+    if totals is None or totals.remaining:
+        return False
+    document = lock_document(session, document_id)
+    if document is None:
+        raise Cancelled()
+    if len(totals.skipped) == totals.page_count:
+        reasons = sorted({page["reason"] for page in totals.skipped})
+        fail_ingest(session, claimed.job_id, f"every page was skipped: {'; '.join(reasons)}")
+        return True
+    if totals.letters < MIN_LETTERS:
+        fail_ingest(session, claimed.job_id, str(NoExtractableText()))
+        return True
+    chunks = finish_document(
+        session, document, totals.page_count, totals.batches * ORDINAL_STRIDE, totals.skipped
+    )
+    record_usage(
+        session,
+        tenant_id=claimed.tenant_id,
+        user_id=document.uploaded_by,
+        job_id=claimed.job_id,
+        kind="embedding",
+        model=resources.embedder.model,
+        prompt_tokens=totals.embedding_tokens,
+    )
+    finish_job(
+        session,
+        claimed.job_id,
+        "succeeded",
+        progress={
+            "stage": "done",
+            "pages_done": totals.page_count,
+            "pages_total": totals.page_count,
+            "chunks_done": chunks,
+            "chunks_total": chunks,
+        },
+    )
+    log.info(
+        "ingested document %s: %d pages (%d skipped), %d chunks",
+        document_id,
+        totals.page_count,
+        len(totals.skipped),
+        chunks,
+    )
+    return True

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import anyio.to_thread
+from dramatiq import Broker
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
@@ -16,7 +17,6 @@ from db.engine import async_unit_of_work
 from db.jobs import cancel_job, get_job
 from db.models import Job
 from transport import events
-from transport.broker import enqueue
 from usecases.ports import ApiParts, Who
 
 log = logging.getLogger("docuchat.usecases")
@@ -30,23 +30,20 @@ async def enqueue_or_fail(
     parts: ApiParts,
     who: Who,
     job_id: uuid.UUID,
-    queue: str,
-    actor: str,
+    send: Callable[[Broker], object],
     fail: Callable[[Session, uuid.UUID, str], None],
     apology: str,
     first: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Send a saved job to its queue (after `first`, another step through Redis); when Redis
-    is down, fail the job with `fail` (so nothing waits for a message that never came) and
-    refuse with 503 and `apology`."""
+    """Send a saved job's messages with `send` (after `first`, another step through Redis);
+    when Redis is down, fail the job with `fail` (so nothing waits for a message that never
+    came) and refuse with 503 and `apology`."""
     try:
         if first is not None:
             await first()
-        await anyio.to_thread.run_sync(
-            enqueue, parts.broker, queue, actor, str(job_id), str(who.tenant_id)
-        )
+        await anyio.to_thread.run_sync(send, parts.broker)
     except RedisError as exc:
-        log.error("could not queue %s job %s: %s", queue, job_id, exc)
+        log.error("could not queue job %s: %s", job_id, exc)
         async with async_unit_of_work(parts.engine, who.tenant_id) as session:
             await session.run_sync(fail, job_id, "could not be queued: the queue is down")
         raise ServiceUnavailable(apology) from None

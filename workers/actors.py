@@ -6,21 +6,26 @@ Start the fleet with `dramatiq workers.broker:setup workers.actors`.
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 
 import dramatiq
 
-from pipeline.errors import PermanentError
+from core import logs
 from transport import events
 from transport import fleet_metrics as metrics
-from transport.broker import CHAT_ACTOR, INGEST_ACTOR, TIME_LIMIT_MS
+from transport.broker import CHAT_ACTOR, INGEST_ACTOR, TIME_LIMIT_MS, wake_ingestion
 from transport.events import EventWriter
+from usecases import ingestion
 from usecases.answering import answer
-from usecases.ingestion import ingest
-from workers.outcomes import chat_outcome, ingest_outcome
+from workers.heartbeat import worker_id
+from workers.outcomes import batch_outcome, chat_outcome
 from workers.services import services_of
 
-INGEST_MAX_RETRIES = 5
+log = logging.getLogger("docuchat.workers")
+
+INGEST_MAX_ATTEMPTS = 5  # per batch
+INGEST_TURN_RETRIES = 20  # about a quarter of an hour of backoff; then the reaper's rounds
 INGEST_TIME_LIMIT_MS = TIME_LIMIT_MS["ingest"]
 CHAT_MAX_RETRIES = 3
 CHAT_TIME_LIMIT_MS = TIME_LIMIT_MS["chat"]
@@ -29,20 +34,39 @@ CHAT_TIME_LIMIT_MS = TIME_LIMIT_MS["chat"]
 @dramatiq.actor(
     actor_name=INGEST_ACTOR,
     queue_name="ingest",
-    max_retries=INGEST_MAX_RETRIES,
+    # Dramatiq retries a turn whose claim failed (the database away); a claimed batch retries
+    # in the database, with its own backoff (batch_outcome), and never raises to here.
+    max_retries=INGEST_TURN_RETRIES,
     min_backoff=1_000,
     max_backoff=60_000,
     time_limit=INGEST_TIME_LIMIT_MS,
-    throws=(PermanentError,),
+    notify_shutdown=True,  # a stopping worker hands its batch back at once
 )
-def ingest_document(job_id: str, tenant_id: str) -> None:
-    """Extract, chunk and embed one uploaded PDF, then store its chunks (usecases/ingestion.py).
-    Bad files fail at once; database or provider trouble is retried with backoff."""
+def ingest_turn() -> None:
+    """One turn of ingestion: claim the fairest batch of pages of any tenant, read, chunk,
+    embed and store it (usecases/ingestion.py). Another turn follows while work is left."""
     services = services_of()
-    job, tenant = uuid.UUID(job_id), uuid.UUID(tenant_id)
+    worker = worker_id(services.broker)
+    claimed = ingestion.claim(services, worker)
+    if claimed is None:
+        return  # nothing claimable: no work, or each tenant with work runs its share
+    job_context = logs.job_id.set(str(claimed.job_id)), logs.tenant_id.set(str(claimed.tenant_id))
     count = functools.partial(metrics.record_job, services.redis, "ingest")
-    with ingest_outcome(services.engine, tenant, job, INGEST_MAX_RETRIES, count):
-        ingest(services, tenant, job)
+
+    def wake(delay_ms: int | None) -> None:
+        try:
+            wake_ingestion(services.broker, delay_ms=delay_ms)
+        except Exception as exc:  # Redis away: the reaper sends the turns the work needs
+            log.warning("could not send an ingest turn: %s", exc)
+
+    try:
+        with batch_outcome(services.engine, claimed, INGEST_MAX_ATTEMPTS, count, wake):
+            if ingestion.run_batch(services, claimed):
+                count("succeeded")
+    finally:
+        wake(None)  # this turn is spent, however it ended: another for the work left, if any
+        logs.job_id.reset(job_context[0])
+        logs.tenant_id.reset(job_context[1])
 
 
 @dramatiq.actor(
@@ -65,4 +89,4 @@ def answer_question(job_id: str, tenant_id: str) -> None:
 
     count = functools.partial(metrics.record_job, services.redis, "chat")
     with chat_outcome(services.engine, tenant, job, CHAT_MAX_RETRIES, announce, count):
-        answer(services, writer, tenant, job)
+        answer(services, writer, tenant, job, worker_id(services.broker))

@@ -8,15 +8,28 @@ ServicesMiddleware once the process has booted.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dramatiq
+from dramatiq import Broker
 
 from core.logs import configure_logging
 from core.redaction import install_log_redaction
 from core.settings import load_settings
 from transport.broker import create_broker
+from workers.heartbeat import Heartbeat
 from workers.log_context import JobLogContext
 from workers.reaper import JobReaper
 from workers.services import ServicesMiddleware
+
+
+class OneMessagePerThread(dramatiq.Middleware):
+    """A worker fetches no more messages than it has threads (Dramatiq's default is twice as
+    many). An ingest turn can run for minutes: one waiting in a busy process's memory is a
+    batch that a free worker on another machine cannot start."""
+
+    def before_worker_boot(self, broker: Broker, worker: Any) -> None:
+        worker.queue_prefetch = worker.worker_threads
 
 
 def setup() -> None:
@@ -25,6 +38,8 @@ def setup() -> None:
     configure_logging(settings.log_level, settings.log_format)
     broker = create_broker(settings)
     broker.add_middleware(ServicesMiddleware(settings))
+    broker.add_middleware(Heartbeat(settings.worker_heartbeat_timeout_seconds))
     broker.add_middleware(JobReaper(settings))
     broker.add_middleware(JobLogContext())
+    broker.add_middleware(OneMessagePerThread())
     dramatiq.set_broker(broker)

@@ -131,10 +131,39 @@ async function loadDocuments() {
   $("documents").replaceChildren(...page.items.map((doc) => {
     const item = document.createElement("li");
     item.dataset.id = doc.id;
-    const status = doc.status === "ready" ? pages(doc.pages) : doc.status + (doc.error ? `: ${doc.error}` : "");
+    const skipped = doc.skipped_pages.length ? ` (${pages(doc.skipped_pages.length)} skipped: ${doc.skipped_pages[0].reason})` : "";
+    const status = doc.status === "ready" ? pages(doc.pages) + skipped : doc.status + (doc.error ? `: ${doc.error}` : "");
     item.append(named(doc.filename, ` — ${status}`));
+    if (doc.status !== "ready") item.append(" ", retryButton(doc));
     return item;
   }));
+}
+
+// A failed ingestion can be tried again; one that seems stuck can be started over.
+function retryButton(doc) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "quiet";
+  button.textContent = doc.status === "failed" ? "Retry" : "Start over";
+  button.setAttribute("aria-label", `${button.textContent}: ${doc.filename}`);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const label = document.createElement("div");
+    label.className = "muted";
+    const say = (text, isError = false) => {
+      label.replaceChildren(named(doc.filename, `: ${text}`));
+      label.classList.toggle("error", isError);
+    };
+    $("uploads").append(label);
+    try {
+      const body = await api(`/v1/files/${doc.id}/retry`, { method: "POST" });
+      loadDocuments();
+      const job = await follow(body.job, say);
+      if (job) say(job.status === "succeeded" ? "ready" : `${job.status}: ${job.error}`, job.status !== "succeeded");
+    } catch (error) { say(error.message, true); }
+    loadDocuments();
+  });
+  return button;
 }
 
 async function loadUsage() {
