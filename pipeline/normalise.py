@@ -7,6 +7,8 @@
 - Tatweel and short-vowel marks go; the zero-width non-joiner (نیم‌فاصله) stays.
 - Control and invisible formatting characters go, words hyphenated across lines are joined,
   whitespace collapses: lines of a paragraph join with a space, paragraphs keep a blank line.
+- A line of code or a formula (`\\DeclareFixedFont{...}`, `x = f(y);`) keeps a line of its own,
+  so chunking and the offline answerer take it whole, never joined into a sentence or cut.
 """
 
 from __future__ import annotations
@@ -28,19 +30,46 @@ _LETTERS = str.maketrans(
 _MARKS = re.compile("[\u0640\u064b-\u065f\u0670\u06d6-\u06ed]")
 # Bidi controls, zero-width space and joiner, BOM, soft hyphen: invisible, never meaningful here.
 _INVISIBLE = re.compile("[\u200b\u200d\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\u00ad]")
-# C0/C1 controls except tab and newline; PDFium marks a line-end hyphen it inferred with \x02.
+# C0/C1 controls except tab and newline; PDFium marks a line-end hyphen it inferred with \x02
+# (or U+FFFE, which it also leaves inside a word it hyphenated).
 _CONTROL = re.compile("[\x00-\x01\x03-\x08\x0b-\x1f\x7f-\x9f]")
-_HYPHENATED = re.compile(r"(\w)[-\u2010\x02]\n[ \t]*(?=[a-z])")
+_HYPHENATED = re.compile(r"(\w)(?:[-\u2010\x02]\n|\ufffe\n?)[ \t]*(?=[a-z])")
 _SPACES = re.compile(r"[ \t\f\v]+")
 _SPACE_AROUND_ZWNJ = re.compile(rf" ?{ZWNJ}+ ?")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+_CODE_START = re.compile(r"^(\\\w|[{}$%#<]|//|>>>)")
+_CODE_SYMBOLS = frozenset("\\{}[]()<>=;$_^|&@")
+CODE_SYMBOL_SHARE = 0.12
+
+
+def looks_like_code(line: str) -> bool:
+    """A TeX command, a program statement or a formula rather than prose."""
+    if _CODE_START.match(line):
+        return True
+    visible = [ch for ch in line if not ch.isspace()]
+    symbols = sum(ch in _CODE_SYMBOLS for ch in visible)
+    return len(visible) >= 4 and symbols >= CODE_SYMBOL_SHARE * len(visible)
+
+
+def _join_lines(paragraph: str) -> str:
+    """The lines of a paragraph joined by spaces, code lines kept on lines of their own."""
+    joined = ""
+    after_code = False
+    for line in (line.strip() for line in paragraph.split("\n")):
+        if not line:
+            continue
+        code = looks_like_code(line)
+        joiner = "\n" if (code or after_code) else " "
+        joined = f"{joined}{joiner}{line}" if joined else line
+        after_code = code
+    return joined
 
 
 def normalise_text(text: str) -> str:
     """Normalised text of one page (or one query): see the module docstring."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _HYPHENATED.sub(r"\1", text)
-    text = text.replace("\x02", "")
+    text = text.replace("\x02", "").replace("\ufffe", "")
     text = unicodedata.normalize("NFKC", text)
     text = text.translate(_LETTERS)
     text = _MARKS.sub("", text)
@@ -49,5 +78,5 @@ def normalise_text(text: str) -> str:
     text = _SPACES.sub(" ", text)
     text = _SPACE_AROUND_ZWNJ.sub(ZWNJ, text)
     paragraphs = _PARAGRAPH_BREAK.split(text)
-    joined = (" ".join(line.strip() for line in p.split("\n") if line.strip()) for p in paragraphs)
+    joined = (_join_lines(p) for p in paragraphs)
     return "\n\n".join(p for p in joined if p)

@@ -25,9 +25,11 @@ from pipeline.errors import (
     TooManyPages,
 )
 from pipeline.ingest import ChunkingOptions, IngestProgress, ingest_pdf, normalised_pages
+from pipeline.margins import strip_running_lines
 from pipeline.normalise import normalise_text
 from pipeline.pdf import PageText
 from pipeline.pdf_isolation import ReadLimits, count_pages, read_pdf
+from pipeline.sentences import split_sentences
 from tests.pdfs import blank_pdf, encrypted_pdf, english_pdf, filler, persian_pdf, scanned_pdf
 
 PERSIAN = "پایتون یک زبان برنامه‌نویسی است. کتابخانه‌های زیادی دارد و ۱۲۳ ویژگی."
@@ -206,3 +208,44 @@ def test_the_fair_lock_serves_threads_in_the_order_they_asked() -> None:
     for thread in threads:
         thread.join()
     assert taken.index("once") <= 3  # served within a turn or two of asking
+
+
+def test_running_headers_footers_and_page_numbers_are_recognised_and_content_kept() -> None:
+    pages = [
+        PageText(n, f"{n} Basics\nTeX began in {year}.\nThe body of page {n} goes on here.\n"
+                    f"Prepared by: Shapour Madadpour\n- {n} -")
+        for n, year in zip(range(1, 6), [1978, 1990, 1985, 1969, 2001], strict=True)
+    ]  # fmt: skip
+    stripped = strip_running_lines(pages)
+    assert [p.text for p in stripped][1] == ("TeX began in 1990.\nThe body of page 2 goes on here.")
+    # Two pages alone are too few to call a line "running"; neighbours given as context help.
+    alone = strip_running_lines(pages[:2])
+    assert "Prepared by" in alone[0].text and "- 1 -" not in alone[0].text
+    helped = strip_running_lines(pages[:2], context=pages[2:])
+    assert all("Prepared by" not in p.text and "Basics" not in p.text for p in helped)
+    # A line that repeats inside the pages, not at their edges, is content.
+    inner = [PageText(n, f"Intro {n}\nOne {n}.\nSee the manual.\nTwo {n}.\nEnd {n}.")
+             for n in range(1, 5)]  # fmt: skip
+    assert all("See the manual." in p.text for p in strip_running_lines(inner))
+
+
+def test_sentences_end_where_people_end_them_and_code_stays_whole() -> None:
+    text = normalise_text(
+        "Use a font, e.g. Times, for the body. D. E. Knuth wrote TeX in 1978. Version 2.5 is "
+        "out.\n\\DeclareFixedFont{\\picturechar}{OT1}{cmr}{m}{n}{5}\nIt selects a small dot. "
+        "آیا این درست است؟ بله."
+    )
+    assert split_sentences(text) == [
+        "Use a font, e.g. Times, for the body.",
+        "D. E. Knuth wrote TeX in 1978.",
+        "Version 2.5 is out.",
+        "\\DeclareFixedFont{\\picturechar}{OT1}{cmr}{m}{n}{5}",
+        "It selects a small dot.",
+        "آیا این درست است؟",
+        "بله.",
+    ]
+    code = "\\DeclareFixedFont{\\picturechar}{OT1}{cmr}{m}{n}{5}"
+    pages = [PageText(1, "Words before. " * 30 + "\n" + code + "\nWords after. " * 30)]
+    chunks = list(chunk_pages([PageText(1, normalise_text(pages[0].text))], 64, 8))
+    assert any(code in c.text for c in chunks)
+    assert all(c.token_count == count_tokens(c.text) <= 64 for c in chunks)
