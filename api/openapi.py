@@ -206,13 +206,20 @@ _JOB_OUT = {
     "finished_at": None,
     "stream_url": None,
 }
-_TOKENS = {"prompt_tokens": 5000, "completion_tokens": 880, "total_tokens": 5880, "requests": 7}
+_TOKENS = {
+    "prompt_tokens": 5000,
+    "completion_tokens": 880,
+    "total_tokens": 5880,
+    "requests": 7,
+    "estimated_tokens": 0,
+}
 _WINDOW = {
     "since": _AT,
     "prompt_tokens": 5120,
     "completion_tokens": 880,
     "total_tokens": 6000,
     "requests": 14,
+    "estimated_tokens": 120,
     "by_model": {"gpt-4o-mini": _TOKENS},
     "by_kind": {
         "chat": _TOKENS,
@@ -221,6 +228,7 @@ _WINDOW = {
             "completion_tokens": 0,
             "total_tokens": 120,
             "requests": 7,
+            "estimated_tokens": 120,
         },
     },
 }

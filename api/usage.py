@@ -25,6 +25,9 @@ class Tokens(msgspec.Struct):
     completion_tokens: int
     total_tokens: int
     requests: int  # metered model calls: one per answer, per embedded question or document
+    # Of total_tokens, those counted with tiktoken because the provider reported none (the
+    # local embedder, the offline answerer, a server that streams no usage): an estimate.
+    estimated_tokens: int
 
 
 class UserTokens(msgspec.Struct):
@@ -34,6 +37,7 @@ class UserTokens(msgspec.Struct):
     completion_tokens: int
     total_tokens: int
     requests: int
+    estimated_tokens: int
 
 
 class Window(msgspec.Struct, omit_defaults=True):
@@ -42,6 +46,7 @@ class Window(msgspec.Struct, omit_defaults=True):
     completion_tokens: int
     total_tokens: int
     requests: int
+    estimated_tokens: int  # counted with tiktoken: see Tokens
     by_model: dict[str, Tokens]
     by_kind: dict[str, Tokens]  # chat | embedding
     by_user: list[UserTokens] | None = None  # scope=tenant only, biggest spender first
@@ -64,7 +69,13 @@ class UsageOut(msgspec.Struct):
 
 
 def _tokens(tally: Tally) -> Tokens:
-    return Tokens(tally.prompt_tokens, tally.completion_tokens, tally.total_tokens, tally.requests)
+    return Tokens(
+        tally.prompt_tokens,
+        tally.completion_tokens,
+        tally.total_tokens,
+        tally.requests,
+        tally.estimated_tokens,
+    )
 
 
 def _window(window: UsageWindow, emails: dict[uuid.UUID, str], tenant: bool) -> Window:
@@ -80,6 +91,7 @@ def _window(window: UsageWindow, emails: dict[uuid.UUID, str], tenant: bool) -> 
                 tally.completion_tokens,
                 tally.total_tokens,
                 tally.requests,
+                tally.estimated_tokens,
             )
             for user, tally in spenders
         ]
@@ -89,6 +101,7 @@ def _window(window: UsageWindow, emails: dict[uuid.UUID, str], tenant: bool) -> 
         completion_tokens=total.completion_tokens,
         total_tokens=total.total_tokens,
         requests=total.requests,
+        estimated_tokens=total.estimated_tokens,
         by_model={model: _tokens(t) for model, t in sorted(window.by_model.items())},
         by_kind={kind: _tokens(t) for kind, t in sorted(window.by_kind.items())},
         by_user=by_user,

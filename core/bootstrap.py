@@ -164,7 +164,7 @@ class Services:
     @_BuiltOnce
     def extractive(self) -> ChatProvider:
         """Answers when there is nothing to send a model: no sources, no tokens to spend."""
-        return ExtractiveProvider(EXTRACTIVE_MODEL)
+        return ExtractiveProvider(EXTRACTIVE_MODEL, self.embedder)
 
     @_BuiltOnce
     def mailer(self) -> Mailer:

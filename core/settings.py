@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # auto: `openai` when OPENAI_API_KEY or OPENAI_BASE_URL is set, else `extractive` (no model).
     chat_provider: Literal["auto", "openai", "extractive"] = "auto"
     max_answer_tokens: int = Field(default=1024, ge=16, le=32000)
+    # The model's context window in its tokens; unset: the provider's models are large enough.
+    model_context_tokens: int | None = Field(default=None, ge=512)
 
     embedding_provider: Literal["local", "openai"] = "local"
     embedding_model: str | None = None
@@ -151,7 +153,7 @@ class Settings(BaseSettings):
     @field_validator(
         "database_url", "database_owner_url", "redis_url", "openai_api_key", "openai_base_url",
         "embedding_model", "embedding_dimensions", "smtp_host", "smtp_user", "smtp_password",
-        "tenant_ingest_concurrency",
+        "tenant_ingest_concurrency", "model_context_tokens",
         mode="before",
     )  # fmt: skip
     @classmethod

@@ -217,6 +217,7 @@ class FinishedAnswer:
     prompt_tokens: int
     completion_tokens: int
     error: str | None = None
+    estimated: bool = False  # the counts are tiktoken's: the provider reported none
 
 
 JOB_STATUS = {"complete": "succeeded", "cancelled": "cancelled", "failed": "failed"}
@@ -236,6 +237,7 @@ def save_answer(session: Session, tenant_id: uuid.UUID, job: Job, answer: Finish
             model=answer.model,
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
+            estimated=answer.estimated,
         )
         return False
     session.execute(
@@ -265,6 +267,7 @@ def save_answer(session: Session, tenant_id: uuid.UUID, job: Job, answer: Finish
         model=answer.model,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
+        estimated=answer.estimated,
     )
     finish_job(session, job.id, JOB_STATUS[answer.status], error=answer.error)
     return True

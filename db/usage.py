@@ -51,6 +51,7 @@ def record_usage(
     model: str,
     prompt_tokens: int,
     completion_tokens: int = 0,
+    estimated: bool = False,
 ) -> bool:
     """Count a model call's tokens; False (and nothing written) when this job counted this
     kind already. Calls made outside a job (a search) have no job id and always count."""
@@ -64,6 +65,7 @@ def record_usage(
             model=model,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            estimated=estimated,
         )
         .on_conflict_do_nothing(index_elements=[UsageRecord.job_id, UsageRecord.kind])
         .returning(UsageRecord.id)
@@ -81,6 +83,7 @@ class Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     requests: int = 0
+    estimated_tokens: int = 0  # of the total, counted with tiktoken: no provider reported them
 
     @property
     def total_tokens(self) -> int:
@@ -127,10 +130,12 @@ def windows_statement(
     measures: list[ColumnElement[Any]] = []
     for hours in WINDOW_HOURS.values():
         inside = record.created_at > _ago(now, hours)
+        spent = record.prompt_tokens + record.completion_tokens
         measures += [
             func.coalesce(func.sum(record.prompt_tokens).filter(inside), 0),
             func.coalesce(func.sum(record.completion_tokens).filter(inside), 0),
             func.count().filter(inside),
+            func.coalesce(func.sum(spent).filter(inside, record.estimated), 0),
         ]
     widest = max(WINDOW_HOURS.values())
     query = (
@@ -145,6 +150,7 @@ def windows_statement(
     return query.where(record.user_id == user_id) if user_id is not None else query
 
 
+_MEASURES = 4  # per window: prompt, completion, requests, estimated
 _DIMENSION_OF = {"by_model": "model", "by_kind": "kind", "by_user": "user_id"}
 
 
@@ -156,9 +162,10 @@ def fold_windows(rows: Sequence[Row[Any]]) -> tuple[datetime, dict[str, UsageWin
     for row in rows:
         fields = row._mapping
         breakdown = next((name for name in _DIMENSION_OF if fields.get(name) == 0), None)
-        measures = tuple(row)[-3 * len(windows) :]
+        measures = tuple(row)[-_MEASURES * len(windows) :]
         for n, window in enumerate(windows.values()):
-            tally = Tally(*(int(value) for value in measures[3 * n : 3 * n + 3]))
+            values = measures[_MEASURES * n : _MEASURES * (n + 1)]
+            tally = Tally(*(int(value) for value in values))
             if breakdown is None:
                 window.total = tally
             elif tally.requests:  # a group seen only in the wider window is not in this one

@@ -30,6 +30,8 @@ class Embeddings:
 class Embedder(Protocol):
     model: str
     dimension: int
+    # Its token counts are tiktoken's (no provider reported them): usage says "estimated".
+    estimates_usage: bool
 
     def embed_passages(self, texts: Sequence[str]) -> Embeddings: ...
 
@@ -66,6 +68,7 @@ class LocalE5Embedder:
 
     dimension = 384
     PASSAGES_PER_TURN = 4  # about two seconds of one core
+    estimates_usage = True  # a local model spends nothing: tiktoken counts what it read
 
     def __init__(self, model: str = "multilingual-e5-small") -> None:
         self.model = model
@@ -112,6 +115,7 @@ class OpenAIEmbedder:
     ) -> None:
         self.model = model
         self.dimension = dimension
+        self.estimates_usage = False  # until a response comes without usage
         self._request_dimensions = request_dimensions
         self._client = openai.OpenAI(
             # Local OpenAI-compatible servers often need no key; the client insists on one.
@@ -149,6 +153,8 @@ class OpenAIEmbedder:
         vectors = (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
         usage = getattr(response, "usage", None)
         tokens = getattr(usage, "prompt_tokens", None) if usage else None
+        if not tokens:
+            self.estimates_usage = True
         return Embeddings(vectors, int(tokens) if tokens else _tiktoken_count(texts))
 
     def embed_passages(self, texts: Sequence[str]) -> Embeddings:

@@ -14,6 +14,7 @@ DocuChatError
       │    ├── NoExtractableText   only images: a scan (OCR is not supported)
       │    ├── EmbeddingRejected   the provider refused the request (bad key, bad model)
       │    └── ProviderRejected    the language model refused the request (bad key, bad model)
+      │         └── ContextOverflow    the prompt does not fit the model's context window
       └── TransientError          the world is briefly unwell: retry with backoff
            ├── EmbeddingUnavailable   the provider timed out, rate limited or failed
            └── ProviderUnavailable    the language model timed out, failed or broke off
@@ -96,6 +97,11 @@ class EmbeddingUnavailable(TransientError):
 
 class ProviderRejected(PermanentError):
     """The language model provider refused the request; retrying the same request cannot help."""
+
+
+class ContextOverflow(ProviderRejected):
+    """The prompt is larger than the model's context window: an error that says so, or the
+    empty stream some servers (llama.cpp) send instead. The same prompt fails again."""
 
 
 class ProviderUnavailable(TransientError):

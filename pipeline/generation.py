@@ -5,13 +5,16 @@ with the finish reason and the token usage. Closing the iterator early stops the
 
 - `openai`: any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp server)
   through the official client. The provider's reported usage is the truth; tiktoken counts
-  stand in when a server reports none. A failed attempt is retried only while no text has
-  been produced: once a reader has seen words, a second answer cannot replace them.
+  stand in when a server reports none, marked as estimated. A failed attempt is retried only
+  while no text has been produced: once a reader has seen words, a second answer cannot
+  replace them. A prompt too large for the model's context (an error saying so, or an empty
+  stream, as llama.cpp sends) is `ContextOverflow`, never retried.
 - `extractive` (pipeline/extractive.py): the embedded default, no model at all.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ import openai
 
 from pipeline.chunking import count_tokens
 from pipeline.embedding import provider_message
-from pipeline.errors import ProviderRejected, ProviderUnavailable
+from pipeline.errors import ContextOverflow, ProviderRejected, ProviderUnavailable
 from pipeline.prompting import Prompt
 
 
@@ -30,6 +33,7 @@ from pipeline.prompting import Prompt
 class TokenUsage:
     prompt_tokens: int
     completion_tokens: int
+    estimated: bool = False  # counted with tiktoken: the provider reported nothing
 
     @property
     def total_tokens(self) -> int:
@@ -114,7 +118,7 @@ class OpenAIChatProvider:
                         if choice.finish_reason:
                             finish_reason = choice.finish_reason
         except openai.APIStatusError as exc:
-            raise _status_error(exc) from None
+            raise _status_error(exc, prompt) from None
         except (openai.APITimeoutError, httpx.TimeoutException):
             silence = f"nothing arrived for {self._timeout:g} s"
             raise ProviderUnavailable(
@@ -126,13 +130,15 @@ class OpenAIChatProvider:
                 _broke_off(produced, "the connection was lost")
                 or f"the language model provider is unreachable: {exc}"
             ) from None
+        if finish_reason is None and not produced:  # a clean, empty body: no room to answer
+            raise ContextOverflow(_overflow(prompt, "it answered with an empty stream"))
         if finish_reason is None:  # the body ended cleanly but the answer did not
             raise ProviderUnavailable(
                 _broke_off(produced, "it ended without finishing")
                 or "the language model's stream ended without an answer"
             )
         if usage is None:  # a server that reports no usage: count it ourselves
-            usage = TokenUsage(prompt.tokens, count_tokens("".join(produced)))
+            usage = TokenUsage(prompt.tokens, count_tokens("".join(produced)), estimated=True)
         yield Finished(finish_reason, usage)
 
 
@@ -145,7 +151,30 @@ def _broke_off(produced: list[str], cause: str) -> str | None:
     )
 
 
-def _status_error(exc: openai.APIStatusError) -> ProviderUnavailable | ProviderRejected:
+# What servers say when a prompt is over the context: OpenAI's code, llama.cpp's, vLLM's words.
+_OVERFLOW = re.compile(
+    r"context_length_exceeded|exceed_context_size|context (length|size|window)|maximum context"
+    r"|too many tokens|prompt is too long|exceeds the available context",
+    re.IGNORECASE,
+)
+
+
+def _overflow(prompt: Prompt, said: str) -> str:
+    return (
+        f"the prompt ({prompt.tokens} tokens by tiktoken's count) does not fit the model's "
+        f"context window ({said}): set MODEL_CONTEXT_TOKENS to the context size the model "
+        "really has (a llama.cpp server's --ctx-size), or lower MAX_CONTEXT_TOKENS"
+    )
+
+
+def _status_error(
+    exc: openai.APIStatusError, prompt: Prompt
+) -> ProviderUnavailable | ProviderRejected:
+    said = provider_message(exc)
+    if exc.status_code in (400, 413, 422) and (
+        _OVERFLOW.search(said) or _OVERFLOW.search(str(exc.body))
+    ):
+        return ContextOverflow(_overflow(prompt, f"HTTP {exc.status_code}: {said}"))
     if exc.status_code == 429 or exc.status_code >= 500:
         return ProviderUnavailable(
             f"the language model provider is busy or failing (HTTP {exc.status_code})"

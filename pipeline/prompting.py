@@ -3,6 +3,8 @@
 The instructions are in Persian when the question is, in English otherwise. Sources and
 history together stay within a token budget (tiktoken): sources keep their retrieval order and
 come first; history fills what is left, newest turn first, so the oldest is dropped first.
+When the model's context window is known, the whole prompt is fitted to it with room left for
+the answer, and a margin because the model's tokenizer is not tiktoken.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from functools import cached_property
 from typing import Literal
 
 from pipeline.chunking import count_tokens
+from pipeline.errors import ContextOverflow
 
 Language = Literal["fa", "en"]
 
@@ -23,6 +26,8 @@ _ARABIC_LETTER = re.compile(r"[\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\uf
 _LATIN_LETTER = re.compile(r"[A-Za-z]")
 # Tokens a chat message costs beyond its text in OpenAI's chat format.
 MESSAGE_OVERHEAD_TOKENS = 4
+# tiktoken's count of a prompt against the model's own tokenizer: leave this share spare.
+WINDOW_MARGIN = 0.15
 
 INSTRUCTIONS: dict[Language, str] = {
     "en": (
@@ -129,19 +134,46 @@ def fit_history(history: Sequence[Turn], budget: int) -> list[Turn]:
     return kept
 
 
+def _budget(
+    question: str, language: Language, max_context_tokens: int, window: int | None, answer: int
+) -> int:
+    """Tokens for sources and history: MAX_CONTEXT_TOKENS, or less when the model's window
+    minus the answer's room, the instructions and the question leave less."""
+    if window is None:
+        return max_context_tokens
+    fixed = (
+        count_tokens(INSTRUCTIONS[language])
+        + count_tokens(question)
+        + 3 * (MESSAGE_OVERHEAD_TOKENS + 4)
+    )
+    room = int(window * (1 - WINDOW_MARGIN)) - answer - fixed
+    if room < 0:
+        raise ContextOverflow(
+            f"the question with the instructions ({fixed} tokens) leaves no room for sources "
+            f"and a {answer}-token answer in the model's context of {window} tokens "
+            "(MODEL_CONTEXT_TOKENS): ask a shorter question, lower MAX_ANSWER_TOKENS, or use a "
+            "model with a larger context"
+        )
+    return min(max_context_tokens, room)
+
+
 def build_prompt(
     question: str,
     sources: Sequence[Source],
     history: Sequence[Turn],
     max_context_tokens: int,
+    window: int | None = None,
+    answer_tokens: int = 0,
 ) -> Prompt:
     """The chat messages for `question`: instructions, the history that fits, then the
-    sources that fit and the question."""
+    sources that fit and the question. With the model's context `window`, everything fits in
+    it with `answer_tokens` to spare (or ContextOverflow, when the question alone cannot)."""
     language = question_language(question)
     labels = LABELS[language]
-    kept_sources = fit_sources(sources, max_context_tokens, language)
+    budget = _budget(question, language, max_context_tokens, window, answer_tokens)
+    kept_sources = fit_sources(sources, budget, language)
     used = sum(count_tokens(format_source(s, language)) + 2 for s in kept_sources)
-    kept_history = fit_history(history, max_context_tokens - used)
+    kept_history = fit_history(history, budget - used)
     sources_text = "\n\n".join(format_source(s, language) for s in kept_sources)
     messages = [{"role": "system", "content": INSTRUCTIONS[language]}]
     messages += [{"role": turn.role, "content": turn.content} for turn in kept_history]

@@ -21,6 +21,7 @@ class Query:
     vector: np.ndarray
     model: str  # the embedder that made the vector
     tokens: int  # what embedding it cost
+    estimated: bool = False  # `tokens` is tiktoken's count, not the provider's
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,13 @@ def embed_question(text: str, embedder: Embedder) -> Query:
     """Normalise and embed what someone asked; an empty result means nothing searchable."""
     normalised = normalise_text(text)
     embedded = embedder.embed_query(normalised)
-    return Query(normalised, embedded.vectors[0], embedder.model, embedded.prompt_tokens)
+    return Query(
+        normalised,
+        embedded.vectors[0],
+        embedder.model,
+        embedded.prompt_tokens,
+        embedder.estimates_usage,
+    )
 
 
 def retrieve(

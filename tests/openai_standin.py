@@ -8,7 +8,10 @@
 
 Tests can make it fail (`failures`: statuses for the next requests), stall before answering
 (`stall_seconds`), pause between pieces (`piece_delay`), stall mid-answer (`stall_after`) or
-drop the connection mid-answer (`drop_after`).
+drop the connection mid-answer (`drop_after`). With `context_tokens` set, a prompt larger than
+that (its words and symbols counted, roughly as a model's tokenizer would) is refused as
+servers refuse it: OpenAI's 400 `context_length_exceeded` (`overflow = "error"`), or
+llama.cpp's 200 with an empty stream (`overflow = "empty"`).
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class StandIn:
     stall_after: int | None = None  # pieces sent before stalling for `stall_seconds`
     drop_after: int | None = None  # pieces sent before the connection is dropped
     report_usage: bool = True
+    context_tokens: int | None = None
+    overflow: str = "error"  # or "empty"
     # Each piece is the time it was sent (time.time(), and a space) instead of a word of
     # `reply`: a client can tell every token's latency and whether any was lost or doubled.
     stamp_pieces: bool = False
@@ -92,6 +97,17 @@ class StandIn:
                     self._send(status, {"error": {"message": f"stand-in failure {status}"}})
                 elif self.path == "/v1/embeddings":
                     self._send(200, standin.embeddings(body))
+                elif self.path == "/v1/chat/completions" and standin.over_context(body):
+                    if standin.overflow == "empty":
+                        self._empty_stream()
+                    else:
+                        message = (
+                            f"This model's maximum context length is {standin.context_tokens} "
+                            f"tokens. However, your messages resulted in {standin.size(body)} "
+                            "tokens. Please reduce the length of the messages."
+                        )
+                        error = {"message": message, "code": "context_length_exceeded"}
+                        self._send(400, {"error": error | {"type": "invalid_request_error"}})
                 elif self.path == "/v1/chat/completions" and body.get("stream"):
                     self._stream_chat(body)
                 else:
@@ -109,6 +125,14 @@ class StandIn:
                 text = payload if isinstance(payload, str) else json.dumps(payload)
                 data = f"data: {text}\n\n".encode()
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+            def _empty_stream(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
             def _stream_chat(self, body: dict[str, Any]) -> None:
@@ -164,6 +188,14 @@ class StandIn:
         self.server = _QuietServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def size(self, body: dict[str, Any]) -> int:
+        """A prompt's size as a model's tokenizer might count it: words and symbols."""
+        text = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
+        return len(re.findall(r"\w+|[^\w\s]", text))
+
+    def over_context(self, body: dict[str, Any]) -> bool:
+        return self.context_tokens is not None and self.size(body) > self.context_tokens
 
     @property
     def base_url(self) -> str:

@@ -33,7 +33,7 @@ def standin() -> Iterator[StandIn]:
 def fresh_standin(standin: StandIn) -> None:
     standin.reply, standin.piece_delay, standin.failures = DEFAULT_REPLY, 0.0, []
     standin.stall_seconds, standin.stall_after, standin.drop_after = 0.0, None, None
-    standin.report_usage = True
+    standin.report_usage, standin.context_tokens, standin.overflow = True, None, "error"
 
 
 def _redis_db(services: Services, db: int) -> str:
@@ -152,12 +152,14 @@ def test_usage_adds_up_what_the_provider_reported(
                 "completion_tokens": completion,
                 "total_tokens": prompt + completion,
                 "requests": 2,
+                "estimated_tokens": 0,  # the provider's own figures
             },
             llm_settings.embedding_model_name: {
                 "prompt_tokens": embedded,
                 "completion_tokens": 0,
                 "total_tokens": embedded,
                 "requests": 2,
+                "estimated_tokens": embedded,  # the local embedder: tiktoken's count
             },
         }
         assert usage[window]["total_tokens"] == prompt + completion + embedded
@@ -166,11 +168,17 @@ def test_usage_adds_up_what_the_provider_reported(
 def test_a_server_that_reports_no_usage_is_counted_with_tiktoken(
     client: httpx.Client, standin: StandIn
 ) -> None:
+    before = client.get("/v1/usage").json()["last_24h"]["by_kind"]["chat"]
+    assert before["estimated_tokens"] == 0  # every answer so far came with the provider's usage
     standin.report_usage = False
     answer = read_stream(client, ask(client, "When do fishermen light the lantern?")["stream_url"])
     usage = answer.last("end")["usage"]
     assert usage["prompt_tokens"] not in (0, PROMPT_TOKENS_REPORTED)
     assert usage["completion_tokens"] == count_tokens(DEFAULT_REPLY)
+    # /v1/usage says which of the tokens are such estimates.
+    after = client.get("/v1/usage").json()["last_24h"]["by_kind"]["chat"]
+    assert after["estimated_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert after["total_tokens"] - before["total_tokens"] == after["estimated_tokens"]
 
 
 def test_a_client_that_reconnects_with_last_event_id_gets_exactly_the_rest(
@@ -331,3 +339,36 @@ def test_a_queued_job_can_be_cancelled_and_its_stream_sends_keep_alives_within_l
         assert answer.last("end")["finish_reason"] == "cancelled"
         reply = _messages(client, started["session_id"])[1]
         assert reply["status"] == "cancelled" and reply["content"] == ""
+
+
+@pytest.mark.parametrize("overflow", ["error", "empty"])
+def test_a_prompt_over_the_models_context_is_not_retried_and_says_what_to_change(
+    client: httpx.Client, standin: StandIn, engine: Engine, overflow: str
+) -> None:
+    """OpenAI's 400 context_length_exceeded, or llama.cpp's 200 with an empty stream."""
+    standin.context_tokens, standin.overflow = 50, overflow
+    asked = len(standin.chat_requests)
+    started = ask(client, "When do fishermen light the lantern?")
+    answer = read_stream(client, started["stream_url"])
+    error = answer.last("error")
+    assert error["code"] == "context_overflow"
+    assert "does not fit the model's context window" in error["message"]
+    assert "MODEL_CONTEXT_TOKENS" in error["message"]
+    assert len(standin.chat_requests) == asked + 1  # never retried
+    job = wait_for_job(client, started["job_id"])
+    assert job["status"] == "failed" and "MODEL_CONTEXT_TOKENS" in job["error"]
+
+
+def test_a_model_that_stops_at_once_is_an_answer_that_says_so(
+    client: httpx.Client, standin: StandIn
+) -> None:
+    standin.reply = ""
+    started = ask(client, "When do fishermen light the lantern?")
+    answer = read_stream(client, started["stream_url"])
+    assert "delta" not in answer.names
+    error = answer.last("error")
+    assert error["code"] == "empty_answer"
+    assert "finished without a word (finish reason: stop)" in error["message"]
+    reply = _messages(client, started["session_id"])[1]
+    assert reply["status"] == "failed" and reply["content"] == ""
+    assert wait_for_job(client, started["job_id"])["error"] == error["message"]

@@ -2,14 +2,16 @@
 stream the provider's text into the job's event stream, then save the answer and its usage in
 one transaction.
 
-The answer's own failures (the provider refused, timed out, broke off) end its stream with
-an `Error` event whose code says which, and fail the job without a retry; what escapes from
-here is the infrastructure's, for workers/outcomes.py to retry."""
+The answer's own failures (the provider refused, timed out, broke off, the prompt does not
+fit the model, the model said nothing) end its stream with an `Error` event whose code says
+which, and fail the job without a retry; what escapes from here is the infrastructure's, for
+workers/outcomes.py to retry."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -19,7 +21,13 @@ from db.engine import unit_of_work
 from db.jobs import claim_job, finish_job
 from db.models import Job
 from pipeline.chunking import count_tokens
-from pipeline.errors import PipelineError, ProviderRejected, ProviderUnavailable
+from pipeline.errors import (
+    ContextOverflow,
+    PipelineError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from pipeline.generation import Finished
 from pipeline.prompting import Prompt, Source, Turn, build_prompt
 from pipeline.retrieval import embed_question
 from transport import events
@@ -32,6 +40,10 @@ from usecases.streaming import Relayed, relay_generation
 log = logging.getLogger("docuchat.usecases")
 
 RESTART_REASON = "the answer was interrupted (its worker or the queue failed) and starts again"
+EMPTY_ANSWER = (
+    "the model finished without a word (finish reason: {reason}), so there is no answer; "
+    "ask again, perhaps in other words, or choose another model"
+)
 
 
 def answer(
@@ -54,13 +66,14 @@ def answer(
         # Whatever an earlier attempt streamed is a half answer that will never finish, and
         # the stream may even be gone (Redis lost it): clients drop what they have shown.
         writer.emit(events.Restart(RESTART_REASON))
-    prompt = _prompt(resources, tenant_id, job, task)
+    prompt, overflow = _prompt(resources, tenant_id, job, task)
     citations = [_citation(source) for source in prompt.sources]
     writer.emit(events.Citations(citations))
     # With no sources there is nothing to send a model: the extractive answerer says so.
     provider = resources.chat_provider if prompt.sources else resources.extractive
     model = provider.model_for(task.model)
-    relayed = relay_generation(provider.stream(prompt, model), writer)
+    generation = _raising(overflow) if overflow else provider.stream(prompt, model)
+    relayed = relay_generation(generation, writer)
     answer = _finished_answer(prompt, model, citations, relayed)
     with unit_of_work(resources.engine, tenant_id) as session:
         saved = save_answer(session, tenant_id, job, answer)
@@ -78,15 +91,24 @@ def answer(
     if answer.status == "failed":
         log.warning("chat job %s failed: %s", job_id, answer.error, exc_info=relayed.error)
         message = answer.error or ""
-        writer.emit(events.Error(_code(relayed.error), message, events.Usage.of(*spent)))
+        code = _code(relayed.error) if relayed.error else "empty_answer"
+        writer.emit(events.Error(code, message, events.Usage.of(*spent)))
         return
     finished = relayed.finished
     reason = finished.finish_reason if finished and answer.status == "complete" else "cancelled"
     writer.emit(events.End(reason, events.Usage.of(*spent)))
 
 
-def _prompt(resources: WorkerParts, tenant_id: uuid.UUID, job: Job, task: ChatTask) -> Prompt:
-    """Retrieve the question's sources; its embedding is counted with the search."""
+def _raising(error: PipelineError) -> Iterator[str | Finished]:
+    raise error
+    yield  # a generator that fails as a provider's stream would
+
+
+def _prompt(
+    resources: WorkerParts, tenant_id: uuid.UUID, job: Job, task: ChatTask
+) -> tuple[Prompt, ContextOverflow | None]:
+    """Retrieve the question's sources (its embedding is counted with the search) and fit
+    them to the model's window; a question that cannot fit comes back as the error."""
     query = embed_question(task.question, resources.embedder)
     with unit_of_work(resources.engine, tenant_id) as session:
         hits = search_chunks(
@@ -103,7 +125,20 @@ def _prompt(resources: WorkerParts, tenant_id: uuid.UUID, job: Job, task: ChatTa
         for n, h in enumerate(hits, start=1)
     ]
     history = [Turn(role, content) for role, content in task.history]
-    return build_prompt(task.question, sources, history, resources.settings.max_context_tokens)
+    settings = resources.settings
+    window = settings.model_context_tokens if settings.chat_provider_name == "openai" else None
+    try:
+        prompt = build_prompt(
+            task.question,
+            sources,
+            history,
+            settings.max_context_tokens,
+            window,
+            settings.max_answer_tokens,
+        )
+    except ContextOverflow as exc:
+        return build_prompt(task.question, [], [], settings.max_context_tokens), exc
+    return prompt, None
 
 
 def _citation(source: Source) -> events.Citation:
@@ -123,22 +158,32 @@ def _finished_answer(
     citations: list[dict[str, Any]] = msgspec.to_builtins(cited)
     if relayed.finished is not None and not relayed.cancelled:
         usage = relayed.finished.usage
+        counted = (usage.prompt_tokens, usage.completion_tokens)
+        if not relayed.text.strip():
+            error = EMPTY_ANSWER.format(reason=relayed.finished.finish_reason)
+            return FinishedAnswer(
+                relayed.text, "failed", citations, model, *counted, error, usage.estimated
+            )
         return FinishedAnswer(
-            relayed.text, "complete", citations, model, usage.prompt_tokens, usage.completion_tokens
+            relayed.text, "complete", citations, model, *counted, estimated=usage.estimated
         )
     # Stopped early: the provider reported nothing, so tiktoken counts what was spent.
     spent = count_tokens(relayed.text)
     prompt_tokens = prompt.tokens if spent or relayed.cancelled else 0
     if relayed.cancelled:
-        return FinishedAnswer(relayed.text, "cancelled", citations, model, prompt_tokens, spent)
+        return FinishedAnswer(
+            relayed.text, "cancelled", citations, model, prompt_tokens, spent, estimated=True
+        )
     error = _sentence(relayed.error) if relayed.error else "the provider stopped without finishing"
     return FinishedAnswer(
-        relayed.text, "failed", citations, model, prompt_tokens, spent, error=error
+        relayed.text, "failed", citations, model, prompt_tokens, spent, error, estimated=True
     )
 
 
 def _code(exc: BaseException | None) -> str:
     """The `code` of the `Error` event that ends a failed answer."""
+    if isinstance(exc, ContextOverflow):
+        return "context_overflow"
     if isinstance(exc, ProviderUnavailable):
         return "provider_unavailable"
     if isinstance(exc, ProviderRejected):

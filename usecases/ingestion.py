@@ -173,6 +173,7 @@ def _end_job_if_last(
         kind="embedding",
         model=resources.embedder.model,
         prompt_tokens=totals.embedding_tokens,
+        estimated=resources.embedder.estimates_usage,
     )
     finish_job(
         session,

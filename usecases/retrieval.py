@@ -41,6 +41,7 @@ def search_chunks(
         kind="embedding",
         model=query.model,
         prompt_tokens=query.tokens,
+        estimated=query.estimated,
     )
     return hits
 

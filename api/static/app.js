@@ -327,8 +327,13 @@ $("ask").addEventListener("submit", async (event) => {
   state.session = started.session_id;
   let text = "";
   const render = () => {
-    // [n] markers become links to their source.
-    answer.replaceChildren(...text.split(/(\[\d+\])/).map((part) => {
+    // [n] markers become links to their source; `code` stays as it is, brackets and all.
+    answer.replaceChildren(...text.split(/(`[^`\n]*`|\[\d+\])/).map((part) => {
+      if (part.length > 1 && part.startsWith("`") && part.endsWith("`")) {
+        const code = document.createElement("code");
+        code.textContent = part.slice(1, -1);
+        return code;
+      }
       const marker = part.match(/^\[(\d+)\]$/);
       if (!marker) return document.createTextNode(part);
       const link = document.createElement("a");
