@@ -49,6 +49,7 @@ clean:
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.chat
 	$(BIN)/python -m bench.usage
 	$(BIN)/python -m bench.signin

@@ -1,4 +1,4 @@
-"""Ingestion benchmarks on the embedded default, and recall@6 on the dev retrieval set.
+"""Ingestion benchmarks on the embedded default.
 
 Run with `make bench`. Starts a private embedded Postgres and Redis under .bench/, the API and
 one worker process (the Procfile's commands), then measures through the real HTTP API:
@@ -6,45 +6,38 @@ one worker process (the Procfile's commands), then measures through the real HTT
 1. upload-to-ready of a two-page PDF, median of 10 (after one warm-up);
 2. a 120-page PDF: pages per second, and whole ingestion time over the time the embedder alone
    needs for the same chunks (everything but embedding is overhead);
-3. peak RSS of the worker process while it ingests a 500-page PDF;
-4. recall@6 of /v1/search on bench/dev_qa.json (real PDFs from Debian documentation packages,
-   fetched with `apt-get download` into .bench/ the first time).
+3. peak RSS of the worker process while it ingests a 500-page PDF.
+
+Retrieval and answer quality on the dev set are bench/quality.py's.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 
-from api.signin.tokens import issue_access_token
-from bench.stack import database_environ, migrated_owner, wait_healthy
-from core.settings import Settings, load_settings
-from db.engine import unit_of_work
+from bench.stack import bench_tenant, fresh_stack, wait_healthy
+from core.settings import Settings
 from pipeline.chunking import chunk_pages
 from pipeline.embedding import LocalE5Embedder
 from pipeline.ingest import normalised_pages
 from pipeline.pdf import opened_pdf
 from tests.pdfs import english_pdf, filler
 from tools.devstack import api_command, worker_command
-from tools.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from usecases.members import create_tenant, get_or_create_user
+from tools.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
-QA = Path(__file__).with_name("dev_qa.json")
 
 
 def _environment(settings: Settings) -> dict[str, str]:
@@ -104,69 +97,16 @@ def _peak_rss(worker: psutil.Process, stop: threading.Event, peak: list[int]) ->
         time.sleep(0.05)
 
 
-def _eval_pdfs() -> dict[str, Path]:
-    spec = json.loads(QA.read_text())
-    debs = WORK / "debs"
-    folders: dict[str, Path] = {}
-    for name, doc in spec["documents"].items():
-        folder = debs / doc["deb"]
-        if not (folder / doc["path"]).exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["apt-get", "download", doc["deb"]], cwd=folder, check=True)
-            for deb in folder.glob("*.deb"):
-                subprocess.run(["dpkg", "-x", str(deb), str(folder)], check=True)
-        folders[name] = folder / doc["path"]
-    return folders
-
-
-def _recall(client: httpx.Client) -> tuple[float, list[str]]:
-    spec = json.loads(QA.read_text())
-    ids = {}
-    for name, path in _eval_pdfs().items():
-        response = client.post(
-            "/v1/files", files={"file": (name, path.read_bytes(), "application/pdf")}
-        )
-        response.raise_for_status()
-        if response.json()["job"]:
-            _wait_ready(client, response.json()["job"]["id"])
-        ids[name] = response.json()["document"]["id"]
-    lines, hits = [], 0
-    for question in spec["questions"]:
-        results = client.post("/v1/search", json={"query": question["q"], "top_k": 6}).json()[
-            "results"
-        ]
-        wanted = set(question["pages"])
-        hit = any(
-            r["document_id"] == ids[question["doc"]]
-            and wanted & set(range(r["page_start"], r["page_end"] + 1))
-            for r in results
-        )
-        hits += hit
-        lines.append(
-            f"  {'hit ' if hit else 'MISS'} {question['doc']} p{question['pages']}: {question['q']}"
-        )
-    return hits / len(spec["questions"]), lines
-
-
 def main() -> None:
-    shutil.rmtree(WORK / "stack", ignore_errors=True)
-    (WORK / "stack").mkdir(parents=True)
-    postgres, redis = EmbeddedPostgres(WORK / "stack"), EmbeddedRedis(WORK / "stack")
-    settings = load_settings({
-        **database_environ(postgres), "REDIS_URL": redis.start(), "JWT_SECRET": "b" * 40,
-    })  # fmt: skip
-    owner = migrated_owner(settings)
-    with unit_of_work(owner) as session:
-        tenant = create_tenant(session, f"bench-{uuid.uuid4().hex[:6]}", "Bench")
-        user = get_or_create_user(session, tenant, "bench@example.com")
-    token = issue_access_token(settings, user.id, tenant.id).token
+    stack = fresh_stack(WORK / "stack", "b" * 40)
+    settings = stack.settings
+    _, headers = bench_tenant(stack, "bench")
     port = free_port()
     env = _environment(settings)
     api = subprocess.Popen(api_command("127.0.0.1", port), env=env, cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     worker = subprocess.Popen(worker_command(1, 2), env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant.slug}
     report: list[str] = []
     try:
         with httpx.Client(
@@ -208,17 +148,11 @@ def main() -> None:
                 f"500-page PDF: {seconds:.1f} s, peak worker RSS {peak[0] / 2**20:.0f} MB "
                 f"({job['progress']['chunks_total']} chunks)"
             )
-
-            recall, lines = _recall(client)
-            report.append(f"recall@6 on bench/dev_qa.json: {recall:.2f}")
-            report.extend(lines)
     finally:
         for process in (api, worker):
             process.terminate()
             process.wait(timeout=30)
-        owner.dispose()
-        redis.stop()
-        postgres.stop()
+        stack.stop()
     print("\n".join(report))
     sys.stdout.flush()
 

@@ -3,16 +3,23 @@ running API to drive."""
 
 from __future__ import annotations
 
+import shutil
 import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from sqlalchemy import Engine
 
+from api.signin.tokens import issue_access_token
 from core.bootstrap import owner_engine
-from core.settings import Settings
+from core.settings import Settings, load_settings
+from db.engine import unit_of_work
 from db.migrate import upgrade
 from db.roles import ensure_app_login
-from tools.embedded import EmbeddedPostgres
+from tools.embedded import EmbeddedPostgres, EmbeddedRedis
+from usecases.members import create_tenant, get_or_create_user
 
 
 def wait_healthy(client: httpx.Client, timeout: float = 60) -> None:
@@ -41,3 +48,38 @@ def migrated_owner(settings: Settings) -> Engine:
     upgrade(owner, settings.embedding_dimension)
     ensure_app_login(owner, settings.database_url or "")
     return owner
+
+
+@dataclass
+class Stack:
+    """A private embedded Postgres and Redis, migrated, as `docuchat dev` prepares them."""
+
+    settings: Settings
+    owner: Engine
+    postgres: EmbeddedPostgres
+    redis: EmbeddedRedis
+
+    def stop(self) -> None:
+        self.owner.dispose()
+        self.redis.stop()
+        self.postgres.stop()
+
+
+def fresh_stack(folder: Path, jwt_secret: str) -> Stack:
+    """A stack in an emptied `folder`."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    postgres, redis = EmbeddedPostgres(folder), EmbeddedRedis(folder)
+    settings = load_settings({
+        **database_environ(postgres), "REDIS_URL": redis.start(), "JWT_SECRET": jwt_secret,
+    })  # fmt: skip
+    return Stack(settings, migrated_owner(settings), postgres, redis)
+
+
+def bench_tenant(stack: Stack, name: str) -> tuple[uuid.UUID, dict[str, str]]:
+    """A new tenant with one member: its id, and the headers that sign in as the member."""
+    with unit_of_work(stack.owner) as session:
+        tenant = create_tenant(session, f"{name}-{uuid.uuid4().hex[:6]}", name.title())
+        user = get_or_create_user(session, tenant, f"{name}@example.com")
+    token = issue_access_token(stack.settings, user.id, tenant.id).token
+    return tenant.id, {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant.slug}

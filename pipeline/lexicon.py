@@ -14,6 +14,7 @@ from pipeline.normalise import ZWNJ, normalise_text
 
 _DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789", ZWNJ)
 _WORD = re.compile(r"\w+")
+_CAMEL_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _STOP_WORDS = (
     "a an and are as at be been but by can could did do does for from had has have how i if "
     "in into is it its may me might my no not of on or our should so such than that the "
@@ -33,5 +34,13 @@ def fold(text: str) -> str:
 
 
 def content_words(text: str) -> frozenset[str]:
-    """The folded words of `text` that are not function words."""
-    return frozenset(w for w in _WORD.findall(fold(text)) if w not in STOP_WORDS)
+    """The folded words of `text` that are not function words; an identifier written in
+    camel case counts its parts too (`\\DeclareFixedFont`: declare, fixed, font)."""
+    words = set()
+    for word in _WORD.findall(normalise_text(text).translate(_DIGITS)):
+        words.add(word.lower())
+        parts = _CAMEL_PART.findall(word)
+        if len(parts) > 1:
+            words.update(part.lower() for part in parts if len(part) > 1)
+    # A lone Latin letter ("e" of "e.g.", "a" of a list) says nothing about the topic.
+    return frozenset(w for w in words - STOP_WORDS if len(w) > 1 or w.isdigit() or not w.isascii())

@@ -86,7 +86,9 @@ def test_a_page_flooded_with_text_is_refused(tmp_path: Path) -> None:
 
 def test_a_reader_that_crashes_fails_the_file_not_the_caller(tmp_path: Path) -> None:
     path = tmp_path / "fine.pdf"
-    path.write_bytes(english_pdf([filler(n, 10) for n in range(3)]))
+    # More text than a pipe holds: the reader is still alive, blocked on writing, when killed
+    # (with three pages it could finish and exit before the signal landed).
+    path.write_bytes(english_pdf([filler(n, 10) for n in range(150)]))
     with read_pdf(path, LIMITS) as source, pytest.raises(CorruptPdf, match=r"crashed .*SIGSEGV"):
         for page in source.pages():
             if page.number == 1:

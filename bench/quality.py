@@ -1,0 +1,249 @@
+"""Answer quality on the dev set: retrieval by mode, answers that carry the fact, providers.
+
+Run with `make bench`. Starts a private embedded Postgres and Redis under .bench/, the API and
+a worker (the Procfile's commands), uploads the PDFs of bench/dev_qa.json (real documents from
+Debian's documentation packages, fetched with `apt-get download` the first time) through the
+real HTTP API, then reports:
+
+1. recall@6 (a question is found when a top-6 chunk of its document overlaps its pages) for
+   vector search alone, full-text search alone, and the hybrid the product uses, plus
+   `/v1/search` itself;
+2. how many offline (extractive) answers from `/v1/chat` contain each question's key fact
+   (its `a` regular expression), and how questions no document covers are answered.
+The same for bench/extra_qa.json: questions the team wrote on two other documents of the
+same packages, never tuned on, to see whether a change generalises. Then:
+
+3. with the OpenAI stand-in as the provider, a model of small context (MODEL_CONTEXT_TOKENS):
+   how many sources fit and how large the prompts are, and what a server that refuses an
+   oversize prompt (400 context_length_exceeded, or llama.cpp's empty stream) leads to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.stack import bench_tenant, fresh_stack, wait_healthy
+from core.settings import Settings
+from db.engine import unit_of_work
+from db.search import SearchMode, TenantSearch
+from pipeline.embedding import LocalE5Embedder
+from pipeline.retrieval import embed_question
+from tests.chat_helpers import ask, read_stream
+from tests.openai_standin import StandIn
+from tools.devstack import api_command, worker_command
+from tools.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".bench"
+DEV = json.loads(Path(__file__).with_name("dev_qa.json").read_text())
+# Written by the team on other documents, never tuned on: does what helps generalise?
+EXTRA = json.loads(Path(__file__).with_name("extra_qa.json").read_text())
+UNRELATED = [
+    "How do I reset the device?",
+    "What is the refund policy?",
+    "How much protein should I eat per day?",
+    "رمز وای‌فای مودم را چطور عوض کنم؟",
+    "بهترین زمان کاشت گوجه فرنگی چیست؟",
+    "قیمت بلیت قطار تهران به مشهد چند است؟",
+]
+SMALL_CONTEXT = 2048
+
+
+def eval_pdfs(qa: dict[str, Any]) -> dict[str, Path]:
+    """A question set's PDFs, unpacked from their Debian packages under .bench/debs."""
+    debs = WORK / "debs"
+    paths: dict[str, Path] = {}
+    for name, doc in qa["documents"].items():
+        folder = debs / doc["deb"]
+        if not (folder / doc["path"]).exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["apt-get", "download", doc["deb"]], cwd=folder, check=True)
+            for deb in folder.glob("*.deb"):
+                subprocess.run(["dpkg", "-x", str(deb), str(folder)], check=True)
+        paths[name] = folder / doc["path"]
+    return paths
+
+
+def _found(question: dict[str, Any], ids: dict[str, str], hits: list[tuple[str, int, int]]) -> bool:
+    wanted = set(question["pages"])
+    return any(
+        document == ids[question["doc"]] and wanted & set(range(start, end + 1))
+        for document, start, end in hits
+    )
+
+
+def _environment(settings: Settings, **extra: str) -> dict[str, str]:
+    return os.environ | {
+        "APP_ENV": "development",
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "RATE_LIMIT_PER_MINUTE": "1000000",
+        **extra,
+    }
+
+
+def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def _stop(*processes: subprocess.Popen[bytes]) -> None:
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def _upload_all(client: httpx.Client, qa: dict[str, Any]) -> dict[str, str]:
+    ids = {}
+    for name, path in eval_pdfs(qa).items():
+        response = client.post(
+            "/v1/files", files={"file": (name, path.read_bytes(), "application/pdf")}
+        )
+        response.raise_for_status()
+        ids[name] = response.json()["document"]["id"]
+        job = response.json()["job"]
+        while job and job["status"] not in ("succeeded", "failed", "cancelled"):
+            time.sleep(0.5)
+            job = client.get(f"/v1/jobs/{job['id']}").json()
+        if job and job["status"] != "succeeded":
+            raise RuntimeError(f"{name} did not ingest: {job}")
+    return ids
+
+
+def _recall_by_mode(
+    qa: dict[str, Any], owner: Any, tenant_id: uuid.UUID, ids: dict[str, str]
+) -> list[str]:
+    embedder = LocalE5Embedder()
+    queries = [embed_question(q["q"], embedder) for q in qa["questions"]]
+    lines = []
+    modes: list[SearchMode] = ["vector", "text", "hybrid"]
+    for mode in modes:
+        found = 0
+        with unit_of_work(owner, tenant_id) as session:
+            search = TenantSearch(session, tenant_id, mode)
+            for question, query in zip(qa["questions"], queries, strict=True):
+                hits = search.search(query, 6, None)
+                found += _found(
+                    question, ids, [(str(h.document_id), h.page_start, h.page_end) for h in hits]
+                )
+        lines.append(f"recall@6, {mode} search: {found}/{len(qa['questions'])}")
+    return lines
+
+
+def _recall_http(client: httpx.Client, qa: dict[str, Any], ids: dict[str, str]) -> list[str]:
+    lines, found = [], 0
+    for question in qa["questions"]:
+        results = client.post("/v1/search", json={"query": question["q"], "top_k": 6}).json()
+        hit = _found(
+            question,
+            ids,
+            [(r["document_id"], r["page_start"], r["page_end"]) for r in results["results"]],
+        )
+        found += hit
+        lines.append(f"  {'hit ' if hit else 'MISS'} {question['doc']} {question['q']}")
+    return [f"recall@6 through /v1/search: {found}/{len(qa['questions'])}", *lines]
+
+
+def _answers(client: httpx.Client, qa: dict[str, Any]) -> list[str]:
+    lines, carried, seconds = [], 0, []
+    for question in qa["questions"]:
+        started = time.perf_counter()
+        answer = read_stream(client, ask(client, question["q"])["stream_url"]).text
+        seconds.append(time.perf_counter() - started)
+        has = bool(re.search(question["a"], answer, re.IGNORECASE))
+        carried += has
+        lines.append(f"  {'fact' if has else 'MISS'} {question['q']}")
+    return [
+        f"offline answers carrying the key fact: {carried}/{len(qa['questions'])} "
+        f"(median {statistics.median(seconds):.1f} s from question to end)",
+        *lines,
+    ]
+
+
+def _not_covered(client: httpx.Client) -> list[str]:
+    said = 0
+    for question in UNRELATED:
+        answer = read_stream(client, ask(client, question)["stream_url"]).text
+        said += answer.startswith(("The documents do not", "به نظر می‌رسد اسناد"))
+    return [f"questions no document covers, answered 'not covered': {said}/{len(UNRELATED)}"]
+
+
+def _provider(client: httpx.Client, standin: StandIn) -> list[str]:
+    lines = []
+    sizes = []
+    for question in DEV["questions"]:
+        standin.requests.clear()
+        read_stream(client, ask(client, question["q"])["stream_url"])
+        body = standin.chat_requests[-1]
+        sizes.append(standin.size(body))
+    lines.append(
+        f"stand-in provider, MODEL_CONTEXT_TOKENS={SMALL_CONTEXT}: prompts of "
+        f"{min(sizes)}-{max(sizes)} words and symbols (window minus answer and margin: "
+        f"{int(SMALL_CONTEXT * 0.85) - 256}); all {len(sizes)} answered"
+    )
+    for overflow in ("error", "empty"):
+        standin.context_tokens, standin.overflow = 50, overflow
+        standin.requests.clear()
+        answer = read_stream(client, ask(client, DEV["questions"][0]["q"])["stream_url"])
+        error = answer.last("error")
+        lines.append(
+            f"server refusing an oversize prompt ({overflow}): {len(standin.chat_requests)} "
+            f"request(s), error {error['code']}: {error['message'][:90]}..."
+        )
+    standin.context_tokens = None
+    return lines
+
+
+def main() -> None:
+    stack = fresh_stack(WORK / "quality", "q" * 40)
+    tenant_id, headers = bench_tenant(stack, "quality")
+    port = free_port()
+    env = _environment(stack.settings)
+    api = _start(api_command("127.0.0.1", port), env)
+    worker = _start(worker_command(1, 2), env)
+    report: list[str] = []
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=600
+        ) as client:
+            wait_healthy(client)
+            for name, qa in (("dev set", DEV), ("team-written set", EXTRA)):
+                report.append(f"== {name} ({len(qa['questions'])} questions)")
+                ids = _upload_all(client, qa)
+                report += _recall_by_mode(qa, stack.owner, tenant_id, ids)
+                report += _recall_http(client, qa, ids)
+                report += _answers(client, qa)
+            report += _not_covered(client)
+            _stop(worker)
+            with StandIn() as standin:
+                provider_env = _environment(
+                    stack.settings,
+                    OPENAI_BASE_URL=standin.base_url,
+                    CHAT_PROVIDER="openai",
+                    MODEL_CONTEXT_TOKENS=str(SMALL_CONTEXT),
+                    MAX_ANSWER_TOKENS="256",
+                )
+                worker = _start(worker_command(1, 2), provider_env)
+                report += _provider(client, standin)
+    finally:
+        _stop(api, worker)
+        stack.stop()
+    print("\n".join(report))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
