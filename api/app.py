@@ -17,6 +17,7 @@ from api.files import delete_file, get_file, list_files, retry_file, upload_file
 from api.header_limit import header_limit
 from api.health import healthz
 from api.identity import PUBLIC, BearerAuthentication
+from api.job_events import EVENTS_PATH, job_events
 from api.jobs import cancel, get_job_status
 from api.json_bodies import BoundedJsonRequest
 from api.members import (
@@ -35,6 +36,7 @@ from api.security_headers import add_security_headers
 from api.sessions import delete_chat_session, get_session_messages, list_chat_sessions
 from api.usage import get_usage
 from api.web import render_plugins, static_files, swagger_asset, web_client
+from api.ws import WS_PATH, chat_socket
 from core.logs import configure_logging
 from core.redaction import install_log_redaction
 from core.settings import Settings, load_settings
@@ -74,10 +76,12 @@ def create_app(settings: Settings, **given: Any) -> Litestar:
             delete_file,
             retry_file,
             get_job_status,
+            job_events,
             cancel,
             search,
             ask,
             stream_answer,
+            chat_socket,
             list_chat_sessions,
             get_session_messages,
             delete_chat_session,
@@ -103,7 +107,7 @@ def create_app(settings: Settings, **given: Any) -> Litestar:
             RateLimitMiddleware,
             DefineMiddleware(
                 BearerAuthentication,
-                exclude=["^/schema", "^/healthz$", STREAM_PATH],
+                exclude=["^/schema", "^/healthz$", STREAM_PATH, EVENTS_PATH, WS_PATH],
                 exclude_from_auth_key=PUBLIC,
             ),
         ],

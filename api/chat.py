@@ -4,9 +4,8 @@ Server-Sent Events read from the job's Redis Stream, resumable with Last-Event-I
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
@@ -14,13 +13,12 @@ from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from redis.exceptions import RedisError
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from api.identity import Caller, bearer_caller, caller_of
 from api.openapi import problem_responses
 from api.params import parse_document_ids, parse_field_id, parse_id, text_field
+from api.relay import follow
 from api.resources import ApiResources, resources_of
 from api.schemas import ChatStarted
 from api.signin.tokens import InvalidToken, decode_stream_token, issue_stream_token
@@ -138,9 +136,7 @@ async def stream_answer(
     caller = await stream_caller(request, resources, ident, token)
     job = await own_chat_job(resources, caller, ident)
     key = stream_key(ident)
-    last_id, read_all = await _resume_point(
-        resources, key, request.headers.get("last-event-id", "")
-    )
+    last_id, read_all = await resume_point(resources, key, request.headers.get("last-event-id", ""))
     if read_all and job.status in FINISHED:
         return Response(None, status_code=204)  # EventSource stops reconnecting on a 204
     if job.status in FINISHED and not await resources.redis.exists(key):
@@ -148,23 +144,8 @@ async def stream_answer(
     if resources.open_streams >= resources.settings.max_streams_per_process:
         raise ServiceUnavailable("this server is relaying as many answers as it can; retry shortly")
 
-    async def finished() -> bool:
-        """Whether no more events will come: the job ended, or is gone with its session."""
-        async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
-            try:
-                return (await get_job(session, ident)).status in FINISHED
-            except NotFound:
-                return True
-
-    async def still_member() -> bool:
-        try:
-            await caller_of(resources, caller.user_id, caller.tenant_id, None, caller.token_version)
-        except (AuthenticationFailed, PermissionDenied):
-            return False
-        return True
-
     return ServerSentEvent(
-        relay(resources, key, last_id, finished, still_member),
+        relay(resources, caller, ident, last_id),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
@@ -190,7 +171,7 @@ async def _why_gone(resources: ApiResources, caller: Caller, job: Job) -> str:
     return f"the live stream of this answer was kept for {retention} s and has expired; {where}"
 
 
-async def _resume_point(resources: ApiResources, key: str, header: str) -> tuple[str, bool]:
+async def resume_point(resources: ApiResources, key: str, header: str) -> tuple[str, bool]:
     """The stream id to read after (Last-Event-ID when it is one this stream could have given
     out, "0-0" without one), and whether the reader has read every entry there is. An id past
     the stream's last entry, or from the future, would be waited for until the stream
@@ -220,73 +201,21 @@ def _id_tuple(stream_id: str) -> tuple[int, int]:
 
 
 async def relay(
-    resources: ApiResources,
-    key: str,
-    last_id: str,
-    finished: Callable[[], Awaitable[bool]],
-    still_member: Callable[[], Awaitable[bool]],
+    resources: ApiResources, caller: Caller, job_id: uuid.UUID, last_id: str
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Events after `last_id` as they are appended, until the answer's last event.
-
-    A stream that is missing while its job is unfinished was lost with a Redis restart: the
-    reaper sends the job again and its new attempt starts the stream afresh, so we wait.
-    Once per keep-alive interval the reader's membership is checked again: a member removed
-    meanwhile reads no further."""
-    redis = resources.stream_redis
-    keepalive = resources.settings.sse_keepalive_seconds
-    block_ms = max(1, int(keepalive * 1000))
+    """The answer's events after `last_id` as Server-Sent Events (`api/relay.py` follows the
+    stream), keep-alive comments while nothing comes, until the answer's last event."""
     retry: int | None = RECONNECT_MS
-    cursor = last_id.encode()
-    checked_at = time.monotonic()
-    resources.open_streams += 1
-    try:
-        while True:
-            try:
-                if time.monotonic() - checked_at >= keepalive:
-                    checked_at = time.monotonic()
-                    if not await still_member():
-                        yield _sse(events.Error("access_revoked", "you are no longer a member"))
-                        return
-                batches = await redis.xread({key: cursor}, count=500, block=block_ms)
-                expired = not batches and not await redis.exists(key) and await finished()
-            except (RedisError, SQLAlchemyError) as exc:
-                if resources.draining:
-                    yield _reconnect()
-                    return
-                log.warning("stream %s interrupted: %s", key, exc)
-                yield _sse(events.Error("stream_unavailable", "the event stream is unavailable"))
-                return
-            if not batches:
-                yield ServerSentEventMessage(data=None, comment="keep-alive", retry=retry)
-                retry = None
-                if expired:
-                    yield _sse(events.Error("stream_expired", "the event stream has expired"))
-                    return
-                continue
-            for stored in events.stored_events(_entries(batches)):
-                cursor = stored.id.encode()
-                yield ServerSentEventMessage(
-                    data=stored.data.decode(), event=stored.name, id=stored.id, retry=retry
-                )
-                retry = None
-                if stored.terminal:
-                    return
-    finally:
-        resources.open_streams -= 1
-        log.debug("stream %s closed at %s", key, cursor)
-
-
-def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    """The entries of XREAD's reply for its one stream (RESP2: [[key, entries]])."""
-    entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1]
-    return entries
-
-
-def _reconnect() -> ServerSentEventMessage:
-    """The last event of a stream whose server is shutting down: the answer goes on, and
-    EventSource reconnects by itself (with Last-Event-ID) after `retry`."""
-    reason = "this server is shutting down; reconnect with Last-Event-ID to read on"
-    return _sse(events.Reconnect(reason), retry=RECONNECT_MS)
+    async for item in follow(resources, caller, job_id, last_id):
+        if item is None:
+            message = ServerSentEventMessage(data=None, comment="keep-alive")
+        elif isinstance(item, events.StoredEvent):
+            message = ServerSentEventMessage(data=item.data.decode(), event=item.name, id=item.id)
+        else:
+            message = _sse(item)
+        if retry is not None or isinstance(item, events.Reconnect):
+            message.retry, retry = retry or RECONNECT_MS, None
+        yield message
 
 
 def _sse(event: events.AnswerEvent, retry: int | None = None) -> ServerSentEventMessage:

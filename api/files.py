@@ -9,15 +9,21 @@ from litestar import Request, Response, delete, get, post
 from litestar.params import FromPath, Parameter
 
 from api.identity import Caller
+from api.job_events import events_url
 from api.openapi import problem_responses
 from api.params import parse_id
-from api.resources import resources_of
-from api.schemas import DocumentOut, DocumentPage, UploadOut, document_out, job_out
+from api.resources import ApiResources, resources_of
+from api.schemas import DocumentOut, DocumentPage, JobOut, UploadOut, document_out, job_out
 from api.uploads import receive_upload
 from db.documents import get_document, list_documents
 from db.engine import async_unit_of_work
+from db.models import Job
 from usecases import documents
 from usecases.quota import require_quota
+
+
+def _job(resources: ApiResources, caller: Caller, job: Job | None) -> JobOut | None:
+    return job_out(job, events_url=events_url(resources, caller, job.id)) if job else None
 
 
 @post(
@@ -38,7 +44,7 @@ async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]
         stored = await documents.store_upload(resources, caller, received)
     finally:
         received.path.unlink(missing_ok=True)
-    job = job_out(stored.job) if stored.job else None
+    job = _job(resources, caller, stored.job)
     return Response(
         UploadOut(document_out(stored.document), job), status_code=202 if stored.created else 200
     )
@@ -98,6 +104,6 @@ async def retry_file(
         await require_quota(session, caller)
     stored = await documents.retry(resources, caller, ident)
     return Response(
-        UploadOut(document_out(stored.document), job_out(stored.job) if stored.job else None),
+        UploadOut(document_out(stored.document), _job(resources, caller, stored.job)),
         status_code=202,
     )

@@ -9,6 +9,7 @@ from litestar.params import FromPath
 
 from api.chat import stream_url
 from api.identity import Caller
+from api.job_events import events_url
 from api.openapi import problem_responses
 from api.params import parse_id
 from api.resources import ApiResources, resources_of
@@ -22,7 +23,7 @@ from usecases.jobs import visible
 
 def _out(resources: ApiResources, caller: Caller, job: Job) -> JobOut:
     url = stream_url(resources, caller, job.id) if job.kind == "chat" else None
-    return job_out(job, url)
+    return job_out(job, url, events_url(resources, caller, job.id))
 
 
 @get("/v1/jobs/{job_id:str}", tags=["jobs"], summary="A job's status, progress and error")

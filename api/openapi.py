@@ -205,6 +205,7 @@ _JOB_OUT = {
     "started_at": _AT,
     "finished_at": None,
     "stream_url": None,
+    "events_url": f"/v1/jobs/{_JOB}/events?token=eyJhbGciOiJIUzI1NiIs…",
 }
 _TOKENS = {
     "prompt_tokens": 5000,
@@ -390,6 +391,13 @@ STREAM_EXAMPLE = (
     'id: 1764149400410-0\nevent: delta\ndata: {"text": "Hold the power button"}\n\n'
     'id: 1764149401950-0\nevent: end\ndata: {"finish_reason": "stop", "usage": {…}}\n\n'
 )
+JOB_EVENTS_EXAMPLE = (
+    'id: 1796197800941030\nevent: progress\ndata: {"job_id": "…", "kind": "ingest", '
+    '"status": "running", "stage": "extracting", "pages_done": 12, "pages_total": 40, '
+    '"chunks_done": null, "chunks_total": null}\n\n'
+    'id: 1796197812394282\nevent: end\ndata: {"job_id": "…", "status": "succeeded", '
+    '"error": null}\n\n'
+)
 PROBLEM_EXAMPLES = {
     400: {"status": 400, "detail": "JSON is malformed: invalid character (byte 0)"},
     401: {"status": 401, "detail": "an `Authorization: Bearer <token>` header is required"},
@@ -443,10 +451,11 @@ def document_examples(app: Litestar) -> None:
             for code, response in (operation.responses or {}).items():
                 if not isinstance(response, OpenAPIResponse) or not response.content:
                     continue
-                if path.endswith("/stream") and code == "200":
+                if path.endswith(("/stream", "/events")) and code == "200":
+                    sse = STREAM_EXAMPLE if path.endswith("/stream") else JOB_EVENTS_EXAMPLE
                     response.content = {
                         "text/event-stream": OpenAPIMediaType(
-                            schema=Schema(type=OpenAPIType.STRING), example=STREAM_EXAMPLE
+                            schema=Schema(type=OpenAPIType.STRING), example=sse
                         )
                     }
                     continue

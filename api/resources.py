@@ -25,9 +25,12 @@ from api.signin.rate_limits import RateLimiter
 from core.bootstrap import Services, bootstrap
 from core.errors import ConfigurationError
 from core.settings import Settings
+from db.engine import libpq_url
+from db.job_watch import JobWatch
 from db.migrate import check_schema
 from db.roles import check_app_login
 from pipeline.embedding import Embedder
+from transport.hub import StreamHub
 
 log = logging.getLogger("docuchat.api")
 
@@ -38,7 +41,9 @@ class ApiResources:
     state."""
 
     services: Services
-    open_streams: int = 0  # answer streams this process is relaying now
+    hub: StreamHub  # the one reader of every answer stream this process relays
+    job_watch: JobWatch  # the one listener for job changes
+    open_streams: int = 0  # event streams (answers, jobs, sockets) this process serves now
     draining: bool = False  # SIGTERM arrived: open streams end with `reconnect`
 
     @property
@@ -53,10 +58,6 @@ class ApiResources:
     def redis(self) -> Redis:
         """Every call gets 5 s; blocking reads use `stream_redis`."""
         return self.services.async_redis
-
-    @property
-    def stream_redis(self) -> Redis:
-        return self.services.stream_redis
 
     @property
     def broker(self) -> Broker:
@@ -99,10 +100,11 @@ def drain_streams_on_shutdown(resources: ApiResources) -> Callable[[], None]:
 
     def drain() -> None:
         resources.draining = True
-        # Every relay is blocked in XREAD on this pool: closing its connections wakes them all.
-        task = loop.create_task(resources.stream_redis.connection_pool.disconnect())
+        # Every relay waits on the hub or the job watch: closing the hub wakes them all.
+        task = loop.create_task(resources.hub.close("this server is shutting down"))
         pending.add(task)
         task.add_done_callback(pending.discard)
+        resources.job_watch.wake_all()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         loop.call_soon_threadsafe(drain)
@@ -141,12 +143,21 @@ def lifespan_for(settings: Settings, **given: Any):  # type: ignore[no-untyped-d
             log.error("refusing to start: %s", exc)
             await services.aclose()
             raise
-        app.state.resources = ApiResources(services)
+        keepalive = settings.sse_keepalive_seconds
+        hub = StreamHub(
+            services.stream_redis, services.async_redis, block_ms=int(min(10, keepalive + 5) * 1000)
+        )
+        job_watch = JobWatch(libpq_url(settings))
+        hub.start()
+        job_watch.start()
+        app.state.resources = ApiResources(services, hub, job_watch)
         restore_signals = drain_streams_on_shutdown(app.state.resources)
         try:
             yield
         finally:
             restore_signals()
+            await hub.close("this server is shutting down")
+            await job_watch.close()
             await services.aclose()
 
     return lifespan

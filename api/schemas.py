@@ -52,6 +52,9 @@ class JobOut(msgspec.Struct):
     finished_at: datetime | None
     # Chat jobs: where to follow the answer (carries a token for this job only).
     stream_url: str | None = None
+    # Any job: its progress as Server-Sent Events (GET /v1/jobs/{id}/events, with a token for
+    # this job only), so nobody needs to poll.
+    events_url: str | None = None
 
 
 class UploadOut(msgspec.Struct):
@@ -84,7 +87,7 @@ def document_out(document: Document) -> DocumentOut:
     )
 
 
-def job_out(job: Job, stream_url: str | None = None) -> JobOut:
+def job_out(job: Job, stream_url: str | None = None, events_url: str | None = None) -> JobOut:
     progress: dict[str, Any] = dict(job.progress or {})
     fields = JobProgress.__struct_fields__
     return JobOut(
@@ -98,6 +101,7 @@ def job_out(job: Job, stream_url: str | None = None) -> JobOut:
         started_at=job.started_at,
         finished_at=job.finished_at,
         stream_url=stream_url,
+        events_url=events_url,
     )
 
 

@@ -113,15 +113,14 @@ class Services:
 
     @_BuiltOnce
     def stream_redis(self) -> AsyncRedis:
-        """For blocking stream reads: its socket timeout outlasts the SSE keep-alive interval
-        (redis-py's 5 s default would cut every blocking XREAD short)."""
+        """For the stream hub's one blocking XREAD (transport/hub.py): its socket timeout
+        outlasts the read's block (redis-py's 5 s default would cut it short)."""
         settings = self.settings
         return AsyncRedis.from_url(
             redis_url(settings),
             socket_timeout=settings.sse_keepalive_seconds + 10,
             socket_connect_timeout=5,
-            # The stream route refuses past the limit; the margin covers requests in between.
-            max_connections=settings.max_streams_per_process + 50,
+            max_connections=2,
         )
 
     @_BuiltOnce

@@ -149,7 +149,8 @@ def _refresh_job_progress(session: Session, job_id: uuid.UUID, stage: str) -> bo
             UPDATE jobs SET progress = jsonb_build_object(
                 'stage', CAST(:stage AS text),
                 'pages_done', totals.pages_done, 'pages_total', totals.pages_total,
-                'chunks_done', totals.chunks_done, 'chunks_total', totals.chunks_total)
+                'chunks_done', totals.chunks_done, 'chunks_total', totals.chunks_total),
+                updated_at = clock_timestamp()
             FROM (SELECT sum(pages_done) AS pages_done,
                          sum(last_page - first_page + 1) AS pages_total,
                          sum(chunks_done) AS chunks_done,

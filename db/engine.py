@@ -43,6 +43,12 @@ def sqlalchemy_url(settings: Settings, *, owner: bool = False) -> str:
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+def libpq_url(settings: Settings) -> str:
+    """DATABASE_URL as libpq (and psycopg's own connections) read it."""
+    url = make_url(sqlalchemy_url(settings))
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 # The role the API and workers work as: it owns nothing and row-level security binds it.
 # They sign in as it, or as a login role that is a member of it, and switch to it at connect.
 APP_ROLE = "docuchat_app"

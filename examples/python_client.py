@@ -43,12 +43,17 @@ def upload_and_wait(client: httpx.Client, path: Path) -> dict:
     if response.status_code == 200:
         print(f"{path.name}: already uploaded ({uploaded['document']['status']})")
     job = uploaded["job"]
-    while job and job["status"] not in ("succeeded", "failed", "cancelled"):
-        progress = job["progress"]
-        stage, pages = progress.get("stage", "queued"), progress.get("pages_done", 0)
-        print(f"  {stage}: {pages} pages", end="\r")
-        time.sleep(0.5)
-        job = client.get(f"/v1/jobs/{job['id']}").json()
+    if job and job["status"] not in ("succeeded", "failed", "cancelled"):
+        # Progress comes as events (no polling): `progress`..., then `end`.
+        with connect_sse(client, "GET", job["events_url"]) as source:
+            for event in source.iter_sse():
+                data = event.json() if event.data else {}
+                if event.event == "progress":
+                    print(f"  {data['stage'] or data['status']}: {data['pages_done'] or 0} pages",
+                          end="\r")  # fmt: skip
+                elif event.event == "end":
+                    job = {**job, **data}
+                    break
     if job and job["status"] != "succeeded":
         sys.exit(f"ingestion {job['status']}: {job['error']}")
     document = client.get(f"/v1/files/{uploaded['document']['id']}").json()

@@ -177,7 +177,7 @@ def test_a_failed_document_is_retried_from_the_page(
     page.close()
 
 
-def test_the_page_says_what_went_wrong_and_keeps_following_after_a_429(
+def test_the_page_says_what_went_wrong_and_follows_progress_by_events(
     browser: Browser, site: tuple[str, Settings], engine: Engine, tmp_path: Path
 ) -> None:
     url, settings = site
@@ -202,29 +202,32 @@ def test_the_page_says_what_went_wrong_and_keeps_following_after_a_429(
     expect(refused).to_contain_text("big.pdf: the file is larger than the server accepts")
     page.unroute("**/v1/files")
 
-    # The first two polls of the job are throttled; the page waits and carries on.
-    throttled = {"left": 2}
+    # Progress comes from the job's events, never from polling. The first event stream is
+    # cut off: the page says so, EventSource reconnects by itself, and the bar carries on.
+    cut = {"left": 1}
+    polls: list[str] = []
 
-    def throttle(route: Route) -> None:
-        if throttled["left"] > 0:
-            throttled["left"] -= 1
-            route.fulfill(
-                status=429,
-                headers={"Retry-After": "1"},
-                json={
-                    "status": 429,
-                    "detail": "too many requests: reads are limited; retry in 1 s",
-                },
-            )
+    def cut_once(route: Route) -> None:
+        if cut["left"] > 0:
+            cut["left"] -= 1
+            route.abort("connectionreset")
         else:
             route.continue_()
 
-    page.route("**/v1/jobs/*", throttle)
+    page.on(
+        "request",
+        lambda request: (
+            polls.append(request.url)
+            if "/v1/jobs/" in request.url and "/events" not in request.url
+            else None
+        ),
+    )
+    page.route("**/v1/jobs/*/events*", cut_once)
     page.set_input_files("#files", str(small))
     label = page.locator("#uploads > div").nth(1)
-    expect(label).to_contain_text("too many requests", timeout=10_000)
     expect(label).to_contain_text("small.pdf: ready", timeout=60_000)
-    assert throttled["left"] == 0
+    assert cut["left"] == 0
+    assert polls == []
     page.close()
 
 

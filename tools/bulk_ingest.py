@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
-
-from db.jobs import FINISHED
+from httpx_sse import connect_sse
 
 MAX_ATTEMPTS = 5  # for answers that say "try again": 429 from the rate limit, 503
+FOLLOWED_AT_ONCE = 16  # event streams open at once while waiting for ingestions
 
 
 @dataclass
@@ -81,6 +82,29 @@ def upload_one(client: httpx.Client, path: Path) -> FileResult:
     )
 
 
+def follow_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    """The job's `end` (status and error), read from its events as they come
+    (GET /v1/jobs/{id}/events): nothing polls. A dropped connection resumes after the last
+    event seen."""
+    last_id = ""
+    for attempt in range(MAX_ATTEMPTS):
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        try:
+            with connect_sse(client, "GET", f"/v1/jobs/{job_id}/events", headers=headers) as source:
+                if source.response.status_code == 204:  # its end was already seen
+                    break
+                source.response.raise_for_status()
+                for event in source.iter_sse():
+                    last_id = event.id or last_id
+                    if event.event == "end":
+                        ended: dict[str, Any] = event.json()
+                        return ended
+        except httpx.TransportError:
+            time.sleep(min(2**attempt, 10))
+    job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+    return job
+
+
 def ingest_paths(
     client: httpx.Client,
     paths: list[Path],
@@ -89,24 +113,25 @@ def ingest_paths(
     wait: bool = True,
     on_uploaded: Callable[[FileResult], None] = lambda _: None,
     on_finished: Callable[[FileResult], None] = lambda _: None,
-    poll_seconds: float = 0.5,
 ) -> BulkReport:
     """Upload every path (`concurrency` at a time), then, with `wait`, follow their ingestion
-    until each has succeeded or failed."""
+    by their events until each has succeeded or failed."""
     report = BulkReport()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for result in pool.map(lambda p: upload_one(client, p), paths):
             report.results.append(result)
             on_uploaded(result)
-    waiting = {r.job_id: r for r in report.results if r.job_id is not None}
-    while wait and waiting:
-        for job_id, result in list(waiting.items()):
-            job = client.get(f"/v1/jobs/{job_id}").json()
-            if job["status"] in FINISHED:
-                result.outcome = "succeeded" if job["status"] == "succeeded" else "failed"
-                result.detail = job.get("error") or ""
-                del waiting[job_id]
-                on_finished(result)
-        if waiting:
-            time.sleep(poll_seconds)
+    waiting = [r for r in report.results if r.job_id is not None]
+    if not wait or not waiting:
+        return report
+
+    def finish(result: FileResult) -> FileResult:
+        ended = follow_job(client, str(result.job_id))
+        result.outcome = "succeeded" if ended.get("status") == "succeeded" else "failed"
+        result.detail = ended.get("error") or ""
+        return result
+
+    with ThreadPoolExecutor(max_workers=FOLLOWED_AT_ONCE) as pool:
+        for result in pool.map(finish, waiting):
+            on_finished(result)
     return report

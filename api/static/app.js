@@ -9,7 +9,6 @@ const state = {
   role: null,
   session: null,
 };
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Every failure becomes a sentence. Our API answers with a problem body that has one; a
 // proxy's HTML page or an empty body is described by its status.
@@ -217,27 +216,38 @@ function upload(file) {
   request.send(form);
 }
 
-// Poll a job until it ends. A 429 waits as long as Retry-After says; other passing trouble
-// (503, a lost connection) waits longer each time; the bar never just stops.
+// Follow a job by its events (GET /v1/jobs/{id}/events): progress as it happens, then its end.
+// Nothing polls. EventSource reconnects by itself (with Last-Event-ID) after a dropped
+// connection; when the server closes the stream for good, the job is read once to say why.
 const FINISHED = ["succeeded", "failed", "cancelled"];
-async function follow(job, say) {
-  let pause = 700;
-  while (!FINISHED.includes(job.status)) {
-    const progress = job.progress || {};
-    const counted = progress.pages_total ? ` ${progress.pages_done ?? 0}/${pages(progress.pages_total)}` : "";
-    say(`${progress.stage || job.status}${counted}`);
-    await sleep(pause);
-    try {
-      job = await api(`/v1/jobs/${job.id}`);
-      pause = 700;
-    } catch (error) {
-      if (error.status === 404 || error.status === 401 || error.status === 403) { say(error.message, true); return null; }
-      pause = error.retryAfter ? error.retryAfter * 1000 : Math.min(pause * 2, 15000);
-      say(`${error.message} (checking again in ${Math.ceil(pause / 1000)} s)`, true);
-      await sleep(pause);
-    }
-  }
-  return job;
+function progressText(progress, status) {
+  const counted = progress.pages_total ? ` ${progress.pages_done ?? 0}/${pages(progress.pages_total)}` : "";
+  return `${progress.stage || status}${counted}`;
+}
+function follow(job, say) {
+  return new Promise((resolve) => {
+    if (FINISHED.includes(job.status)) { resolve(job); return; }
+    say(progressText(job.progress || {}, job.status));
+    const source = new EventSource(job.events_url);
+    source.addEventListener("progress", (e) => {
+      const progress = JSON.parse(e.data);
+      say(progressText(progress, progress.status));
+    });
+    source.addEventListener("end", (e) => {
+      source.close();
+      const end = JSON.parse(e.data);
+      resolve({ ...job, status: end.status, error: end.error });
+    });
+    source.onerror = async () => {
+      if (source.readyState !== EventSource.CLOSED) { say("the connection was lost; reconnecting…", true); return; }
+      try {
+        const now = await api(`/v1/jobs/${job.id}`);
+        if (FINISHED.includes(now.status)) { resolve(now); return; }
+        say("the progress stream closed; reload the page to follow this document", true);
+      } catch (error) { say(error.message, true); }
+      resolve(null);
+    };
+  });
 }
 
 // ---- members (admins) -------------------------------------------------------------------------
