@@ -12,7 +12,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import Stream
 from sqlalchemy import func, select
 
 from api.identity import Caller, bearer_caller, caller_of
@@ -144,8 +144,9 @@ async def stream_answer(
     if resources.open_streams >= resources.settings.max_streams_per_process:
         raise ServiceUnavailable("this server is relaying as many answers as it can; retry shortly")
 
-    return ServerSentEvent(
+    return Stream(
         relay(resources, caller, ident, last_id),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
@@ -202,24 +203,29 @@ def _id_tuple(stream_id: str) -> tuple[int, int]:
 
 async def relay(
     resources: ApiResources, caller: Caller, job_id: uuid.UUID, last_id: str
-) -> AsyncIterator[ServerSentEventMessage]:
+) -> AsyncIterator[bytes]:
     """The answer's events after `last_id` as Server-Sent Events (`api/relay.py` follows the
-    stream), keep-alive comments while nothing comes, until the answer's last event."""
-    retry: int | None = RECONNECT_MS
+    stream), keep-alive comments while nothing comes, until the answer's last event. What
+    arrived together goes out in one write, encoded here: at a thousand readers the relay's
+    cost is its per-event work."""
+    retry = b"retry: %d\n" % RECONNECT_MS  # on the first write, and with `reconnect`
     async for item in follow(resources, caller, job_id, last_id):
         if item is None:
-            message = ServerSentEventMessage(data=None, comment="keep-alive")
-        elif isinstance(item, events.StoredEvent):
-            message = ServerSentEventMessage(data=item.data.decode(), event=item.name, id=item.id)
+            chunk = b": keep-alive\n\n"
+        elif isinstance(item, list):
+            chunk = b"".join(
+                b"id: %s\nevent: %s\ndata: %s\n\n"
+                % (stored.id.encode(), stored.name.encode(), stored.data)
+                for stored in item
+            )
         else:
-            message = _sse(item)
-        if retry is not None or isinstance(item, events.Reconnect):
-            message.retry, retry = retry or RECONNECT_MS, None
-        yield message
+            chunk = _made(item)
+            if isinstance(item, events.Reconnect):
+                retry = retry or b"retry: %d\n" % RECONNECT_MS
+        yield retry + chunk
+        retry = b""
 
 
-def _sse(event: events.AnswerEvent, retry: int | None = None) -> ServerSentEventMessage:
+def _made(event: events.AnswerEvent) -> bytes:
     """An event the relay makes itself (never stored: it has no id)."""
-    return ServerSentEventMessage(
-        data=events.data_of(event).decode(), event=events.name_of(event), retry=retry
-    )
+    return b"event: %s\ndata: %s\n\n" % (events.name_of(event).encode(), events.data_of(event))

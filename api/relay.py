@@ -1,11 +1,11 @@
 """Following a job's event stream for a reader, whatever carries it (SSE or WebSocket).
 
 `follow` subscribes to the process's `StreamHub` (one XREAD for every reader) and yields:
-a `StoredEvent` for each event after the reader's position (ids exact, deltas coalesced for a
-slow reader), `None` when nothing came for a keep-alive interval, and an `AnswerEvent` the
-relay makes itself (never stored, no id) when it must stop: the server drains (`reconnect`),
-Redis fails, the stream expired, or the reader lost their membership. It ends after the
-answer's last event.
+the `StoredEvent`s after the reader's position, as a list of what arrived together (ids
+exact, deltas coalesced for a slow reader), so a relay writes them in one go; `None` when
+nothing came for a keep-alive interval; and an `AnswerEvent` the relay makes itself (never
+stored, no id) when it must stop: the server drains (`reconnect`), Redis fails, the stream
+expired, or the reader lost their membership. It ends after the answer's last event.
 
 A stream that is missing while its job is unfinished was lost with a Redis restart: the
 reaper sends the job again and its new attempt starts the stream afresh, so it waits.
@@ -32,7 +32,7 @@ from transport.hub import HubClosed
 
 log = logging.getLogger("docuchat.api")
 
-Followed = StoredEvent | events.AnswerEvent | None
+Followed = list[StoredEvent] | events.AnswerEvent | None
 DRAINING = events.Reconnect("this server is shutting down; reconnect with Last-Event-ID to read on")
 
 
@@ -94,10 +94,11 @@ async def follow(
                     yield events.Error("stream_expired", "the event stream has expired")
                     return
                 continue
-            for stored in arrived:
-                yield stored
-                if stored.terminal:
-                    return
+            last = next((n for n, stored in enumerate(arrived) if stored.terminal), None)
+            if last is not None:
+                yield arrived[: last + 1]
+                return
+            yield arrived
     finally:
         resources.open_streams -= 1
         if subscription is not None:

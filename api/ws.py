@@ -34,7 +34,7 @@ from api.signin.tokens import InvalidToken, decode_access_token
 from core.errors import AuthenticationFailed, DocuChatError, InvalidInput, PermissionDenied
 from db.jobs import FINISHED
 from transport import events
-from transport.events import StoredEvent, stream_key
+from transport.events import stream_key
 from usecases import chat, jobs
 
 log = logging.getLogger("docuchat.api")
@@ -190,13 +190,18 @@ class _Connection:
             async for item in follow(self.resources, self.caller, job_id, last_id):
                 if item is None:
                     continue  # a socket needs no keep-alive comments
-                if isinstance(item, StoredEvent):
-                    frame = _frame(item.name, msgspec.json.decode(item.data), item.id)
-                    self.answering = not item.terminal
-                else:  # the relay's own last word: an error, or `reconnect`
-                    frame = _frame(events.name_of(item), msgspec.json.decode(events.data_of(item)))
-                    self.answering = False
-                await self.send(frame)
+                if isinstance(item, list):
+                    for stored in item:
+                        self.answering = not stored.terminal
+                        await self.send(
+                            _frame(stored.name, msgspec.json.decode(stored.data), stored.id)
+                        )
+                    continue
+                # the relay's own last word: an error, or `reconnect`
+                self.answering = False
+                await self.send(
+                    _frame(events.name_of(item), msgspec.json.decode(events.data_of(item)))
+                )
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:

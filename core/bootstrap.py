@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar, overload
 from dramatiq import Broker
 from limits.aio.storage import RedisStorage
 from redis import Redis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -32,6 +33,9 @@ from pipeline.embedding import Embedder, LocalE5Embedder, OpenAIEmbedder
 from pipeline.extractive import ExtractiveProvider
 from pipeline.generation import ChatProvider, OpenAIChatProvider
 from transport.broker import create_broker, redis_url
+
+# Connections of the API's Redis pool for its short calls (streams share one reader).
+REDIS_POOL_SIZE = 32
 
 T = TypeVar("T")
 _UNBUILT = object()
@@ -106,10 +110,17 @@ class Services:
 
     @_BuiltOnce
     def async_redis(self) -> AsyncRedis:
-        """Asynchronous Redis with 5 s timeouts (the API)."""
-        return AsyncRedis.from_url(
-            redis_url(self.settings), socket_timeout=5, socket_connect_timeout=5
+        """Asynchronous Redis with 5 s timeouts (the API), on at most REDIS_POOL_SIZE
+        connections: a burst of a thousand readers opening their streams waits its turn for
+        a connection instead of opening a thousand."""
+        pool = BlockingConnectionPool.from_url(
+            redis_url(self.settings),
+            max_connections=REDIS_POOL_SIZE,
+            timeout=5,
+            socket_timeout=5,
+            socket_connect_timeout=5,
         )
+        return AsyncRedis(connection_pool=pool)
 
     @_BuiltOnce
     def stream_redis(self) -> AsyncRedis:

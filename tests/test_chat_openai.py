@@ -329,7 +329,8 @@ def test_a_queued_job_can_be_cancelled_and_its_stream_sends_keep_alives_within_l
             # This server relays one stream at a time: a second one is turned away for now.
             busy = client.get(started["stream_url"])
             assert busy.status_code == 503 and busy.headers["Retry-After"]
-        assert lines[0].startswith("id: ") and lines[1] == "event: start"
+        assert lines[0] == "retry: 1000" and lines[1].startswith("id: ")
+        assert lines[2] == "event: start"
         assert wait_for_job(client, started["job_id"], until=("queued",))["status"] == "queued"
         time.sleep(0.1)
         cancelled = client.post(f"/v1/jobs/{started['job_id']}/cancel")
