@@ -34,6 +34,9 @@ log = logging.getLogger("docuchat.transport")
 BATCH = 2000  # entries per XREAD, across every stream
 BLOCK_MS = 10_000  # an idle XREAD ends this often (the wake stream ends it sooner)
 COALESCE_AFTER = 32  # events waiting for a reader before its deltas merge
+# After a read that brought entries, wait this long before the next: each read then brings
+# more entries at once (a read costs in proportion to the streams open), for a few ms.
+READ_PAUSE_SECONDS = 0.003
 WAKE_TTL_SECONDS = 3600
 
 
@@ -54,9 +57,10 @@ class HubClosed(Exception):
 class Subscription:
     """One reader's view of one stream: the events after `cursor`, as they come."""
 
-    def __init__(self, hub: StreamHub, key: str, cursor: str) -> None:
+    def __init__(self, hub: StreamHub, key: str, cursor: str, first_read: int) -> None:
         self.key = key
         self.cursor = _id_tuple(cursor)
+        self.first_read = first_read  # the first read issued after it subscribed
         self._hub = hub
         self._waiting: deque[StoredEvent] = deque()
         self._ready = asyncio.Event()
@@ -117,6 +121,8 @@ class StreamHub:
         self._wake_key = f"docuchat:relay:{uuid.uuid4().hex}:wake"
         self._wake_cursor = "0-0"
         self._streams: dict[str, set[Subscription]] = {}
+        self._cursors: dict[str, str] = {}  # per stream, where the next read starts
+        self._issued = 0  # reads issued so far
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed: HubClosed | None = None
@@ -132,8 +138,11 @@ class StreamHub:
     async def subscribe(self, key: str, after: str) -> Subscription:
         if self._closed is not None:
             raise self._closed
-        subscription = Subscription(self, key, after)
+        subscription = Subscription(self, key, after, self._issued + 1)
         self._streams.setdefault(key, set()).add(subscription)
+        current = self._cursors.get(key)
+        if current is None or _id_tuple(after) < _id_tuple(current):
+            self._cursors[key] = after
         await self._wake()
         return subscription
 
@@ -143,6 +152,7 @@ class StreamHub:
             readers.discard(subscription)
             if not readers:
                 del self._streams[subscription.key]
+                self._cursors.pop(subscription.key, None)
                 await self._wake()
 
     async def _wake(self) -> None:
@@ -170,6 +180,7 @@ class StreamHub:
             for subscription in subscriptions:
                 subscription._close(reason)
         self._streams.clear()
+        self._cursors.clear()
 
     def _fail_all(self, reason: HubClosed) -> None:
         """Redis failed: every current reader is told; new ones may subscribe again."""
@@ -177,6 +188,7 @@ class StreamHub:
             for subscription in subscriptions:
                 subscription._close(reason)
         self._streams.clear()
+        self._cursors.clear()
 
     async def _run(self) -> None:
         while self._closed is None:
@@ -185,14 +197,10 @@ class StreamHub:
                 await self._changed.wait()
                 continue
             self._changed.clear()
-            # Only the readers this read was issued for get its entries: one that subscribed
-            # meanwhile may want older ones, which the next read (woken at once) fetches.
-            included = {key: list(subscriptions) for key, subscriptions in self._streams.items()}
-            cursors: dict[Any, Any] = {
-                key: "{}-{}".format(*min(s.cursor for s in subscriptions))
-                for key, subscriptions in included.items()
-            }
+            cursors: dict[Any, Any] = dict(self._cursors)
             cursors[self._wake_key] = self._wake_cursor
+            self._issued += 1
+            issued = self._issued
             try:
                 reply = await self._reader.xread(cursors, count=BATCH, block=self._block_ms)
             except asyncio.CancelledError:
@@ -204,13 +212,24 @@ class StreamHub:
                     await asyncio.sleep(0.2)
                 continue
             self.reads += 1
+            brought = False
             for raw_key, entries in cast("list[Any]", reply or []):
                 key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+                last = entries[-1][0]
+                last_id = last.decode() if isinstance(last, bytes) else str(last)
                 if key == self._wake_key:
-                    last = entries[-1][0]
-                    self._wake_cursor = last.decode() if isinstance(last, bytes) else str(last)
+                    self._wake_cursor = last_id
                     continue
-                current = self._streams.get(key, set())
-                for subscription in included.get(key, ()):
-                    if subscription in current:  # not gone meanwhile
+                brought = True
+                late = False
+                # Only the readers this read was issued for get its entries: one that
+                # subscribed meanwhile may want older ones, which the next read fetches.
+                for subscription in list(self._streams.get(key, ())):
+                    if subscription.first_read <= issued:
                         subscription._feed(entries)
+                    else:
+                        late = True
+                if key in self._cursors and not late:
+                    self._cursors[key] = last_id
+            if brought:
+                await asyncio.sleep(READ_PAUSE_SECONDS)
