@@ -26,7 +26,13 @@ from core.errors import (
     ServiceUnavailable,
     SignInRejected,
 )
-from pipeline.errors import FileTooLarge, NotAPdf, PermanentError, TransientError
+from pipeline.errors import (
+    FileTooLarge,
+    NotAPdf,
+    PermanentError,
+    TransientError,
+    UnsupportedFormat,
+)
 
 log = logging.getLogger("docuchat.api")
 
@@ -34,6 +40,7 @@ log = logging.getLogger("docuchat.api")
 STATUS: dict[type[DocuChatError], int] = {
     FileTooLarge: 413,
     NotAPdf: 415,
+    UnsupportedFormat: 415,
     PermanentError: 422,
     TransientError: 503,
     ServiceUnavailable: 503,

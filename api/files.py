@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, delete, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
 
 from api.identity import Caller
@@ -31,8 +32,14 @@ def _job(resources: ApiResources, caller: Caller, job: Job | None) -> JobOut | N
     status_code=202,
     request_max_body_size=None,  # the upload enforces MAX_UPLOAD_MB itself, while streaming
     tags=["files"],
-    summary="Upload a PDF (multipart field `file`); ingestion runs in the background",
+    summary="Upload a PDF, Word, HTML, Markdown or text file (multipart field `file`)",
     opt={"upload": True},  # its multipart body is documented in api/openapi.py
+    responses={
+        200: ResponseSpec(
+            UploadOut,
+            description="these bytes were uploaded before: the tenant's document and its job",
+        )
+    },
 )
 async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]:
     resources = resources_of(request)

@@ -113,7 +113,7 @@ def _boundary(request: Request[Any, Any, Any]) -> bytes:
     if content_type != b"multipart/form-data" or not boundary:
         raise HTTPException(
             status_code=415,
-            detail=f"send the PDF as multipart/form-data in a field named `{FIELD}`",
+            detail=f"send the file as multipart/form-data in a field named `{FIELD}`",
         )
     return boundary
 
@@ -144,7 +144,9 @@ async def receive_upload(
                     raise InvalidInput(FIELD, "the multipart/form-data body is malformed") from None
             parser.finalize()
         if receiver.filename is None:
-            raise InvalidInput(FIELD, f"no file: send the PDF in a multipart field named `{FIELD}`")
+            raise InvalidInput(
+                FIELD, f"no file: send the document in a multipart field named `{FIELD}`"
+            )
         if receiver.size == 0:
             raise EmptyFile()
         return ReceivedFile(path, receiver.filename, receiver.size, receiver.digest.hexdigest())

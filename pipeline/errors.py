@@ -12,6 +12,8 @@ DocuChatError
       │    ├── TooManyPages        over MAX_PAGES
       │    ├── PdfTooDemanding     reading it needs more memory, CPU or text than allowed
       │    ├── NoExtractableText   only images: a scan (OCR is not supported)
+      │    ├── UnsupportedFormat   an image, an archive, a binary: not a document we read
+      │    ├── CorruptDocument     a .docx or text file that cannot be read
       │    ├── EmbeddingRejected   the provider refused the request (bad key, bad model)
       │    └── ProviderRejected    the language model refused the request (bad key, bad model)
       │         └── ContextOverflow    the prompt does not fit the model's context window
@@ -79,8 +81,17 @@ class PdfTooDemanding(PermanentError):
 
 
 class NoExtractableText(PermanentError):
-    def __init__(self) -> None:
-        super().__init__("no extractable text: scanned PDF (OCR is not supported)")
+    def __init__(self, reason: str = "scanned PDF (OCR is not supported)") -> None:
+        super().__init__(f"no extractable text: {reason}")
+
+
+class UnsupportedFormat(PermanentError):
+    """The bytes are not a document DocuChat reads; the message says what they are."""
+
+
+class CorruptDocument(PermanentError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the document is damaged and cannot be read: {reason}")
 
 
 class EmbeddingRejected(PermanentError):

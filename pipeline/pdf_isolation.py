@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import CorruptPdf, PdfTooDemanding, PipelineError
-from pipeline.pdf import PageText, check_header, opened_pdf
+from pipeline.formats import opened_document, sniff
+from pipeline.pdf import PageText
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def _read(
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, hard))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a page past its budget leaves no core
     try:
-        with opened_pdf(Path(path), limits.max_pages) as source:
+        with opened_document(Path(path), limits.max_pages) as source:
             out.send(("count", source.page_count))
             for page in _budgeted(source.pages(first, last), limits, hard) if with_text else ():
                 if len(page.text) > limits.page_chars:
@@ -190,7 +191,7 @@ def read_pdf(
     """An open, checked PDF (1..max_pages pages) read in a bounded child, its pages
     `first`..`last`, closed when the block ends; raises the PermanentError that says what is
     wrong with the file."""
-    check_header(path)  # empty files and non-PDFs need no child
+    sniff(path)  # empty files, images and other binaries need no child
     inbox, outbox = _fork_server().Pipe(duplex=False)
     child = _fork_server().Process(
         target=_read, args=(str(path), limits, outbox, with_text, first, last), daemon=True

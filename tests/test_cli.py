@@ -94,16 +94,17 @@ def test_bulk_ingest_loads_a_folder_skips_duplicates_and_resumes(
     (folder / "copy of harbour.PDF").write_bytes(english)  # the same bytes: one document
     (folder / "persian" / "garden.pdf").write_bytes(persian_pdf([persian_filler(5, 4)]))
     (folder / "broken.pdf").write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 8)
-    (folder / "notes.txt").write_text("not a PDF, not uploaded")
+    (folder / "notes.md").write_text("# Notes\n\nThe ferry leaves at seven.\n")
+    (folder / "photo.jpg").write_bytes(b"\xff\xd8\xff not a document, not looked at")
     command = ["ingest", str(folder), "--tenant", slug, "--email", "ops@example.com"]
     with LiveServer(settings) as server, WorkerProcess(settings):
         first = cli.invoke(main, [*command, "--api", server.url])
         again = cli.invoke(main, [*command, "--api", server.url, "--concurrency", "1"])
     assert first.exit_code == 1, first.output  # one file was refused
-    assert "4 files: 2 new (2 ingested), 1 already there, 1 refused, 0 failed" in first.output
+    assert "5 files: 3 new (3 ingested), 1 already there, 1 refused, 0 failed" in first.output
     assert "refused: " in first.output and "broken.pdf: 422" in first.output
     assert again.exit_code == 1
-    assert "4 files: 0 new (0 ingested), 3 already there, 1 refused, 0 failed" in again.output
+    assert "5 files: 0 new (0 ingested), 4 already there, 1 refused, 0 failed" in again.output
     with engine.connect() as conn:
         rows = conn.execute(
             text(
@@ -112,7 +113,7 @@ def test_bulk_ingest_loads_a_folder_skips_duplicates_and_resumes(
             ),
             {"slug": slug},
         ).all()
-    assert sorted(rows) == [("ready", "ops@example.com"), ("ready", "ops@example.com")]
+    assert sorted(rows) == [("ready", "ops@example.com")] * 3
 
 
 def test_bulk_ingest_says_when_the_api_is_not_there(cli: CliRunner, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -99,7 +99,7 @@ def test_a_persian_pdf_answers_a_persian_query_with_its_page(client: httpx.Clien
     ("data", "status", "message"),
     [
         (b"", 422, "the file is empty"),
-        (b"Quarterly numbers, definitely a PDF", 415, "not a PDF"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), 415, "the file is a PNG image, not a document"),
         (encrypted_pdf(), 422, "password-protected"),
         (b"%PDF-1.7\n" + bytes(range(256)) * 16, 422, "damaged"),
         (english_pdf([filler(9, 400)])[:1500], 422, "damaged"),

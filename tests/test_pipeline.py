@@ -15,14 +15,15 @@ import pytest
 from pipeline.chunking import chunk_pages, count_tokens
 from pipeline.embedding import FairLock, LocalE5Embedder
 from pipeline.errors import (
+    CorruptDocument,
     CorruptPdf,
     EmptyFile,
     EncryptedPdf,
     NoExtractableText,
     NoPages,
-    NotAPdf,
     PermanentError,
     TooManyPages,
+    UnsupportedFormat,
 )
 from pipeline.ingest import ChunkingOptions, IngestProgress, ingest_pdf, normalised_pages
 from pipeline.margins import strip_running_lines
@@ -119,7 +120,8 @@ def test_chunking_rejects_an_overlap_as_large_as_the_chunk() -> None:
     ("data", "error"),
     [
         (b"", EmptyFile),
-        (b"Just some text, with a .pdf name", NotAPdf),
+        (b"\x00\x01 binary, with a .pdf name", UnsupportedFormat),
+        (b"PK\x03\x04 a broken zip named .docx", CorruptDocument),
         (b"%PDF-1.7\n" + bytes(range(256)) * 8, CorruptPdf),
     ],
 )

@@ -42,12 +42,19 @@ class BulkReport:
         return [r for r in self.results if r.outcome in ("refused", "failed")]
 
 
-def pdfs_under(paths: Iterable[Path]) -> list[Path]:
-    """The files named, and the PDFs in the folders named (recursively), each once, sorted."""
+# What a folder is searched for; a file named on the command line is sent whatever its name.
+DOCUMENT_SUFFIXES = frozenset({".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt"})
+
+
+def documents_under(paths: Iterable[Path]) -> list[Path]:
+    """The files named, and the documents in the folders named (recursively: PDF, Word, HTML,
+    Markdown and text files), each once, sorted."""
     found: set[Path] = set()
     for path in paths:
         if path.is_dir():
-            found.update(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".pdf")
+            found.update(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES
+            )
         else:
             found.add(path)
     return sorted(found)

@@ -34,7 +34,7 @@ from db.migrate import check_schema, downgrade, upgrade
 from db.models import Tenant
 from db.roles import ensure_app_login
 from db.usage import set_quota
-from tools.bulk_ingest import FileResult, ingest_paths, pdfs_under
+from tools.bulk_ingest import FileResult, documents_under, ingest_paths
 from tools.devstack import DevOptions, run_dev
 from tools.embedded import EmbeddedPostgres, EmbeddedRedis, secret_from_data_dir
 from transport.broker import wake_ingestion
@@ -418,11 +418,12 @@ def ingest(
     wait: bool,
     data_dir: Path | None,
 ) -> None:
-    """Upload PDFs (files, or folders searched for *.pdf) to tenant SLUG through the API.
+    """Upload documents (files, or folders searched for PDF, Word, HTML, Markdown and text
+    files) to tenant SLUG through the API.
 
     Files the tenant already has are skipped, so running it again resumes an interrupted load.
     """
-    files = pdfs_under(paths)
+    files = documents_under(paths)
     if not files:
         raise click.UsageError("no PDF files in the paths given")
     with admin_database(_resolve_data_dir(data_dir)) as (settings, engine):
