@@ -366,3 +366,25 @@ def test_the_websocket_example_asks_two_questions_in_one_session(
     assert run.returncode == 0, run.stderr
     assert run.stdout.count(SLOW_REPLY) == 2
     assert run.stdout.count("(stop; ") == 2
+
+
+def test_a_websocket_question_spends_the_same_rate_limit_as_post_chat(
+    engine: Engine, live_settings: Settings, servers: tuple[LiveServer, ApiProcess]
+) -> None:
+    tight = live_settings.model_copy(update={"rate_limit_per_minute": 2})
+    with (
+        LiveServer(tight) as server,
+        tenant_client(engine, tight, server.url) as client,
+        _socket(server, client) as socket,
+    ):
+        for _ in range(2):
+            socket.send(json.dumps({"message": "When is the lantern lit?"}))
+            assert _frames_until_end(socket)[-1]["event"] == "end"
+        socket.send(json.dumps({"message": "And once more?"}))
+        refused = json.loads(socket.recv(timeout=10))
+        assert refused["data"]["code"] == "rate_limited"
+        assert refused["data"]["retry_after"] >= 1 and "retry in" in refused["data"]["message"]
+        # The budget is the one POST /v1/chat spends: spent here, refused there too.
+        assert client.post("/v1/chat", json={"message": "Over HTTP?"}).status_code == 429
+        socket.send(json.dumps({"cancel": str(uuid.uuid4())}))  # the socket stays usable
+        assert json.loads(socket.recv(timeout=10))["data"]["code"] == "not_found"
