@@ -7,7 +7,7 @@ PORT ?= 8000
 # Root installs with apt directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test test-fast lint browser bench bench-load clean
+.PHONY: dev test test-fast lint browser ocr bench bench-load clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "DocuChat needs Python 3.11 or newer"'
@@ -22,7 +22,7 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-dev: $(VENV)/.installed
+dev: $(VENV)/.installed ocr
 	$(BIN)/docuchat dev --port $(PORT)
 
 lint: $(VENV)/.installed-test
@@ -37,7 +37,15 @@ browser:
 		$(SUDO) apt-get install -y -q chromium || \
 		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }; }
 
-test: lint browser
+# Scanned pages are read by Debian's Tesseract with its Persian data (the service runs without
+# it, with OCR off; the tests read real scans).
+ocr:
+	@command -v tesseract >/dev/null 2>&1 && tesseract --list-langs 2>/dev/null | grep -qx fas || { \
+		echo "installing Debian's tesseract-ocr and tesseract-ocr-fas for OCR"; \
+		$(SUDO) apt-get install -y -q tesseract-ocr tesseract-ocr-fas || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q tesseract-ocr tesseract-ocr-fas; }; }
+
+test: lint browser ocr
 	$(BIN)/pytest --cov --cov-report=term-missing --cov-fail-under=85
 
 # The tests that need no running service (pure pipeline, events, outcomes, rules): seconds.

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from api.identity import PUBLIC
 from api.resources import resources_of
+from pipeline.ocr import OcrOptions, ocr_languages, ocr_missing
 from transport.broker import HEARTBEATS_KEY, QUEUES, queue_key
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -27,9 +28,19 @@ class Check(msgspec.Struct, omit_defaults=True):
     detail: dict[str, int] | None = None
 
 
+class OcrReport(msgspec.Struct):
+    """Whether scanned pages can be read (Tesseract with OCR_LANGUAGES); not a health check:
+    without it the service runs, and scanned pages fail with a sentence."""
+
+    available: bool
+    languages: str
+    missing: list[str]  # languages (or "tesseract" itself) to install
+
+
 class HealthReport(msgspec.Struct):
     status: Literal["ok", "down"]
     checks: dict[str, Check]
+    ocr: OcrReport
 
 
 async def _timed(probe: Callable[[], Awaitable[dict[str, int] | None]]) -> Check:
@@ -79,7 +90,16 @@ async def healthz(request: Request) -> Response[HealthReport]:
     results = await asyncio.gather(_timed(database), _timed(redis), _timed(broker))
     checks = dict(zip(names, results, strict=True))
     healthy = all(check.status == "ok" for check in results)
+    settings = resources.settings
+    missing = ocr_missing(
+        OcrOptions(settings.ocr_languages, settings.ocr_dpi, settings.ocr_page_seconds)
+    )
+    ocr = OcrReport(
+        available=not missing,
+        languages=settings.ocr_languages,
+        missing=missing if ocr_languages() else ["tesseract", *missing],
+    )
     return Response(
-        HealthReport(status="ok" if healthy else "down", checks=checks),
+        HealthReport(status="ok" if healthy else "down", checks=checks, ocr=ocr),
         status_code=200 if healthy else 503,
     )

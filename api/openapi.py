@@ -262,6 +262,7 @@ RESPONSE_EXAMPLES: dict[tuple[str, str], Any] = {
                 "detail": {"workers": 2, "queued_ingest": 0, "queued_chat": 1},
             },
         },
+        "ocr": {"available": True, "languages": "fas+eng", "missing": []},
     },
     ("post", "/v1/auth/request-code"): {
         "detail": "If the address can receive mail, a sign-in code is on its way.",

@@ -30,6 +30,7 @@ from db.job_watch import JobWatch
 from db.migrate import check_schema
 from db.roles import check_app_login
 from pipeline.embedding import Embedder
+from pipeline.ocr import HOW_TO_TURN_ON, OcrOptions, ocr_missing
 from transport.hub import StreamHub
 
 log = logging.getLogger("docuchat.api")
@@ -143,6 +144,9 @@ def lifespan_for(settings: Settings, **given: Any):  # type: ignore[no-untyped-d
             log.error("refusing to start: %s", exc)
             await services.aclose()
             raise
+        ocr = OcrOptions(settings.ocr_languages, settings.ocr_dpi, settings.ocr_page_seconds)
+        if missing := ocr_missing(ocr):
+            log.warning("OCR is off (%s missing): %s", "+".join(missing), HOW_TO_TURN_ON)
         keepalive = settings.sse_keepalive_seconds
         hub = StreamHub(
             services.stream_redis, services.async_redis, block_ms=int(min(10, keepalive + 5) * 1000)

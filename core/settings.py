@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     ingest_batch_pages: int = Field(default=32, ge=1, le=10000)
     # A page that takes more CPU than this to read is skipped, with the reason.
     pdf_page_cpu_seconds: int = Field(default=5, ge=1, le=600)
+    # Scanned pages: Tesseract's languages, the resolution pages are rendered at, its time.
+    ocr_languages: str = Field(default="fas+eng", pattern=r"^[a-z_]{3,}(\+[a-z_]{3,})*$")
+    ocr_dpi: int = Field(default=300, ge=72, le=600)
+    ocr_page_seconds: int = Field(default=60, ge=1, le=600)
 
     # The worker fleet: answers and ingestion run in processes of their own, so a question
     # never waits for a thread ingestion holds. `docuchat dev` starts these; the Procfile's

@@ -11,7 +11,7 @@ DocuChatError
       │    ├── NoPages             a PDF with no pages
       │    ├── TooManyPages        over MAX_PAGES
       │    ├── PdfTooDemanding     reading it needs more memory, CPU or text than allowed
-      │    ├── NoExtractableText   only images: a scan (OCR is not supported)
+      │    ├── NoExtractableText   no text: a scan OCR could not read (or OCR is off)
       │    ├── UnsupportedFormat   an image, an archive, a binary: not a document we read
       │    ├── CorruptDocument     a .docx or text file that cannot be read
       │    ├── EmbeddingRejected   the provider refused the request (bad key, bad model)
@@ -81,7 +81,7 @@ class PdfTooDemanding(PermanentError):
 
 
 class NoExtractableText(PermanentError):
-    def __init__(self, reason: str = "scanned PDF (OCR is not supported)") -> None:
+    def __init__(self, reason: str = "a scanned PDF whose pages hold no text") -> None:
         super().__init__(f"no extractable text: {reason}")
 
 

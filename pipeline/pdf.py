@@ -73,6 +73,19 @@ class _PdfiumSource:
                     page.close()
             yield PageText(index + 1, text)
 
+    def render_gray(self, number: int, dpi: int) -> bytes:
+        """Page `number` rendered in shades of grey at `dpi`, as a PGM image (for OCR)."""
+        with PDFIUM_LOCK:
+            page = self._document[number - 1]
+            try:
+                bitmap = page.render(scale=dpi / 72, grayscale=True)
+                pixels = bitmap.to_numpy()
+            finally:
+                page.close()
+        grey = pixels if pixels.ndim == 2 else pixels[:, :, 0]
+        height, width = grey.shape
+        return b"P5\n%d %d\n255\n" % (width, height) + grey.tobytes()
+
     def close(self) -> None:
         with PDFIUM_LOCK:
             self._document.close()

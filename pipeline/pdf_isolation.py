@@ -29,6 +29,7 @@ from typing import Any
 
 from pipeline.errors import CorruptPdf, PdfTooDemanding, PipelineError
 from pipeline.formats import opened_document, sniff
+from pipeline.ocr import OCR_MIN_LETTERS, OcrFailed, OcrOptions, read_image
 from pipeline.pdf import PageText
 
 
@@ -39,6 +40,7 @@ class ReadLimits:
     cpu_seconds: int = 300
     page_chars: int = 100_000  # a dense printed page holds about 5,000
     page_cpu_seconds: int = 5  # one page's share of CPU; past it the page is skipped
+    ocr: OcrOptions | None = None  # how pages without a text layer are read; None: they are not
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,12 @@ def _read(
         with opened_document(Path(path), limits.max_pages) as source:
             out.send(("count", source.page_count))
             for page in _budgeted(source.pages(first, last), limits, hard) if with_text else ():
+                if limits.ocr is not None and _needs_ocr(page.text, source):
+                    try:
+                        page = _read_by_ocr(source, page.number, limits.ocr, hard)
+                    except OcrFailed as exc:
+                        out.send(("skipped", page.number, str(exc)))
+                        continue
                 if len(page.text) > limits.page_chars:
                     raise PdfTooDemanding(
                         f"page {page.number} holds {len(page.text):,} characters of text, more "
@@ -104,6 +112,19 @@ def _read(
         out.send(("error", _memory_exceeded(limits)))
     except Exception as exc:
         out.send(("error", CorruptPdf(f"the PDF reader failed on it ({type(exc).__name__})")))
+
+
+def _needs_ocr(text: str, source: object) -> bool:
+    """A page whose text layer is (nearly) empty, of a source that can render it."""
+    return hasattr(source, "render_gray") and sum(ch.isalpha() for ch in text) < OCR_MIN_LETTERS
+
+
+def _read_by_ocr(source: Any, number: int, options: OcrOptions, hard: int) -> PageText:
+    """The page rendered and read by Tesseract, with OCR_PAGE_SECONDS of CPU for both (the
+    tesseract process inherits the limit)."""
+    soft = min(hard, math.ceil(_cpu_used() + options.page_seconds))
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    return PageText(number, read_image(source.render_gray(number, options.dpi), options))
 
 
 def _budgeted(pages: Iterator[PageText], limits: ReadLimits, hard: int) -> Iterator[PageText]:
@@ -164,10 +185,13 @@ class IsolatedPdf:
     def child_pid(self) -> int | None:
         return self._child.pid
 
-    def pages(self) -> Iterator[PageText]:
+    def pages(self) -> Iterator[PageText | SkippedPage]:
         self._reading_pages = True
-        while (message := self._receive())[0] == "page":
-            yield PageText(message[1], message[2])
+        while (message := self._receive())[0] in ("page", "skipped"):
+            if message[0] == "skipped":
+                yield SkippedPage(message[1], message[2])
+            else:
+                yield PageText(message[1], message[2])
 
     def close(self) -> None:
         _stop(self._inbox, self._child)

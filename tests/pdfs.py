@@ -201,3 +201,19 @@ def _drawing(ops: int) -> bytes:
     whole, rest = divmod(ops, 250_000)
     data = b"".join(packer.compress(block) for _ in range(whole))
     return data + packer.compress(b"0 g\n" * rest) + packer.flush()
+
+
+def scan_of(pdf: bytes, dpi: int = 300) -> bytes:
+    """The pages of `pdf` as a scanner gives them: each page only a picture, no text layer."""
+    import pypdfium2 as pdfium
+
+    source = pdfium.PdfDocument(pdf)
+    scan = FPDF(format="A4")
+    try:
+        for page in source:
+            picture = page.render(scale=dpi / 72, grayscale=True).to_pil()
+            scan.add_page()
+            scan.image(picture, x=0, y=0, w=scan.w, h=scan.h)
+    finally:
+        source.close()
+    return bytes(scan.output())

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.ingest_helpers import ingest, upload, wait_for_job
+from tests.pdfs import english_pdf, persian_pdf, scan_of
 
 ARTICLE = """<!doctype html>
 <html><head><title>Harbour guide</title><style>body {{ color: red }}</style>
@@ -100,3 +101,26 @@ def test_html_of_nothing_but_nested_tags_fails_with_a_sentence(client: httpx.Cli
     else:
         assert response.status_code == 422
         assert "no extractable text" in response.json()["detail"]
+
+
+def test_a_scan_is_read_by_ocr_and_found_by_a_line_of_each_page(client: httpx.Client) -> None:
+    english = "The lighthouse keeper lights the great lamp at dusk and trims the wick at dawn."
+    persian = "کتابخانه‌ی مرکزی شهر در سال ۱۳۵۰ ساخته شد و هزاران کتاب فارسی دارد."
+    both = _merged_scan([scan_of(english_pdf([english])), scan_of(persian_pdf([persian]))])
+    document = ingest(client, both, "scan.pdf")
+    assert document["status"] == "ready" and document["pages"] == 2
+    first = _found(client, "When does the lighthouse keeper light the lamp?", document["id"])
+    assert first["page_start"] == 1 and "lighthouse keeper" in str(first["text"])
+    second = _found(client, "کتابخانه‌ی مرکزی در چه سالی ساخته شد؟", document["id"])
+    assert second["page_end"] == 2 and "ساخته شد" in str(second["text"])  # OCR read Persian
+
+
+def _merged_scan(parts: list[bytes]) -> bytes:
+    import pypdfium2 as pdfium
+
+    merged = pdfium.PdfDocument.new()
+    for part in parts:
+        merged.import_pages(pdfium.PdfDocument(part))
+    out = io.BytesIO()
+    merged.save(out)
+    return out.getvalue()

@@ -23,6 +23,7 @@ from db.documents import (
 from db.engine import async_unit_of_work
 from db.jobs import ACTIVE, end_job, fail_ingest, new_ingest_job
 from db.models import Document, Job
+from pipeline.ocr import OcrOptions, ocr_missing
 from pipeline.pdf_isolation import ReadLimits, count_pages
 from transport.broker import wake_ingestion
 from usecases.jobs import enqueue_or_fail
@@ -49,13 +50,21 @@ class Stored:
     created: bool  # False: the tenant had these bytes already; nothing was started
 
 
+def ocr_options(settings: Settings) -> OcrOptions | None:
+    """How scanned pages are read, or None when Tesseract or a language is missing."""
+    options = OcrOptions(settings.ocr_languages, settings.ocr_dpi, settings.ocr_page_seconds)
+    return None if ocr_missing(options) else options
+
+
 def read_limits(settings: Settings) -> ReadLimits:
-    """What reading one PDF may take (its child process's memory and CPU, its pages)."""
+    """What reading one document may take (its child process's memory and CPU, its pages),
+    and how its scanned pages are read."""
     return ReadLimits(
         settings.max_pages,
         settings.pdf_memory_limit_mb,
         settings.pdf_cpu_seconds,
         page_cpu_seconds=settings.pdf_page_cpu_seconds,
+        ocr=ocr_options(settings),
     )
 
 

@@ -40,8 +40,9 @@ from db.models import IngestBatch, Job
 from db.usage import record_usage
 from pipeline.errors import NoExtractableText
 from pipeline.ingest import MIN_LETTERS, ChunkingOptions, IngestProgress, ingest_pages
+from pipeline.ocr import HOW_TO_TURN_ON
 from transport import fleet_metrics as metrics
-from usecases.documents import read_limits
+from usecases.documents import ocr_options, read_limits
 from usecases.jobs import Cancelled
 from usecases.ports import WorkerParts
 
@@ -160,7 +161,7 @@ def _end_job_if_last(
         fail_ingest(session, claimed.job_id, f"every page was skipped: {'; '.join(reasons)}")
         return True
     if totals.letters < MIN_LETTERS:
-        fail_ingest(session, claimed.job_id, str(NoExtractableText()))
+        fail_ingest(session, claimed.job_id, str(_no_text(resources.settings)))
         return True
     chunks = finish_document(
         session, document, totals.page_count, totals.batches * ORDINAL_STRIDE, totals.skipped
@@ -195,3 +196,11 @@ def _end_job_if_last(
         chunks,
     )
     return True
+
+
+def _no_text(settings: Settings) -> NoExtractableText:
+    """Why a document gave no text: OCR read nothing either, or OCR is off (and how to turn
+    it on)."""
+    if ocr_options(settings) is None:
+        return NoExtractableText(f"a scanned document, and OCR is off: {HOW_TO_TURN_ON}")
+    return NoExtractableText("a scanned document in which OCR found no text either")
