@@ -57,9 +57,10 @@ test-fast: $(VENV)/.installed-test
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-test ocr
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.quality
+	$(BIN)/python -m bench.ocr
 	$(BIN)/python -m bench.chat
 	$(BIN)/python -m bench.usage
 	$(BIN)/python -m bench.signin
