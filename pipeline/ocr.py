@@ -1,6 +1,7 @@
 """Scanned pages read with Tesseract, Persian and English together.
 
-A PDF page whose text layer holds almost no letters is rendered by PDFium (grey, at
+A PDF page whose text layer holds almost no letters, or whose letters come from a broken
+font (`broken_text_layer`), is rendered by PDFium (grey, at
 `OcrOptions.dpi`) and read by the `tesseract` command (Debian's tesseract-ocr and
 tesseract-ocr-fas packages), inside the same bounded child process that reads the PDF, with
 a time limit per page. The text it returns goes through the same normaliser as any text
@@ -10,6 +11,7 @@ then fail with a sentence saying how to turn it on.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -19,6 +21,14 @@ from pipeline.errors import PipelineError
 
 # Fewer letters than this on a page: its text layer is missing (a scan), read it by OCR.
 OCR_MIN_LETTERS = 20
+# A text layer whose font maps Persian letters to the wrong characters: Greek, Coptic or
+# private-use letters inside Arabic-script words (Persian-bib-userguide.pdf, in Debian's
+# texlive-lang-arabic, has ک as Έ and ی as ͳ: 10-20% of its Persian words). Clean Persian
+# PDFs have none. Such a page is read by OCR instead, when OCR is on.
+_ARABIC_LETTER = re.compile(r"[\u0600-\u06ff]")
+_ALIEN_LETTER = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff\u2c80-\u2cff\ue000-\uf8ff\ufffd]")
+BROKEN_WORDS = 3  # at least this many such words on a page
+BROKEN_SHARE = 0.02  # and at least this share of its Arabic-script words
 HOW_TO_TURN_ON = (
     "install Tesseract with its Persian data (Debian: apt-get install tesseract-ocr "
     "tesseract-ocr-fas), then restart the workers"
@@ -54,6 +64,13 @@ def ocr_missing(options: OcrOptions) -> list[str]:
     """The languages of `options` the installed Tesseract lacks (all when it is absent)."""
     wanted = options.languages.split("+")
     return [language for language in wanted if language not in ocr_languages()]
+
+
+def broken_text_layer(text: str) -> bool:
+    """Whether a page's text layer looks like a broken Persian font (see BROKEN_SHARE)."""
+    words = [word for word in text.split() if _ARABIC_LETTER.search(word)]
+    broken = sum(1 for word in words if _ALIEN_LETTER.search(word))
+    return broken >= BROKEN_WORDS and broken >= BROKEN_SHARE * len(words)
 
 
 def read_image(pgm: bytes, options: OcrOptions) -> str:

@@ -29,7 +29,13 @@ from typing import Any
 
 from pipeline.errors import CorruptPdf, PdfTooDemanding, PipelineError
 from pipeline.formats import opened_document, sniff
-from pipeline.ocr import OCR_MIN_LETTERS, OcrFailed, OcrOptions, read_image
+from pipeline.ocr import (
+    OCR_MIN_LETTERS,
+    OcrFailed,
+    OcrOptions,
+    broken_text_layer,
+    read_image,
+)
 from pipeline.pdf import PageText
 
 
@@ -95,8 +101,9 @@ def _read(
                     try:
                         page = _read_by_ocr(source, page.number, limits.ocr, hard)
                     except OcrFailed as exc:
-                        out.send(("skipped", page.number, str(exc)))
-                        continue
+                        if not broken_text_layer(page.text):  # nothing else to go on
+                            out.send(("skipped", page.number, str(exc)))
+                            continue
                 if len(page.text) > limits.page_chars:
                     raise PdfTooDemanding(
                         f"page {page.number} holds {len(page.text):,} characters of text, more "
@@ -115,8 +122,10 @@ def _read(
 
 
 def _needs_ocr(text: str, source: object) -> bool:
-    """A page whose text layer is (nearly) empty, of a source that can render it."""
-    return hasattr(source, "render_gray") and sum(ch.isalpha() for ch in text) < OCR_MIN_LETTERS
+    """A page whose text layer is (nearly) empty or broken, of a source that can render it."""
+    if not hasattr(source, "render_gray"):
+        return False
+    return sum(ch.isalpha() for ch in text) < OCR_MIN_LETTERS or broken_text_layer(text)
 
 
 def _read_by_ocr(source: Any, number: int, options: OcrOptions, hard: int) -> PageText:

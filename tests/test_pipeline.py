@@ -28,6 +28,7 @@ from pipeline.errors import (
 from pipeline.ingest import ChunkingOptions, IngestProgress, ingest_pdf, normalised_pages
 from pipeline.margins import strip_running_lines
 from pipeline.normalise import normalise_text
+from pipeline.ocr import broken_text_layer
 from pipeline.pdf import PageText
 from pipeline.pdf_isolation import ReadLimits, count_pages, read_pdf
 from pipeline.sentences import split_sentences
@@ -251,3 +252,13 @@ def test_sentences_end_where_people_end_them_and_code_stays_whole() -> None:
     chunks = list(chunk_pages([PageText(1, normalise_text(pages[0].text))], 64, 8))
     assert any(code in c.text for c in chunks)
     assert all(c.token_count == count_tokens(c.text) <= 64 for c in chunks)
+
+
+def test_a_text_layer_of_a_broken_persian_font_is_recognised() -> None:
+    # As Persian-bib-userguide.pdf (Debian's texlive-lang-arabic) stores it: ک as Έ, ی as ͳ.
+    broken = "مراج  ارجاع داده شده در قسمت کتاب نامه مͳ آیند. یΈ فایل bib شامل چیست؟ " * 3
+    clean = "مراجع ارجاع داده شده در قسمت کتاب‌نامه می‌آیند. یک فایل bib شامل چیست؟ " * 3
+    math = "زاویه‌ی α برابر با β است و مقدار π در فرمول می‌آید. " * 3  # Greek on its own
+    assert broken_text_layer(broken)
+    assert not broken_text_layer(clean) and not broken_text_layer(math)
+    assert not broken_text_layer("Ωmega and αlpha in English words are not Persian ones.")
