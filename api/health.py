@@ -15,8 +15,9 @@ from sqlalchemy import text
 
 from api.identity import PUBLIC
 from api.resources import resources_of
-from pipeline.ocr import OcrOptions, ocr_languages, ocr_missing
+from pipeline.ocr import ocr_languages, ocr_missing
 from transport.broker import HEARTBEATS_KEY, QUEUES, queue_key
+from usecases.documents import configured_ocr
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -91,9 +92,7 @@ async def healthz(request: Request) -> Response[HealthReport]:
     checks = dict(zip(names, results, strict=True))
     healthy = all(check.status == "ok" for check in results)
     settings = resources.settings
-    missing = ocr_missing(
-        OcrOptions(settings.ocr_languages, settings.ocr_dpi, settings.ocr_page_seconds)
-    )
+    missing = ocr_missing(configured_ocr(settings))
     ocr = OcrReport(
         available=not missing,
         languages=settings.ocr_languages,

@@ -30,8 +30,9 @@ from db.job_watch import JobWatch
 from db.migrate import check_schema
 from db.roles import check_app_login
 from pipeline.embedding import Embedder
-from pipeline.ocr import HOW_TO_TURN_ON, OcrOptions, ocr_missing
+from pipeline.ocr import HOW_TO_TURN_ON, ocr_missing
 from transport.hub import StreamHub
+from usecases.documents import configured_ocr
 
 log = logging.getLogger("docuchat.api")
 
@@ -144,8 +145,7 @@ def lifespan_for(settings: Settings, **given: Any):  # type: ignore[no-untyped-d
             log.error("refusing to start: %s", exc)
             await services.aclose()
             raise
-        ocr = OcrOptions(settings.ocr_languages, settings.ocr_dpi, settings.ocr_page_seconds)
-        if missing := ocr_missing(ocr):
+        if missing := ocr_missing(configured_ocr(settings)):
             log.warning("OCR is off (%s missing): %s", "+".join(missing), HOW_TO_TURN_ON)
         keepalive = settings.sse_keepalive_seconds
         hub = StreamHub(

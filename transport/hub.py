@@ -176,11 +176,7 @@ class StreamHub:
 
     def _stop(self, reason: HubClosed) -> None:
         self._closed = reason
-        for subscriptions in self._streams.values():
-            for subscription in subscriptions:
-                subscription._close(reason)
-        self._streams.clear()
-        self._cursors.clear()
+        self._fail_all(reason)
 
     def _fail_all(self, reason: HubClosed) -> None:
         """Redis failed: every current reader is told; new ones may subscribe again."""

@@ -50,9 +50,14 @@ class Stored:
     created: bool  # False: the tenant had these bytes already; nothing was started
 
 
+def configured_ocr(settings: Settings) -> OcrOptions:
+    """How scanned pages are to be read (OCR_LANGUAGES, OCR_DPI, OCR_PAGE_SECONDS)."""
+    return OcrOptions(settings.ocr_languages, settings.ocr_dpi, settings.ocr_page_seconds)
+
+
 def ocr_options(settings: Settings) -> OcrOptions | None:
     """How scanned pages are read, or None when Tesseract or a language is missing."""
-    options = OcrOptions(settings.ocr_languages, settings.ocr_dpi, settings.ocr_page_seconds)
+    options = configured_ocr(settings)
     return None if ocr_missing(options) else options
 
 
