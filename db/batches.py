@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from db.documents import ChunkRow, insert_chunks
+from db.documents import ChunkRow, PageRow, insert_chunks, store_pages
 from db.jobs import new_ingest_job
 from db.models import Chunk, Document, IngestBatch, Job
 
@@ -172,8 +172,10 @@ def store_batch_chunks(
     letters: int,
     embedding_tokens: int,
     skipped: list[dict[str, Any]],
+    pages: Iterable[PageRow] = (),
 ) -> int:
-    """Make the batch's chunks exactly these (however often it runs) and mark it done."""
+    """Make the batch's chunks and page records exactly these (however often it runs) and
+    mark it done."""
     base = batch.ordinal * ORDINAL_STRIDE
     session.execute(
         delete(Chunk).where(
@@ -184,6 +186,7 @@ def store_batch_chunks(
     )
     document = session.get_one(Document, batch.document_id)
     stored = insert_chunks(session, document, chunks, vectors)
+    store_pages(session, document, batch.first_page, batch.last_page, pages)
     batch.status, batch.error, batch.claimed_by = "done", None, None
     batch.pages_done = batch.last_page - batch.first_page + 1
     batch.chunks_done = batch.chunks_total = stored

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput, NotFound
 from db.jobs import ACTIVE, new_ingest_job
-from db.models import Chunk, Document, DocumentBlob, Job
+from db.models import Chunk, Document, DocumentBlob, Job, PageRecord
 from db.paging import decode_cursor, page_of
 
 BLOB_PART_BYTES = 1 << 20
@@ -112,6 +112,43 @@ async def get_document(session: AsyncSession, document_id: uuid.UUID) -> Documen
     return document
 
 
+@dataclass(frozen=True)
+class PageSummary:
+    number: int
+    source: str
+    flagged: bool
+    note: str | None
+
+
+async def page_summaries(session: AsyncSession, document_id: uuid.UUID) -> list[PageSummary]:
+    """How each page of a document was read (no texts), in page order."""
+    rows = await session.execute(
+        select(PageRecord.number, PageRecord.source, PageRecord.flagged, PageRecord.note)
+        .where(PageRecord.document_id == document_id)
+        .order_by(PageRecord.number)
+    )
+    return [PageSummary(*row) for row in rows]
+
+
+async def get_page(session: AsyncSession, document: Document, number: int) -> PageRecord:
+    """Page `number` of a document as stored; NotFound with the reason otherwise."""
+    page = await session.get(PageRecord, (document.id, number))
+    if page is not None:
+        return page
+    if document.page_count is not None and not 1 <= number <= document.page_count:
+        raise NotFound(
+            f"{document.filename} has no page {number}; its last page is {document.page_count}"
+        )
+    if document.status in ("queued", "processing"):
+        raise NotFound(f"page {number} of {document.filename} has not been read yet")
+    if document.status == "failed":
+        raise NotFound(f"{document.filename} failed to ingest: {document.error or 'no reason'}")
+    raise NotFound(
+        f"{document.filename} was ingested before DocuChat kept the text of each page; "
+        "an operator's `docuchat reindex` reads it again"
+    )
+
+
 async def locked_document(session: AsyncSession, document_id: uuid.UUID) -> Document:
     document = await session.get(Document, document_id, with_for_update=True)
     if document is None:
@@ -172,6 +209,25 @@ class ChunkRow(Protocol):
     def page_end(self) -> int: ...
     @property
     def token_count(self) -> int: ...
+    @property
+    def section(self) -> str | None: ...
+
+
+class PageRow(Protocol):
+    """What a page record must offer to be stored (the pipeline's PageText does)."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def flagged(self) -> bool: ...
+    @property
+    def note(self) -> str | None: ...
+    @property
+    def section(self) -> str | None: ...
 
 
 def begin_ingestion(session: Session, document_id: uuid.UUID | None) -> Document | None:
@@ -200,6 +256,11 @@ def finish_document(
     chunks = session.scalar(
         select(func.count()).select_from(Chunk).where(Chunk.document_id == document.id)
     )
+    session.execute(
+        delete(PageRecord).where(
+            PageRecord.document_id == document.id, PageRecord.number > page_count
+        )
+    )
     document.status, document.error = "ready", None
     document.page_count, document.chunk_count = page_count, int(chunks or 0)
     document.skipped_pages = skipped_pages
@@ -219,6 +280,7 @@ def insert_chunks(
             "page_start": chunk.page_start,
             "page_end": chunk.page_end,
             "token_count": chunk.token_count,
+            "section": chunk.section,
             "embedding": vector,
         }
         for chunk, vector in zip(chunks, vectors, strict=True)
@@ -226,6 +288,34 @@ def insert_chunks(
     for start in range(0, len(rows), 500):
         session.execute(insert(Chunk), rows[start : start + 500])
     return len(rows)
+
+
+def store_pages(
+    session: Session, document: Document, first: int, last: int, pages: Iterable[PageRow]
+) -> None:
+    """Make the records of pages `first`..`last` exactly these."""
+    session.execute(
+        delete(PageRecord).where(
+            PageRecord.document_id == document.id,
+            PageRecord.number >= first,
+            PageRecord.number <= last,
+        )
+    )
+    rows: list[dict[str, Any]] = [
+        {
+            "document_id": document.id,
+            "tenant_id": document.tenant_id,
+            "number": page.number,
+            "source": page.source,
+            "flagged": page.flagged,
+            "note": page.note,
+            "section": page.section,
+            "text": page.text,
+        }
+        for page in pages
+    ]
+    for start in range(0, len(rows), 500):
+        session.execute(insert(PageRecord), rows[start : start + 500])
 
 
 async def require_documents(session: AsyncSession, document_ids: Iterable[uuid.UUID]) -> None:

@@ -99,7 +99,7 @@ lexical_hits AS (
 _FUSED = """
 WITH {vector_hits}, {lexical_hits}
 SELECT chunks.id AS chunk_id, chunks.document_id, documents.filename, chunks.page_start,
-       chunks.page_end, chunks.text,
+       chunks.page_end, chunks.text, chunks.section,
        coalesce(1.0 / (:rrf_k + vector_hits.rank), 0)
          + coalesce(:lexical_weight / (:rrf_k + lexical_hits.rank), 0)
          + CASE WHEN lexical_hits.every_word THEN 1.0 / (:rrf_k + 1) ELSE 0 END
@@ -115,7 +115,7 @@ LIMIT :top_k
 _ONE_LIST = """
 WITH {hits}
 SELECT chunks.id AS chunk_id, chunks.document_id, documents.filename, chunks.page_start,
-       chunks.page_end, chunks.text, 1.0 / (:rrf_k + hits.rank) AS score
+       chunks.page_end, chunks.text, chunks.section, 1.0 / (:rrf_k + hits.rank) AS score
 FROM {name} AS hits
 JOIN chunks ON chunks.id = hits.id
 JOIN documents ON documents.id = chunks.document_id

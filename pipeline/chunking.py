@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
+from itertools import groupby
 
 import tiktoken
 
@@ -39,6 +40,7 @@ class TextChunk:
     page_start: int
     page_end: int
     token_count: int
+    section: str | None = None  # the heading of its first page (formats without pages)
 
 
 @dataclass(frozen=True)
@@ -158,13 +160,23 @@ def chunk_pages(pages: Iterable[PageText], size: int, overlap: int) -> Iterator[
     """Chunks of at most `size` tokens, neighbours sharing about `overlap` tokens of text.
 
     Cuts fall at sentence ends, at a paragraph end when one keeps the chunk well filled, and
-    inside a sentence only when a single sentence is longer than a chunk.
+    inside a sentence only when a single sentence is longer than a chunk. A chunk never
+    spans two sections of a format without pages: each names the one section it is from.
     """
     if not 0 <= overlap < size:
         raise ValueError("overlap must be at least 0 and smaller than size")
+    ordinal = 0
+    for _, run in groupby(pages, key=lambda page: page.section):
+        for chunk in _chunk_run(run, size, overlap, ordinal):
+            yield chunk
+            ordinal = chunk.ordinal + 1
+
+
+def _chunk_run(
+    pages: Iterable[PageText], size: int, overlap: int, ordinal: int
+) -> Iterator[TextChunk]:
     current: list[_Unit] = []
     fresh = 0  # units at the end of `current` not carried over from the previous chunk
-    ordinal = 0
 
     def emit(units: list[_Unit]) -> TextChunk:
         text = units[0].text + "".join(unit.joiner + unit.text for unit in units[1:])

@@ -27,6 +27,7 @@ from typing import Literal
 from pipeline.errors import CorruptDocument, EmptyFile, NoExtractableText, UnsupportedFormat
 from pipeline.pdf import (
     HEADER_WINDOW,
+    SECTION,
     PageText,
     PdfSource,
     check_page_count,
@@ -122,13 +123,16 @@ class SectionedDocument:
     def pages(self, first: int = 1, last: int | None = None) -> Iterator[PageText]:
         end = min(last or self.page_count, self.page_count)
         for number in range(max(first, 1), end + 1):
-            yield PageText(number, self._pages[number - 1])
+            heading, text = self._pages[number - 1]
+            yield PageText(number, text, source=SECTION, section=heading)
 
     def close(self) -> None:
         return None
 
 
-def _pages(sections: list[Section]) -> Iterator[str]:
+def _pages(sections: list[Section]) -> Iterator[tuple[str | None, str]]:
+    """(heading, text) per page: a section's first page starts with its heading, and the
+    pages it goes on into keep its name."""
     for section in sections:
         body = section.text.strip()
         if not body and not section.heading:
@@ -137,12 +141,12 @@ def _pages(sections: list[Section]) -> Iterator[str]:
         while True:
             room = SECTION_CHARS - len(heading)
             if len(body) <= room:
-                yield heading + body
+                yield section.heading, heading + body
                 break
             cut = body.rfind("\n\n", 0, room)
             cut = cut if cut > room // 2 else body.rfind(" ", 0, room)
             cut = cut if cut > 0 else room
-            yield heading + body[:cut]
+            yield section.heading, heading + body[:cut]
             body = body[cut:].strip()
             heading = ""
 

@@ -48,6 +48,7 @@ class IngestedPages:
     embedding_tokens: int
     letters: int  # letters in the chunks: too few in a whole document means a scan
     skipped: list[SkippedPage] = field(default_factory=list)
+    pages: list[PageText] = field(default_factory=list)  # as indexed, with how each was read
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def normalised_pages(
     """Pages without their running lines, normalised; `context`: neighbouring pages that
     help to recognise running lines in a short run of pages."""
     for page in without_running_lines(pages, context):
-        yield PageText(page.number, normalise_text(page.text))
+        yield replace(page, text=normalise_text(page.text))
 
 
 def _neighbours(path: Path, limits: ReadLimits, first: int, last: int) -> list[PageText]:
@@ -120,14 +121,23 @@ def ingest_pages(
                 yield item
             on_progress(IngestProgress("extracting", read, total))
 
-    pages = normalised_pages(texts(), _neighbours(path, options.limits, first, last))
+    indexed: list[PageText] = []
+
+    def kept(pages: Iterable[PageText]) -> Iterator[PageText]:
+        for page in pages:
+            indexed.append(page)
+            yield page
+
+    pages = kept(normalised_pages(texts(), _neighbours(path, options.limits, first, last)))
+    chunks = list(chunk_pages(pages, options.chunk_tokens, options.overlap_tokens))
+    sections = {page.number: page.section for page in indexed}
     chunks = [
-        replace(chunk, ordinal=ordinal_base + chunk.ordinal)
-        for chunk in chunk_pages(pages, options.chunk_tokens, options.overlap_tokens)
+        replace(chunk, ordinal=ordinal_base + chunk.ordinal, section=sections.get(chunk.page_start))
+        for chunk in chunks
     ]
     vectors, tokens = _embed(chunks, embedder, options.batch_size, on_progress)
     letters = sum(ch.isalpha() for chunk in chunks for ch in chunk.text)
-    return IngestedPages(read, chunks, vectors, tokens, letters, skipped)
+    return IngestedPages(read, chunks, vectors, tokens, letters, skipped, indexed)
 
 
 def _embed(

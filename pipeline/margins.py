@@ -18,6 +18,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 
 from pipeline.pdf import PageText
 
@@ -93,7 +94,7 @@ def strip_running_lines(
             first += 1
         while end > max(first, len(lines) - EDGE_LINES) and _running(lines[end - 1], n, bottom):
             end -= 1
-        stripped.append(PageText(page.number, "\n".join(lines[first:end])))
+        stripped.append(replace(page, text="\n".join(lines[first:end])))
     return stripped
 
 

@@ -66,11 +66,25 @@ def ocr_missing(options: OcrOptions) -> list[str]:
     return [language for language in wanted if language not in ocr_languages()]
 
 
+def broken_words(text: str) -> tuple[int, int]:
+    """(Arabic-script words holding a letter no Persian word can, Arabic-script words)."""
+    words = [word for word in text.split() if _ARABIC_LETTER.search(word)]
+    return sum(1 for word in words if _ALIEN_LETTER.search(word)), len(words)
+
+
 def broken_text_layer(text: str) -> bool:
     """Whether a page's text layer looks like a broken Persian font (see BROKEN_SHARE)."""
-    words = [word for word in text.split() if _ARABIC_LETTER.search(word)]
-    broken = sum(1 for word in words if _ALIEN_LETTER.search(word))
-    return broken >= BROKEN_WORDS and broken >= BROKEN_SHARE * len(words)
+    broken, words = broken_words(text)
+    return broken >= BROKEN_WORDS and broken >= BROKEN_SHARE * words
+
+
+def why_broken(text: str) -> str:
+    """A broken text layer, described for a person."""
+    broken, words = broken_words(text)
+    return (
+        f"its text layer looks like a broken font: {broken} of its {words} Persian words hold "
+        "Greek, Coptic or private-use letters"
+    )
 
 
 def read_image(pgm: bytes, options: OcrOptions) -> str:

@@ -30,10 +30,21 @@ PDFIUM_LOCK = threading.RLock()
 HEADER_WINDOW = 1024
 
 
+# How a page's text was obtained.
+TEXT_LAYER = "text_layer"  # a PDF's own text
+OCR = "ocr"  # read from the rendered page by Tesseract
+SECTION = "section"  # a piece of a format without pages (Word, HTML, Markdown, text)
+SKIPPED = "skipped"  # left out: `note` says why
+
+
 @dataclass(frozen=True)
 class PageText:
     number: int  # 1-based, as people and PDF viewers count
     text: str
+    source: str = TEXT_LAYER
+    note: str | None = None  # why it was read as it was (why OCR; what is wrong with it)
+    flagged: bool = False  # indexed, but its text may be wrong: `note` says why
+    section: str | None = None  # the heading it falls under (formats without pages)
 
 
 class PdfSource(Protocol):

@@ -20,7 +20,7 @@ import resource
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -30,13 +30,15 @@ from typing import Any
 from pipeline.errors import CorruptPdf, PdfTooDemanding, PipelineError
 from pipeline.formats import opened_document, sniff
 from pipeline.ocr import (
+    HOW_TO_TURN_ON,
     OCR_MIN_LETTERS,
     OcrFailed,
     OcrOptions,
     broken_text_layer,
     read_image,
+    why_broken,
 )
-from pipeline.pdf import PageText
+from pipeline.pdf import OCR, SECTION, PageText
 
 
 @dataclass(frozen=True)
@@ -97,19 +99,17 @@ def _read(
         with opened_document(Path(path), limits.max_pages) as source:
             out.send(("count", source.page_count))
             for page in _budgeted(source.pages(first, last), limits, hard) if with_text else ():
-                if limits.ocr is not None and _needs_ocr(page.text, source):
-                    try:
-                        page = _read_by_ocr(source, page.number, limits.ocr, hard)
-                    except OcrFailed as exc:
-                        if not broken_text_layer(page.text):  # nothing else to go on
-                            out.send(("skipped", page.number, str(exc)))
-                            continue
+                try:
+                    page = _checked(page, source, limits.ocr, hard)
+                except OcrFailed as exc:
+                    out.send(("skipped", page.number, str(exc)))
+                    continue
                 if len(page.text) > limits.page_chars:
                     raise PdfTooDemanding(
                         f"page {page.number} holds {len(page.text):,} characters of text, more "
                         f"than the {limits.page_chars:,} a page may hold"
                     )
-                out.send(("page", page.number, page.text))
+                out.send(("page", page))
         out.send(("done",))
     except (BrokenPipeError, EOFError):
         return  # the parent stopped listening
@@ -121,11 +121,30 @@ def _read(
         out.send(("error", CorruptPdf(f"the PDF reader failed on it ({type(exc).__name__})")))
 
 
-def _needs_ocr(text: str, source: object) -> bool:
-    """A page whose text layer is (nearly) empty or broken, of a source that can render it."""
-    if not hasattr(source, "render_gray"):
-        return False
-    return sum(ch.isalpha() for ch in text) < OCR_MIN_LETTERS or broken_text_layer(text)
+def _checked(page: PageText, source: object, ocr: OcrOptions | None, hard: int) -> PageText:
+    """The page as it should be indexed: a PDF page whose text layer is (nearly) empty or
+    broken is read by OCR when OCR is on, and flagged, with the reason, when it cannot be.
+    Raises OcrFailed when OCR failed on a page that has no text to fall back on."""
+    if page.source == SECTION:  # a format without pages: its text is its own
+        return page
+    letters = sum(ch.isalpha() for ch in page.text)
+    broken = letters >= OCR_MIN_LETTERS and broken_text_layer(page.text)
+    if letters >= OCR_MIN_LETTERS and not broken:
+        return page
+    why = why_broken(page.text) if broken else "it has no text layer (a scan or a picture)"
+    if ocr is None:
+        return replace(page, flagged=True, note=f"{why}, and OCR is off: {HOW_TO_TURN_ON}")
+    if not hasattr(source, "render_gray"):  # only pypdf could open the file
+        return replace(page, flagged=True, note=f"{why}, and the file cannot be rendered for OCR")
+    try:
+        read = _read_by_ocr(source, page.number, ocr, hard)
+    except OcrFailed as exc:
+        if not broken:  # nothing else to go on
+            raise
+        return replace(page, flagged=True, note=f"{why}; OCR failed ({exc}), so it is kept")
+    if broken:  # a person should know its text layer is wrong, and what was done
+        return replace(read, flagged=True, note=f"{why}; read by OCR instead")
+    return replace(read, note=f"read by OCR: {why}")
 
 
 def _read_by_ocr(source: Any, number: int, options: OcrOptions, hard: int) -> PageText:
@@ -133,7 +152,9 @@ def _read_by_ocr(source: Any, number: int, options: OcrOptions, hard: int) -> Pa
     tesseract process inherits the limit)."""
     soft = min(hard, math.ceil(_cpu_used() + options.page_seconds))
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-    return PageText(number, read_image(source.render_gray(number, options.dpi), options))
+    return PageText(
+        number, read_image(source.render_gray(number, options.dpi), options), source=OCR
+    )
 
 
 def _budgeted(pages: Iterator[PageText], limits: ReadLimits, hard: int) -> Iterator[PageText]:
@@ -200,7 +221,7 @@ class IsolatedPdf:
             if message[0] == "skipped":
                 yield SkippedPage(message[1], message[2])
             else:
-                yield PageText(message[1], message[2])
+                yield message[1]
 
     def close(self) -> None:
         _stop(self._inbox, self._child)

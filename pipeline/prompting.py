@@ -43,8 +43,20 @@ INSTRUCTIONS: dict[Language, str] = {
     ),
 }
 LABELS: dict[Language, dict[str, str]] = {
-    "en": {"sources": "Sources", "question": "Question", "pages": "pages", "page": "page"},
-    "fa": {"sources": "منابع", "question": "پرسش", "pages": "صفحه‌های", "page": "صفحهٔ"},
+    "en": {
+        "sources": "Sources",
+        "question": "Question",
+        "pages": "pages",
+        "page": "page",
+        "section": "section",
+    },
+    "fa": {
+        "sources": "منابع",
+        "question": "پرسش",
+        "pages": "صفحه‌های",
+        "page": "صفحهٔ",
+        "section": "بخش",
+    },
 }
 
 
@@ -64,11 +76,14 @@ class Source:
     page_start: int
     page_end: int
     text: str
+    section: str | None = None  # the heading it falls under (formats without pages)
 
     def pages(self, language: Language) -> str:
         if self.page_start == self.page_end:
-            return f"{LABELS[language]['page']} {self.page_start}"
-        return f"{LABELS[language]['pages']} {self.page_start}–{self.page_end}"
+            where = f"{LABELS[language]['page']} {self.page_start}"
+        else:
+            where = f"{LABELS[language]['pages']} {self.page_start}–{self.page_end}"
+        return f"{LABELS[language]['section']} «{self.section}», {where}" if self.section else where
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,7 @@ def _renumbered(source: Source, n: int) -> Source:
         source.page_start,
         source.page_end,
         source.text,
+        source.section,
     )
 
 

@@ -33,6 +33,7 @@ class Hit:
     page_end: int
     score: float
     text: str
+    section: str | None = None  # the heading it falls under (formats without pages)
 
 
 class Searcher(Protocol):

@@ -48,6 +48,28 @@ def persian_pdf(pages: list[str]) -> bytes:
     return text_pdf(pages, rtl=True)
 
 
+# A broken Persian font, as real PDFs have them: its glyphs draw ک, ی and گ, but its ToUnicode
+# map says they are Έ (Greek), ͳ (Greek) and Ⲁ (Coptic), so the text layer reads "یΈ" for "یک".
+BROKEN_MAP = {b"<06A9>": b"<0388>", b"<06CC>": b"<0373>", b"<06AF>": b"<2C80>"}
+
+
+def broken_font_persian_pdf(pages: list[str]) -> bytes:
+    """Persian pages that look right but whose text layer maps ک, ی and گ wrongly."""
+    pdf = _document()
+    pdf.set_compression(False)  # the ToUnicode map must be plain to be altered
+    pdf.set_text_shaping(use_shaping_engine=True, direction="rtl", script="arab", language="fas")
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 7, text, align="R")
+    data = bytes(pdf.output())
+    start = data.index(b"beginbfchar")
+    end = data.index(b"endbfchar", start)
+    cmap = data[start:end]
+    for right, wrong in BROKEN_MAP.items():  # same length: the stream's /Length holds
+        cmap = cmap.replace(b"> " + right, b"> " + wrong)
+    return data[:start] + cmap + data[end:]
+
+
 def encrypted_pdf(text: str = "secret report") -> bytes:
     pdf = _document()
     pdf.set_encryption(

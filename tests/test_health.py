@@ -1,9 +1,17 @@
 import os
+import signal
 import subprocess
+import sys
 
 import httpx
 
-from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, settings_for
+from tests.conftest import (
+    TEST_JWT_SECRET,
+    LiveServer,
+    Services,
+    settings_for,
+    worker_environment,
+)
 from tools.devstack import api_command
 from tools.embedded import EmbeddedRedis, free_port
 
@@ -80,3 +88,32 @@ def test_cors_allows_the_frontend_and_the_headers_the_api_needs(services: Servic
     allowed = response.headers["access-control-allow-headers"].lower()
     assert "x-tenant-id" in allowed and "last-event-id" in allowed
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_ocr_that_cannot_run_is_reported_by_healthz_and_by_workers_at_start(
+    services: Services, engine
+) -> None:  # type: ignore[no-untyped-def]
+    with LiveServer(settings_for(services)) as server:
+        assert httpx.get(f"{server.url}/healthz").json()["ocr"]["available"] is True
+    settings = settings_for(services, OCR_LANGUAGES="fas+eng+xyz")
+    with LiveServer(settings) as server:
+        ocr = httpx.get(f"{server.url}/healthz").json()["ocr"]
+    assert ocr == {"available": False, "languages": "fas+eng+xyz", "missing": ["xyz"]}
+
+    # A worker of no queue (it takes nobody's jobs) says so at start, with how to turn it on.
+    command = [sys.executable, "-m", "dramatiq", "workers.broker:setup", "workers.actors"]
+    environ = worker_environment(settings, OCR_LANGUAGES="fas+eng+xyz")
+    worker = subprocess.Popen(
+        [*command, "--queues", "no-such-queue", "--processes", "1", "--threads", "1"],
+        env=environ,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert worker.stderr is not None
+        said = next(line for line in worker.stderr if "OCR is off" in line)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=30)
+    assert "xyz missing" in said and "apt-get install tesseract-ocr" in said

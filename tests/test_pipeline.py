@@ -30,9 +30,17 @@ from pipeline.margins import strip_running_lines
 from pipeline.normalise import normalise_text
 from pipeline.ocr import broken_text_layer
 from pipeline.pdf import PageText
-from pipeline.pdf_isolation import ReadLimits, count_pages, read_pdf
+from pipeline.pdf_isolation import ReadLimits, count_pages, read_page_range, read_pdf
 from pipeline.sentences import split_sentences
-from tests.pdfs import blank_pdf, encrypted_pdf, english_pdf, filler, persian_pdf, scanned_pdf
+from tests.pdfs import (
+    blank_pdf,
+    broken_font_persian_pdf,
+    encrypted_pdf,
+    english_pdf,
+    filler,
+    persian_pdf,
+    scanned_pdf,
+)
 
 PERSIAN = "پایتون یک زبان برنامه‌نویسی است. کتابخانه‌های زیادی دارد و ۱۲۳ ویژگی."
 
@@ -262,3 +270,27 @@ def test_a_text_layer_of_a_broken_persian_font_is_recognised() -> None:
     assert broken_text_layer(broken)
     assert not broken_text_layer(clean) and not broken_text_layer(math)
     assert not broken_text_layer("Ωmega and αlpha in English words are not Persian ones.")
+
+
+def test_with_ocr_off_broken_and_textless_pages_are_indexed_flagged_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(
+        broken_font_persian_pdf(["کتابخانه‌ی کوچک روستا یک گلدان بزرگ دارد و کودکان کتاب می‌خوانند."])
+    )
+    [page] = read_page_range(broken, ReadLimits(10), 1, 1)
+    assert isinstance(page, PageText) and page.source == "text_layer" and page.flagged
+    assert page.note is not None and "broken font" in page.note and "OCR is off" in page.note
+    assert "Έ" in page.text  # kept as it is: the best there is without OCR
+
+    scan = tmp_path / "scan.pdf"
+    scan.write_bytes(scanned_pdf(1))
+    [page] = read_page_range(scan, ReadLimits(10), 1, 1)
+    assert isinstance(page, PageText) and page.flagged
+    assert page.note is not None and "no text layer" in page.note and "tesseract-ocr" in page.note
+
+    clean = tmp_path / "clean.pdf"
+    clean.write_bytes(english_pdf([filler(1, 5)]))
+    [page] = read_page_range(clean, ReadLimits(10), 1, 1)
+    assert isinstance(page, PageText) and not page.flagged and page.note is None

@@ -49,13 +49,18 @@ class Usage(msgspec.Struct, frozen=True):
 NOTHING_SPENT = Usage(0, 0, 0)
 
 
-class Citation(msgspec.Struct, frozen=True):
+class Citation(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A source of an answer. For a format without pages (Word, HTML, Markdown, text) the
+    pages are its sections of about 4,000 characters, numbered from 1 in reading order, and
+    `section` names the heading they fall under (absent when there is none, as for PDFs)."""
+
     n: int
     document_id: str
     filename: str
     page_start: int
     page_end: int
     chunk_id: str
+    section: str | None = None
 
 
 class _Event(msgspec.Struct, frozen=True, tag_field="event"):

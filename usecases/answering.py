@@ -121,7 +121,9 @@ def _prompt(
             job_id=job.id,
         )
     sources = [
-        Source(n, h.chunk_id, h.document_id, h.filename, h.page_start, h.page_end, h.text)
+        Source(
+            n, h.chunk_id, h.document_id, h.filename, h.page_start, h.page_end, h.text, h.section
+        )
         for n, h in enumerate(hits, start=1)
     ]
     history = [Turn(role, content) for role, content in task.history]
@@ -149,6 +151,7 @@ def _citation(source: Source) -> events.Citation:
         page_start=source.page_start,
         page_end=source.page_end,
         chunk_id=str(source.chunk_id),
+        section=source.section,
     )
 
 

@@ -39,8 +39,15 @@ from db.jobs import fail_ingest, finish_job
 from db.models import IngestBatch, Job
 from db.usage import record_usage
 from pipeline.errors import NoExtractableText
-from pipeline.ingest import MIN_LETTERS, ChunkingOptions, IngestProgress, ingest_pages
+from pipeline.ingest import (
+    MIN_LETTERS,
+    ChunkingOptions,
+    IngestedPages,
+    IngestProgress,
+    ingest_pages,
+)
 from pipeline.ocr import HOW_TO_TURN_ON
+from pipeline.pdf import SKIPPED, PageText
 from transport import fleet_metrics as metrics
 from usecases.documents import ocr_options, read_limits
 from usecases.jobs import Cancelled
@@ -139,10 +146,19 @@ def run_batch(resources: WorkerParts, claimed: Claim) -> bool:
             letters=result.letters,
             embedding_tokens=result.embedding_tokens,
             skipped=skipped,
+            pages=_page_records(result),
         )
         ended = _end_job_if_last(session, resources, claimed, held.document_id)
     metrics.record_ingestion(resources.redis, result.pages_read, time.monotonic() - began)
     return ended
+
+
+def _page_records(result: IngestedPages) -> list[PageText]:
+    """Every page of the batch as it was indexed, and those skipped, with the reason."""
+    skipped = [
+        PageText(page.number, "", source=SKIPPED, note=page.reason) for page in result.skipped
+    ]
+    return sorted([*result.pages, *skipped], key=lambda page: page.number)
 
 
 def _end_job_if_last(
