@@ -13,7 +13,14 @@ from litestar.openapi.spec import Components, SecurityScheme
 from api.auth import me, request_code, verify_code
 from api.chat import STREAM_PATH, ask, stream_answer
 from api.errors import EXCEPTION_HANDLERS
-from api.files import delete_file, get_file, list_files, retry_file, upload_file
+from api.files import (
+    delete_file,
+    get_file,
+    get_file_page,
+    list_files,
+    retry_file,
+    upload_file,
+)
 from api.header_limit import header_limit
 from api.health import healthz
 from api.identity import PUBLIC, BearerAuthentication
@@ -73,6 +80,7 @@ def create_app(settings: Settings, **given: Any) -> Litestar:
             upload_file,
             list_files,
             get_file,
+            get_file_page,
             delete_file,
             retry_file,
             get_job_status,

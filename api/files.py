@@ -1,5 +1,5 @@
 """Uploads and the documents API: `POST/GET /v1/files`, `GET/DELETE /v1/files/{id}`,
-`POST /v1/files/{id}/retry`."""
+`POST /v1/files/{id}/retry`, `GET /v1/files/{id}/pages/{n}`."""
 
 from __future__ import annotations
 
@@ -14,13 +14,25 @@ from api.job_events import events_url
 from api.openapi import problem_responses
 from api.params import parse_id
 from api.resources import ApiResources, resources_of
-from api.schemas import DocumentOut, DocumentPage, JobOut, UploadOut, document_out, job_out
+from api.schemas import (
+    DocumentOut,
+    DocumentPage,
+    JobOut,
+    PageOut,
+    UploadOut,
+    document_out,
+    job_out,
+    page_out,
+)
 from api.uploads import receive_upload
-from db.documents import get_document, list_documents
+from core.errors import InvalidInput
+from db.documents import get_document, get_page, list_documents, page_summaries
 from db.engine import async_unit_of_work
 from db.models import Job
 from usecases import documents
 from usecases.quota import require_quota
+
+MAX_PAGE = 1_000_000
 
 
 def _job(resources: ApiResources, caller: Caller, job: Job | None) -> JobOut | None:
@@ -69,12 +81,45 @@ async def list_files(
     return DocumentPage([document_out(d) for d in documents], next_cursor)
 
 
-@get("/v1/files/{document_id:str}", tags=["files"], summary="One document")
+@get(
+    "/v1/files/{document_id:str}",
+    tags=["files"],
+    summary="One document, with how each of its pages was read",
+    description=(
+        "`page_report` says which pages came from the PDF's text layer, which were read by "
+        "OCR (and why), which are sections of a format without pages, which were skipped "
+        "and which are flagged (indexed, but the text may be wrong), with page numbers and "
+        "reasons. It is null until pages have been read."
+    ),
+)
 async def get_file(request: Request[Caller, Any, Any], document_id: FromPath[str]) -> DocumentOut:
     resources = resources_of(request)
     ident = parse_id(document_id, "document")
     async with async_unit_of_work(resources.engine, request.user.tenant_id) as session:
-        return document_out(await get_document(session, ident))
+        document = await get_document(session, ident)
+        return document_out(document, await page_summaries(session, ident))
+
+
+@get(
+    "/v1/files/{document_id:str}/pages/{number:str}",
+    tags=["files"],
+    summary="The text DocuChat stored for one page, and how it was obtained",
+    description=(
+        "Pages count from 1, as a citation's `page_start` does; for a format without pages "
+        "they are its sections of about 4,000 characters in reading order. 404 with the "
+        "reason for a page the document does not have or has not had read yet."
+    ),
+)
+async def get_file_page(
+    request: Request[Caller, Any, Any], document_id: FromPath[str], number: FromPath[str]
+) -> PageOut:
+    resources = resources_of(request)
+    ident = parse_id(document_id, "document")
+    if not number.isascii() or not number.isdigit() or not 1 <= int(number) <= MAX_PAGE:
+        raise InvalidInput("number", "a page number is a whole number from 1")
+    async with async_unit_of_work(resources.engine, request.user.tenant_id) as session:
+        document = await get_document(session, ident)
+        return page_out(document, await get_page(session, document, int(number)))
 
 
 @delete(

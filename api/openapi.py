@@ -187,6 +187,24 @@ _DOCUMENT = {
     "created_at": _AT,
     "updated_at": _AT,
     "skipped_pages": [],
+    "page_report": None,
+}
+_BROKEN = (
+    "its text layer looks like a broken font: 41 of its 212 Persian words hold Greek, Coptic "
+    "or private-use letters; read by OCR instead"
+)
+_PAGE_REPORT = {
+    "text_layer": {"count": 9, "pages": [1, 2, 4, 5, 6, 7, 8, 10, 12]},
+    "ocr": {
+        "count": 2,
+        "pages": [
+            {"page": 3, "reason": "read by OCR: it has no text layer (a scan or a picture)"},
+            {"page": 11, "reason": _BROKEN},
+        ],
+    },
+    "sections": {"count": 0, "pages": []},
+    "skipped": {"count": 1, "pages": [{"page": 9, "reason": _SKIPPED}]},
+    "flagged": {"count": 1, "pages": [{"page": 11, "reason": _BROKEN}]},
 }
 _JOB_OUT = {
     "id": _JOB,
@@ -285,7 +303,17 @@ RESPONSE_EXAMPLES: dict[tuple[str, str], Any] = {
         "job": _JOB_OUT,
     },
     ("get", "/v1/files/{document_id}"): _DOCUMENT
-    | {"skipped_pages": [{"page": 9, "reason": _SKIPPED}]},
+    | {"skipped_pages": [{"page": 9, "reason": _SKIPPED}], "page_report": _PAGE_REPORT},
+    ("get", "/v1/files/{document_id}/pages/{number}"): {
+        "document_id": _ID,
+        "filename": "manual.pdf",
+        "number": 11,
+        "source": "ocr",
+        "flagged": True,
+        "note": _BROKEN,
+        "section": None,
+        "text": "کتابخانه‌ی مرکزی شهر در سال ۱۳۵۰ ساخته شد…",
+    },
     ("post", "/v1/files/{document_id}/retry"): {
         "document": _DOCUMENT | {"status": "queued", "chunks": 0, "error": None},
         "job": _JOB_OUT | {"status": "queued", "progress": {"stage": "queued"}},
@@ -302,6 +330,7 @@ RESPONSE_EXAMPLES: dict[tuple[str, str], Any] = {
                 "page_end": 7,
                 "score": 0.0328,
                 "text": "To reset the device, hold the power button for ten seconds…",
+                "section": None,
             }
         ]
     },
@@ -345,7 +374,7 @@ RESPONSE_EXAMPLES: dict[tuple[str, str], Any] = {
             {
                 "id": "8e9f0a1b-2c3d-4e5f-9a0b-1c2d3e4f5a6b",
                 "role": "assistant",
-                "content": "Hold the power button for ten seconds [1].",
+                "content": "Hold the power button for ten seconds [1][2].",
                 "status": "complete",
                 "citations": [
                     {
@@ -355,7 +384,16 @@ RESPONSE_EXAMPLES: dict[tuple[str, str], Any] = {
                         "page_start": 7,
                         "page_end": 7,
                         "chunk_id": "c4d5e6f7-a8b9-4c0d-9e1f-2a3b4c5d6e7f",
-                    }
+                    },
+                    {  # a format without pages: its "pages" are sections, named
+                        "n": 2,
+                        "document_id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                        "filename": "handbook.docx",
+                        "page_start": 3,
+                        "page_end": 3,
+                        "chunk_id": "d5e6f7a8-b9c0-4d1e-8f2a-3b4c5d6e7f8a",
+                        "section": "Resetting the device",
+                    },
                 ],
                 "model": "gpt-4o-mini",
                 "prompt_tokens": 1830,

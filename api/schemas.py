@@ -7,7 +7,9 @@ from typing import Any
 
 import msgspec
 
-from db.models import ChatSession, Document, Job, Message
+from db.documents import PageSummary
+from db.models import ChatSession, Document, Job, Message, PageRecord
+from pipeline.pdf import OCR, SECTION, SKIPPED, TEXT_LAYER
 from transport.events import Citation
 
 
@@ -30,6 +32,77 @@ class DocumentOut(msgspec.Struct):
     updated_at: datetime
     # Pages left out of a ready document, with the reason (one over its CPU budget).
     skipped_pages: list[SkippedPageOut] = []
+    # How each page was read: only in `GET /v1/files/{id}`, once pages have been read.
+    page_report: PageReport | None = None
+
+
+class PageNote(msgspec.Struct):
+    page: int
+    reason: str
+
+
+class PageSet(msgspec.Struct):
+    count: int
+    pages: list[int]
+
+
+class PageNotes(msgspec.Struct):
+    count: int
+    pages: list[PageNote]
+
+
+class PageReport(msgspec.Struct):
+    """How a document's pages were read. `text_layer`: the PDF's own text; `ocr`: read by
+    Tesseract (with why: no text layer, or a broken font); `sections`: pieces of a format
+    without pages; `skipped`: left out, with why; `flagged`: indexed, but the text may be
+    wrong (a broken font or no text, when OCR is off or failed), with why."""
+
+    text_layer: PageSet
+    ocr: PageNotes
+    sections: PageSet
+    skipped: PageNotes
+    flagged: PageNotes
+
+
+class PageOut(msgspec.Struct):
+    document_id: str
+    filename: str
+    number: int
+    source: str  # text_layer | ocr | section | skipped
+    flagged: bool
+    note: str | None  # why it was read so (OCR), what may be wrong (flagged), or why skipped
+    section: str | None  # the heading it falls under (formats without pages)
+    text: str  # as indexed: normalised, running headers and footers removed
+
+
+def page_report(pages: list[PageSummary]) -> PageReport:
+    def numbers(source: str) -> PageSet:
+        found = [page.number for page in pages if page.source == source]
+        return PageSet(len(found), found)
+
+    def notes(chosen: list[PageSummary]) -> PageNotes:
+        return PageNotes(len(chosen), [PageNote(page.number, page.note or "") for page in chosen])
+
+    return PageReport(
+        text_layer=numbers(TEXT_LAYER),
+        ocr=notes([page for page in pages if page.source == OCR]),
+        sections=numbers(SECTION),
+        skipped=notes([page for page in pages if page.source == SKIPPED]),
+        flagged=notes([page for page in pages if page.flagged]),
+    )
+
+
+def page_out(document: Document, page: PageRecord) -> PageOut:
+    return PageOut(
+        document_id=str(document.id),
+        filename=document.filename,
+        number=page.number,
+        source=page.source,
+        flagged=page.flagged,
+        note=page.note,
+        section=page.section,
+        text=page.text,
+    )
 
 
 class JobProgress(msgspec.Struct, omit_defaults=True):
@@ -67,7 +140,7 @@ class DocumentPage(msgspec.Struct):
     next_cursor: str | None
 
 
-def document_out(document: Document) -> DocumentOut:
+def document_out(document: Document, pages: list[PageSummary] | None = None) -> DocumentOut:
     return DocumentOut(
         id=str(document.id),
         filename=document.filename,
@@ -84,6 +157,7 @@ def document_out(document: Document) -> DocumentOut:
             SkippedPageOut(int(page["page"]), str(page["reason"]))
             for page in document.skipped_pages or []
         ],
+        page_report=page_report(pages) if pages else None,
     )
 
 

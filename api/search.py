@@ -29,6 +29,7 @@ class SearchResult(msgspec.Struct):
     page_end: int
     score: float
     text: str
+    section: str | None = None  # formats without pages: the heading it falls under
 
 
 class SearchResponse(msgspec.Struct):
@@ -56,6 +57,7 @@ async def search(
                 page_end=hit.page_end,
                 score=round(float(hit.score), 6),
                 text=hit.text,
+                section=hit.section,
             )
             for hit in hits
         ]

@@ -4,13 +4,18 @@ and plain text are found by search; files that only look like documents fail wit
 from __future__ import annotations
 
 import io
+import re
 
 import docx
 import httpx
 import pytest
+from sqlalchemy import Engine
 
-from tests.ingest_helpers import ingest, upload, wait_for_job
-from tests.pdfs import english_pdf, persian_pdf, scan_of
+from core.settings import Settings
+from tests.chat_helpers import ask, read_stream
+from tests.conftest import LiveServer
+from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload, wait_for_job
+from tests.pdfs import broken_font_persian_pdf, english_pdf, persian_pdf, scan_of
 
 ARTICLE = """<!doctype html>
 <html><head><title>Harbour guide</title><style>body {{ color: red }}</style>
@@ -56,6 +61,17 @@ def test_word_markdown_html_and_text_are_read_and_found(client: httpx.Client) ->
     assert "راهنمای فانوس بندر" in str(persian["text"])  # the section's heading comes along
     winter = _found(client, "When does the ferry to the quartz island leave in winter?", word["id"])
     assert winter["page_end"] == 2 and "Winter hours" in str(winter["text"])
+    assert winter["section"] == "Winter hours"  # citations name the section
+    report = client.get(f"/v1/files/{word['id']}").json()["page_report"]
+    assert report["sections"] == {"count": 2, "pages": [1, 2]}, report
+    assert report["text_layer"]["count"] == report["ocr"]["count"] == 0
+    second = client.get(f"/v1/files/{word['id']}/pages/2").json()
+    assert second["source"] == "section" and second["section"] == "Winter hours"
+    assert "quartz island" in second["text"] and not second["flagged"]
+
+    answer = read_stream(client, ask(client, "When does the ferry leave in winter?")["stream_url"])
+    cited = {c["page_start"]: c for c in answer.last("citations")}
+    assert cited[2]["section"] == "Winter hours", cited
 
     markdown = "# Bakery notes\n\nThe sourdough rests twelve hours in the cold cellar.\n"
     notes = ingest(client, markdown.encode(), "notes.md")
@@ -68,11 +84,13 @@ def test_word_markdown_html_and_text_are_read_and_found(client: httpx.Client) ->
 
     filler = " ".join(["The tower has a spiral stair and a small window facing west."] * 8)
     page = ingest(client, ARTICLE.format(filler=filler).encode(), "guide.html")
-    oil = _found(client, "When is the lantern refilled with whale oil?", page["id"])
-    text = str(oil["text"])
-    assert "Mondays" in text and "Its oil" in text
+    _found(client, "When is the lantern refilled with whale oil?", page["id"])
+    results = client.post("/v1/search", json={"query": "whale oil lantern", "top_k": 5}).json()
+    texts = [result["text"] for result in results["results"]]
+    [oil] = [result for result in results["results"] if "Mondays" in result["text"]]
+    assert oil["section"] == "Its oil" and str(oil["text"]).startswith("Its oil"), oil
     for noise in ("SECRET-TRACKER-CODE", "GIFTSHOP-MENU-ENTRY", "FOOTER-LEGAL-NOTICE", "color"):
-        assert noise not in text
+        assert not any(noise in text for text in texts)
 
 
 @pytest.mark.parametrize(
@@ -92,8 +110,12 @@ def test_files_that_only_look_like_documents_fail_with_a_sentence(
     assert sentence in response.json()["detail"]
 
 
-def test_html_of_nothing_but_nested_tags_fails_with_a_sentence(client: httpx.Client) -> None:
-    nested = b"<html><body>" + b"<div>" * 100_000 + b"</div>" * 100_000 + b"</body></html>"
+def test_html_of_20_mb_of_nested_tags_fails_with_a_sentence(
+    client: httpx.Client, api_settings: Settings
+) -> None:
+    levels = 20 * 1024 * 1024 // len(b"<div></div>")  # 20 MB, within the default upload limit
+    nested = b"<html><body>" + b"<div>" * levels + b"</div>" * levels + b"</body></html>"
+    assert len(nested) >= 20 * 1024 * 1024 and api_settings.max_upload_mb == 25
     response = upload(client, nested, "deep.html")
     if response.status_code == 202:  # read in the worker: the job fails with the sentence
         job = wait_for_job(client, response.json()["job"]["id"])
@@ -113,6 +135,45 @@ def test_a_scan_is_read_by_ocr_and_found_by_a_line_of_each_page(client: httpx.Cl
     assert first["page_start"] == 1 and "lighthouse keeper" in str(first["text"])
     second = _found(client, "کتابخانه‌ی مرکزی در چه سالی ساخته شد؟", document["id"])
     assert second["page_end"] == 2 and "ساخته شد" in str(second["text"])  # OCR read Persian
+    report = client.get(f"/v1/files/{document['id']}").json()["page_report"]
+    assert [note["page"] for note in report["ocr"]["pages"]] == [1, 2], report
+    assert "no text layer" in report["ocr"]["pages"][0]["reason"]
+    assert report["flagged"]["count"] == report["text_layer"]["count"] == 0  # a scan is normal
+
+
+GARDEN = (
+    "کتابخانه‌ی کوچک روستا یک گلدان بزرگ دارد که کودکان هر روز کنار آن کتاب می‌خوانند. "
+    "نگهبان پیر کتابخانه گل‌های یاس را در بهار کنار پنجره می‌کارد."
+)
+
+
+def test_a_broken_persian_font_is_flagged_and_read_by_ocr(
+    client: httpx.Client, engine: Engine, api_settings: Settings, server: LiveServer
+) -> None:
+    document = ingest(client, broken_font_persian_pdf([GARDEN]), "garden.pdf")
+    assert document["status"] == "ready", document
+    report = client.get(f"/v1/files/{document['id']}").json()["page_report"]
+    assert report["ocr"]["count"] == 1 and report["text_layer"]["count"] == 0, report
+    [flag] = report["flagged"]["pages"]
+    assert flag["page"] == 1 and "broken font" in flag["reason"], flag
+    assert "read by OCR instead" in flag["reason"]
+
+    page = client.get(f"/v1/files/{document['id']}/pages/1").json()
+    assert page["source"] == "ocr" and page["flagged"], page
+    assert not re.search(r"[\u0370-\u03ff\u2c80-\u2cff]", page["text"])  # no Greek, no Coptic
+    # Words the broken map spelt wrongly (with ک, ی or گ), as OCR reads them from the glyphs.
+    for word in ("کوچک", "یک", "بزرگ", "کودکان", "گل‌های", "یاس"):
+        assert word in page["text"], (word, page["text"])
+    _found(client, "گلدان بزرگ روستا و کودکان", document["id"])
+
+    missing = client.get(f"/v1/files/{document['id']}/pages/2")
+    assert missing.status_code == 404 and "its last page is 1" in missing.json()["detail"]
+    bad = client.get(f"/v1/files/{document['id']}/pages/first")
+    assert bad.status_code == 422 and "a page number is a whole number" in bad.json()["detail"]
+    with colleague_client(engine, api_settings, client) as colleague:  # same tenant: may read
+        assert colleague.get(f"/v1/files/{document['id']}/pages/1").status_code == 200
+    with tenant_client(engine, api_settings, server.url) as stranger:  # another tenant: no such
+        assert stranger.get(f"/v1/files/{document['id']}/pages/1").status_code == 404
 
 
 def _merged_scan(parts: list[bytes]) -> bytes:

@@ -87,7 +87,8 @@ def calls(settings: Settings, victim: Victim) -> Iterator[Call]:
     sent = bodies(victim)
     for method, path in tenant_routes(settings):
         names = PATH_PARAMETER.findall(path)
-        fillings = [{}] if not names else [{names[0]: id_} for id_ in victim.ids[names[0]]]
+        rest = {name: victim.ids[name][0] for name in names[1:]}
+        fillings = [{}] if not names else [{names[0]: id_} | rest for id_ in victim.ids[names[0]]]
         for filling in fillings:
             url = PATH_PARAMETER.sub(lambda m, f=filling: f[m.group(1)], path)  # type: ignore[misc]
             for body in sent.get((method, path), [None]) if method != "GET" else [None]:
@@ -137,6 +138,7 @@ def victim(server: LiveServer, engine: Engine, api_settings: Settings) -> Iterat
             "member_id": [me["user_id"]],
         }
         secrets = [*(i for group in ids.values() for i in group), document["filename"]]
+        ids["number"] = ["1"]  # a page of B's document: not a secret, a page number
         yield Victim(client, ids, [*secrets, me["email"], me["tenant"]["id"], me["user_id"]])
 
 

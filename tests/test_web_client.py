@@ -92,6 +92,11 @@ def test_sign_in_upload_and_a_persian_answer_in_a_real_browser(
     assert answer.evaluate("node => getComputedStyle(node).direction") == "rtl"
     page.locator(".answer a").first.click()  # an [n] marker lights its source
     expect(page.locator(".citations li.lit")).to_have_count(1)
+    citation.focus()
+    page.keyboard.press("Enter")  # a citation shows the text DocuChat read on that page
+    shown = page.locator(".page-text")
+    expect(shown).to_contain_text("page 1 (from the PDF's text)")
+    expect(shown.locator("pre")).to_contain_text("انار")
     expect(page.locator("#usage")).to_contain_text("Last 24 hours", timeout=10_000)
     expect(page.locator("#usage")).not_to_contain_text(": 0 tokens")
 

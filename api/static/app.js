@@ -327,7 +327,10 @@ $("ask").addEventListener("submit", async (event) => {
   answer.className = "answer"; answer.dir = "auto";
   const sources = document.createElement("ol");
   sources.className = "citations";
-  turn.append(asked, answer, sources);
+  const viewer = document.createElement("div");
+  viewer.className = "page-text";
+  viewer.hidden = true;
+  turn.append(asked, answer, sources, viewer);
   $("conversation").prepend(turn);
   $("question").value = "";
   let started;
@@ -361,8 +364,11 @@ $("ask").addEventListener("submit", async (event) => {
       item.dataset.n = c.n;
       const link = document.createElement("a");
       link.tabIndex = 0;
-      link.append(named(c.filename, `, page ${c.page_start}${c.page_end !== c.page_start ? "–" + c.page_end : ""}`));
-      link.addEventListener("click", () => light(sources, String(c.n)));
+      const where = `page ${c.page_start}${c.page_end !== c.page_start ? "–" + c.page_end : ""}`;
+      link.append(named(c.filename, c.section ? `, section “${c.section}”, ${where}` : `, ${where}`));
+      link.title = "Show the text DocuChat read on this page";
+      link.addEventListener("click", () => { light(sources, String(c.n)); showPage(viewer, c); });
+      link.addEventListener("keydown", (e) => { if (e.key === "Enter") link.click(); });
       item.append(link);
       return item;
     }));
@@ -381,6 +387,43 @@ $("ask").addEventListener("submit", async (event) => {
     // No data: the connection dropped; EventSource reconnects by itself.
   });
 });
+
+// What DocuChat read on a cited page, and how: so a person can check the source.
+const HOW_READ = {
+  text_layer: "from the PDF's text",
+  ocr: "read by OCR",
+  section: "from the document's text",
+  skipped: "skipped",
+};
+
+async function showPage(viewer, citation) {
+  viewer.hidden = false;
+  viewer.replaceChildren("Loading the page…");
+  let page;
+  try {
+    page = await api(`/v1/files/${citation.document_id}/pages/${citation.page_start}`);
+  } catch (error) {
+    const problem = document.createElement("p");
+    problem.className = "error";
+    problem.textContent = error.message;
+    viewer.replaceChildren(problem);
+    return;
+  }
+  const title = document.createElement("h3");
+  title.append(named(page.filename, `, page ${page.number} (${HOW_READ[page.source] || page.source})`));
+  const parts = [title];
+  if (page.flagged || page.source === "skipped") {
+    const warning = document.createElement("p");
+    warning.className = "error";
+    warning.textContent = page.note;
+    parts.push(warning);
+  }
+  const text = document.createElement("pre");
+  text.dir = "auto";
+  text.textContent = page.text;
+  parts.push(text);
+  viewer.replaceChildren(...parts);
+}
 
 function light(list, n) {
   for (const item of list.children) item.classList.toggle("lit", item.dataset.n === n);
