@@ -7,7 +7,7 @@ PORT ?= 8000
 # Root installs with apt directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test test-fast lint browser ocr bench bench-load clean
+.PHONY: dev test test-fast lint browser ocr proxy bench bench-load clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "DocuChat needs Python 3.11 or newer"'
@@ -47,7 +47,14 @@ ocr:
 		$(SUDO) apt-get install -y -q tesseract-ocr tesseract-ocr-fas || \
 		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q tesseract-ocr tesseract-ocr-fas; }; }
 
-test: lint browser ocr
+# The proxy test runs Debian's nginx with deploy/nginx.conf (the test starts and stops its own).
+proxy:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+		echo "installing Debian's nginx for the proxy test"; \
+		$(SUDO) apt-get install -y -q nginx || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nginx; }; }
+
+test: lint browser ocr proxy
 	$(BIN)/pytest --cov --cov-report=term-missing --cov-fail-under=85
 
 # The tests that need no running service (pure pipeline, events, outcomes, rules): seconds.

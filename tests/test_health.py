@@ -72,8 +72,10 @@ def test_api_refuses_to_start_when_the_embedding_width_differs(services: Service
 
 
 def test_cors_allows_the_frontend_and_the_headers_the_api_needs(services: Services, engine) -> None:  # type: ignore[no-untyped-def]
-    settings = settings_for(services, FRONTEND_ORIGIN="https://app.example")
+    # As docs/deploy.md writes it: exact origins, comma separated.
+    settings = settings_for(services, FRONTEND_ORIGIN="https://app.example,http://localhost:5173")
     with LiveServer(settings) as server:
+        second = httpx.get(f"{server.url}/healthz", headers={"Origin": "http://localhost:5173"})
         response = httpx.options(
             f"{server.url}/healthz",
             headers={
@@ -88,6 +90,7 @@ def test_cors_allows_the_frontend_and_the_headers_the_api_needs(services: Servic
     allowed = response.headers["access-control-allow-headers"].lower()
     assert "x-tenant-id" in allowed and "last-event-id" in allowed
     assert "access-control-allow-origin" not in other.headers
+    assert second.headers["access-control-allow-origin"] == "http://localhost:5173"
 
 
 def test_ocr_that_cannot_run_is_reported_by_healthz_and_by_workers_at_start(

@@ -1,0 +1,166 @@
+"""DocuChat behind Debian's nginx, configured as deploy/nginx.conf says (docs/deploy.md):
+answers and progress stream through it, a 20 MB upload passes, its access log keeps no token,
+and with TRUSTED_PROXIES the API limits each client, not the proxy."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fpdf import FPDF
+from httpx_sse import connect_sse
+from PIL import Image
+from sqlalchemy import Engine
+
+from tests.chat_helpers import ask, read_stream
+from tests.conftest import LiveServer, Services, settings_for
+from tests.pdfs import filler
+from tools.embedded import free_port
+
+CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
+TWENTY_MB = 20 * 1024 * 1024
+
+
+@dataclass
+class Proxy:
+    url: str
+    access_log: Path
+
+
+@contextmanager
+def nginx(api_url: str, folder: Path) -> Iterator[Proxy]:
+    """Debian's nginx with deploy/nginx.conf, in front of the API at `api_url`."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    port = free_port()
+    access_log = folder / "access.log"
+    site = CONFIG.read_text()
+    site = site.replace("server 127.0.0.1:8000;", f"server {api_url.removeprefix('http://')};")
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    site = site.replace("/var/log/nginx/docuchat.access.log", str(access_log))
+    assert str(port) in site and str(access_log) in site  # the shipped file, these ports
+    (folder / "docuchat.conf").write_text(site)
+    temp = "\n".join(
+        f"{kind}_temp_path {folder / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (folder / "nginx.conf").write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")
+        + f"daemon off;\npid {folder / 'nginx.pid'};\nerror_log {folder / 'error.log'} info;\n"
+        + "events { worker_connections 1024; }\n"
+        + f"http {{\n{temp}\ninclude {folder / 'docuchat.conf'};\n}}\n"
+    )
+    process = subprocess.Popen([binary, "-p", str(folder), "-c", str(folder / "nginx.conf")])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, (folder / "error.log").read_text()
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.1)
+        yield Proxy(f"http://127.0.0.1:{port}", access_log)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def proxy(server: LiveServer, tmp_path: Path) -> Iterator[Proxy]:
+    with nginx(server.url, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def through(proxy: Proxy, client: httpx.Client) -> Iterator[httpx.Client]:
+    """The member's client, talking to the API through nginx."""
+    with httpx.Client(base_url=proxy.url, headers=client.headers, timeout=60) as member:
+        yield member
+
+
+def _pdf_of_about(size: int, pages: int) -> bytes:
+    """A PDF of `pages` pages of text and, on the first, a picture of noise that makes the file
+    `size` bytes or more (noise does not compress)."""
+    pdf = FPDF(format="A4")
+    pdf.set_font("helvetica", size=11)
+    side = int((size / 3) ** 0.5) + 1
+    noise = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    for number in range(pages):
+        pdf.add_page()
+        if number == 0:
+            pdf.image(noise, x=10, y=200, w=40)
+        pdf.multi_cell(0, 6, filler(700 + number, 12))
+    data = bytes(pdf.output())
+    assert len(data) >= size, len(data)
+    return data
+
+
+def test_a_20_mb_upload_and_its_progress_stream_through_nginx(
+    through: httpx.Client, proxy: Proxy
+) -> None:
+    data = _pdf_of_about(TWENTY_MB, pages=40)
+    response = through.post("/v1/files", files={"file": ("big.pdf", data, "application/pdf")})
+    assert response.status_code == 202, response.text[:500]
+    job = response.json()["job"]
+
+    # The job's events through nginx: a progress event arrives while the job still runs, so
+    # nothing between the worker and this client holds the stream back until the end.
+    seen_running = False
+    with connect_sse(through, "GET", job["events_url"], timeout=60) as events:
+        assert events.response.headers["content-type"].startswith("text/event-stream")
+        for sse in events.iter_sse():
+            if sse.event == "progress" and not seen_running:
+                now = through.get(f"/v1/jobs/{job['id']}").json()
+                seen_running = now["status"] in ("queued", "running")
+            if sse.event == "end":
+                assert json.loads(sse.data)["status"] == "succeeded", sse.data
+                break
+    assert seen_running
+    document = through.get(f"/v1/files/{response.json()['document']['id']}").json()
+    assert document["status"] == "ready" and document["pages"] == 40
+
+    # An answer streams through it too, and the log keeps no token of its URL.
+    started = ask(through, "What does the document say?")
+    answer = read_stream(through, started["stream_url"])
+    assert answer.names[0] == "start" and answer.names[-1] == "end" and answer.text
+    log = proxy.access_log.read_text()
+    assert re.search(r'"GET /v1/chat/[0-9a-f-]+/stream HTTP/1.1" 200', log), log[-2000:]
+    assert "token=" not in log and "eyJ" not in log
+
+
+def test_an_upload_past_max_upload_mb_gets_the_apis_sentence_not_nginxs_page(
+    through: httpx.Client,
+) -> None:
+    too_big = b"%PDF-1.7\n" + bytes(25 * 1024 * 1024 + 1000)
+    response = through.post("/v1/files", files={"file": ("huge.pdf", too_big, "application/pdf")})
+    assert response.status_code == 413
+    assert "MAX_UPLOAD_MB" in response.json()["detail"] or "25 MB" in response.json()["detail"]
+
+
+def test_behind_trusted_proxies_each_client_has_its_own_budget(
+    services: Services, engine: Engine, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        services, TRUSTED_PROXIES="127.0.0.1/32", READ_RATE_LIMIT_PER_MINUTE="3"
+    )
+    with LiveServer(settings) as server, nginx(server.url, tmp_path) as running:
+
+        def client_at(address: str) -> httpx.Client:
+            transport = httpx.HTTPTransport(local_address=address)
+            return httpx.Client(base_url=running.url, transport=transport, timeout=10)
+
+        with client_at("127.0.0.2") as first, client_at("127.0.0.3") as second:
+            answers = [first.get("/schema/openapi.json").status_code for _ in range(4)]
+            assert answers == [200, 200, 200, 429], answers
+            assert second.get("/schema/openapi.json").status_code == 200  # another client
