@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound
-from db.models import Tenant
+from db.models import Document, Tenant, User
 
 
 def insert_tenant(
@@ -45,6 +46,35 @@ def find_tenant(session: Session, key: str) -> Tenant:
     if tenant is None:
         raise NotFound(f"no tenant {key!r}")
     return tenant
+
+
+@dataclass(frozen=True)
+class TenantSummary:
+    slug: str
+    name: str
+    signup_policy: str
+    active: bool
+    members: int  # not removed
+    documents: int
+
+
+def tenant_overview(session: Session) -> list[TenantSummary]:
+    """Every tenant with its member and document counts, by slug (for the owner's eyes)."""
+    members = (
+        select(func.count())
+        .select_from(User)
+        .where(User.tenant_id == Tenant.id, User.status != "removed")
+        .scalar_subquery()
+    )
+    documents = (
+        select(func.count()).select_from(Document).where(Document.tenant_id == Tenant.id)
+    ).scalar_subquery()
+    rows = session.execute(
+        select(
+            Tenant.slug, Tenant.name, Tenant.signup_policy, Tenant.active, members, documents
+        ).order_by(Tenant.slug)
+    )
+    return [TenantSummary(*row) for row in rows]
 
 
 def lock_tenant(session: Session, tenant_id: uuid.UUID) -> None:

@@ -195,6 +195,20 @@ async def usage_report(
     return UsageReport(moment, windows, emails)
 
 
+def usage_report_of(
+    session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID | None
+) -> UsageReport:
+    """`usage_report`, for the admin commands' synchronous sessions."""
+    rows = session.execute(windows_statement(tenant_id, user_id, None)).all()
+    moment, windows = fold_windows(rows)
+    users = _user_ids(windows.values())
+    emails: dict[uuid.UUID, str] = {}
+    if users:
+        found = session.execute(select(User.id, User.email).where(User.id.in_(users)))
+        emails = {row.id: row.email for row in found}
+    return UsageReport(moment, windows, emails)
+
+
 # ---- the monthly quota -----------------------------------------------------------------------
 
 

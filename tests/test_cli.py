@@ -1,4 +1,6 @@
+import json
 import uuid
+from typing import Any
 
 from click.testing import CliRunner
 from sqlalchemy import text
@@ -125,7 +127,8 @@ def test_bulk_ingest_says_when_the_api_is_not_there(cli: CliRunner, tmp_path) ->
         main, ["ingest", str(tmp_path), "--tenant", slug, "--email", "o@example.com", "--api", url]
     )
     assert result.exit_code == 1
-    assert f"cannot reach the API at {url}" in result.output
+    assert f"cannot reach the API at {url} (from --api)" in result.output
+    assert "`make dev`" in result.output and "--api http://HOST:PORT" in result.output
     empty = tmp_path / "empty"
     empty.mkdir()
     nothing = cli.invoke(main, ["ingest", str(empty), "--tenant", slug, "--email", "o@example.com"])
@@ -264,3 +267,83 @@ def test_user_invite_list_and_remove(
     assert refused.exit_code == 2 and "was removed" in refused.output
     nobody = cli.invoke(main, ["user", "remove", slug, f"nobody-{slug}@example.com"])
     assert nobody.exit_code == 2 and "is not a member" in nobody.output
+
+
+def test_promote_says_what_it_did_and_tenant_list_shows_every_tenant(cli: CliRunner) -> None:
+    slug = _slug()
+    assert cli.invoke(main, ["tenant", "create", slug, "--name", "Crew of five"]).exit_code == 0
+    newcomer, member = f"new-{slug}@example.com", f"m-{slug}@example.com"
+    assert cli.invoke(main, ["user", "invite", slug, member]).exit_code == 0
+
+    added = cli.invoke(main, ["user", "promote", slug, newcomer])
+    assert added.exit_code == 0 and f"{newcomer} was not in {slug}: added as an active admin" in (
+        added.stdout
+    )
+    raised = cli.invoke(main, ["user", "promote", slug, member]).stdout
+    assert f"{member} was a member of {slug}; now an admin (still invited" in raised
+    same = cli.invoke(main, ["user", "promote", slug, member]).stdout
+    assert f"{member} is already an admin of {slug}; nothing changed" in same
+
+    listed = cli.invoke(main, ["tenant", "list"])
+    assert listed.exit_code == 0, listed.output
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["SLUG", "NAME", "SIGN-UP", "MEMBERS", "DOCUMENTS", "STATE"]
+    [ours] = [row for row in rows if row.startswith(slug + " ")]
+    assert ours.split() == [slug, "Crew", "of", "five", "invite", "2", "0", "active"]
+
+
+def test_usage_prints_the_figures_of_the_usage_api(
+    cli: CliRunner,
+    server: LiveServer,
+    engine,
+    api_settings: Settings,  # type: ignore[no-untyped-def]
+) -> None:
+    from tests.chat_helpers import ask, read_stream
+    from tests.ingest_helpers import colleague_client
+
+    with tenant_client(engine, api_settings, server.url) as member:
+        ingest(member, english_pdf([filler(31, 5)]), "usage.pdf")
+        read_stream(member, ask(member, "What does it say?")["stream_url"])
+        slug, email = member.headers["X-Tenant-ID"], member.get("/v1/me").json()["email"]
+        mine = member.get("/v1/usage").json()
+        with colleague_client(engine, api_settings, member, role="admin") as admin:
+            whole = admin.get("/v1/usage", params={"scope": "tenant"}).json()
+
+    def timeless(body: Any) -> Any:  # the figures, not the moment they were read at
+        if isinstance(body, dict):
+            return {k: timeless(v) for k, v in body.items() if k not in ("at", "since")}
+        return [timeless(v) for v in body] if isinstance(body, list) else body
+
+    def same(printed: str, api: dict[str, Any]) -> None:
+        assert timeless(json.loads(printed)) == timeless(api)
+
+    one = cli.invoke(main, ["usage", slug, "--email", email, "--json"])
+    assert one.exit_code == 0, one.output
+    same(one.stdout, mine)
+    same(cli.invoke(main, ["usage", slug, "--json"]).stdout, whole)
+    assert mine["last_24h"]["total_tokens"] > 0
+
+    text_report = cli.invoke(main, ["usage", slug]).stdout
+    total = whole["last_7d"]["total_tokens"]
+    assert f"last 7 days: {total:,} tokens" in text_report and email in text_report
+    stranger = cli.invoke(main, ["usage", slug, "--email", "nobody@example.com"])
+    assert stranger.exit_code == 2 and "is not a member of" in stranger.output
+
+
+def test_bulk_ingest_finds_a_running_dev_stack_on_any_port(
+    cli: CliRunner,
+    server: LiveServer,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    from tools.devstack import record_api_url
+
+    slug = _slug()
+    assert cli.invoke(main, ["tenant", "create", slug, "--name", "Found"]).exit_code == 0
+    data = tmp_path / "data"
+    data.mkdir()
+    record_api_url(data, server.url)  # as `docuchat dev --port N` does while it runs
+    (tmp_path / "notes.md").write_text("# Ferry\n\nThe ferry leaves at seven.\n")
+    command = ["ingest", str(tmp_path / "notes.md"), "--tenant", slug, "--email", "o@example.com"]
+    result = cli.invoke(main, [*command, "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "1 files: 1 new (1 ingested)" in result.output

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import click
 import httpx
+import msgspec
 from dotenv import dotenv_values
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,10 +23,11 @@ from sqlalchemy import Engine, select, text
 
 from api.signin.mailer import deliver, invitation_mail
 from api.signin.tokens import issue_access_token
+from api.usage import usage_out
 from core.bootstrap import bootstrap, owner_engine
 from core.errors import DocuChatError, NotFound
 from core.settings import Settings, load_settings
-from db.accounts import find_tenant
+from db.accounts import find_tenant, tenant_overview
 from db.batches import queue_reingestion
 from db.engine import unit_of_work
 from db.jobs import FINISHED
@@ -33,9 +35,9 @@ from db.members import all_members, user_by_email
 from db.migrate import check_schema, downgrade, upgrade
 from db.models import Tenant
 from db.roles import ensure_app_login
-from db.usage import set_quota
+from db.usage import quota_state_of, quota_statement, set_quota, usage_report_of
 from tools.bulk_ingest import FileResult, documents_under, ingest_paths
-from tools.devstack import DevOptions, run_dev
+from tools.devstack import DevOptions, recorded_api_url, run_dev
 from tools.embedded import EmbeddedPostgres, EmbeddedRedis, secret_from_data_dir
 from transport.broker import wake_ingestion
 from usecases.identity import normalise_email
@@ -261,6 +263,34 @@ class QuotaType(click.ParamType):
         return tokens
 
 
+@tenant.command("list")
+@data_dir_option
+def tenant_list(data_dir: Path | None) -> None:
+    """List every tenant: slug, name, sign-up policy, members and documents."""
+    with (
+        admin_database(_resolve_data_dir(data_dir)) as (_settings, engine),
+        unit_of_work(engine) as session,
+    ):
+        tenants = tenant_overview(session)
+    if not tenants:
+        click.echo("no tenants yet; make one with `docuchat tenant create SLUG --name NAME`")
+        return
+    rows = [("SLUG", "NAME", "SIGN-UP", "MEMBERS", "DOCUMENTS", "STATE")] + [
+        (
+            t.slug,
+            t.name,
+            t.signup_policy,
+            str(t.members),
+            str(t.documents),
+            "active" if t.active else "disabled",
+        )
+        for t in tenants
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
 @tenant.command("set-quota")
 @click.argument("slug")
 @click.argument("tokens", type=QuotaType())
@@ -377,10 +407,21 @@ def user_list(slug: str, data_dir: Path | None) -> None:
 @data_dir_option
 def user_promote(slug: str, email: str, data_dir: Path | None) -> None:
     """Make EMAIL an admin of tenant SLUG (the user is created if needed)."""
-    with admin_database(_resolve_data_dir(data_dir)) as (_settings, engine):
-        with unit_of_work(engine) as session:
-            promoted = promote_user(session, find_tenant(session, slug), email)
-        click.echo(f"{promoted.email} is now an admin of {slug}")
+    with (
+        admin_database(_resolve_data_dir(data_dir)) as (_settings, engine),
+        unit_of_work(engine) as session,
+    ):
+        found = find_tenant(session, slug)
+        before = user_by_email(session, found.id, normalise_email(email))
+        was = (before.role, before.status) if before is not None else None
+        promoted = promote_user(session, found, email)
+    if was is None:
+        click.echo(f"{promoted.email} was not in {slug}: added as an active admin")
+    elif was[0] == "admin":
+        click.echo(f"{promoted.email} is already an admin of {slug}; nothing changed")
+    else:
+        still = " (still invited: an admin once they sign in)" if was[1] == "invited" else ""
+        click.echo(f"{promoted.email} was a {was[0]} of {slug}; now an admin{still}")
 
 
 @main.command()
@@ -431,7 +472,7 @@ def ingest(
             found = find_tenant(session, slug)
             user = get_or_create_user(session, found, email)
         access = issue_access_token(settings, user.id, found.id, user.token_version).token
-    base = api_url or _configured("DOCUCHAT_API") or "http://127.0.0.1:8000"
+    base, found_how = _api_url(api_url, _resolve_data_dir(data_dir))
     headers = {"Authorization": f"Bearer {access}", "X-Tenant-ID": found.slug}
     with (
         httpx.Client(base_url=base, headers=headers, timeout=120) as client,
@@ -440,7 +481,11 @@ def ingest(
         try:
             client.get("/healthz")
         except httpx.TransportError as exc:
-            raise click.ClickException(f"cannot reach the API at {base}: {exc}") from None
+            raise click.ClickException(
+                f"cannot reach the API at {base} ({found_how}): {exc}. Start it with "
+                "`make dev` (or `docuchat dev`), or name where it runs with "
+                "--api http://HOST:PORT (or DOCUCHAT_API)"
+            ) from None
         uploading = progress.add_task("uploaded", total=len(files))
         ingesting = progress.add_task("ingested", total=None, visible=wait)
 
@@ -469,6 +514,63 @@ def ingest(
         click.echo(f"  {problem.outcome}: {problem.path}: {problem.detail}", err=True)
     if report.problems:
         sys.exit(1)
+
+
+def _api_url(option: str | None, data_dir: Path) -> tuple[str, str]:
+    """Where the API runs, and how that was decided: --api, DOCUCHAT_API, the URL a running
+    `docuchat dev` of the data folder recorded (whatever its port), or the default."""
+    if option:
+        return option, "from --api"
+    if configured := _configured("DOCUCHAT_API"):
+        return configured, "from DOCUCHAT_API"
+    if recorded := recorded_api_url(data_dir):
+        return recorded, f"where the `docuchat dev` of {data_dir} said it runs"
+    return "http://127.0.0.1:8000", "the default"
+
+
+@main.command()
+@click.argument("slug")
+@click.option("--email", default=None, help="One member's usage (default: the whole tenant's).")
+@click.option("--json", "as_json", is_flag=True, help="Print GET /v1/usage's JSON body.")
+@data_dir_option
+def usage(slug: str, email: str | None, as_json: bool, data_dir: Path | None) -> None:
+    """Tokens tenant SLUG spent in the last 24 hours and 7 days, by model, kind and member,
+    and its monthly quota: the figures of GET /v1/usage (scope=tenant, or one member's)."""
+    with (
+        admin_database(_resolve_data_dir(data_dir)) as (_settings, engine),
+        unit_of_work(engine) as session,
+    ):
+        found = find_tenant(session, slug)
+        member = None
+        if email is not None:
+            member = user_by_email(session, found.id, normalise_email(email))
+            if member is None:
+                raise NotFound(f"{normalise_email(email)} is not a member of {slug}")
+        report = usage_report_of(session, found.id, member.id if member else None)
+        quota = quota_state_of(session.execute(quota_statement(found.id)).one())
+    shown = usage_out("user" if member else "tenant", report, quota)
+    if as_json:
+        click.echo(msgspec.json.encode(shown).decode())
+        return
+    click.echo(f"{slug}" + (f", {member.email}" if member else " (every member)") + ":")
+    for label, window in (("last 24 hours", shown.last_24h), ("last 7 days", shown.last_7d)):
+        click.echo(
+            f"  {label}: {window.total_tokens:,} tokens ({window.prompt_tokens:,} in, "
+            f"{window.completion_tokens:,} out) in {window.requests:,} requests"
+            + (f", {window.estimated_tokens:,} estimated" if window.estimated_tokens else "")
+        )
+        for heading, parts in (("model", window.by_model), ("kind", window.by_kind)):
+            for name, tokens in sorted(parts.items()):
+                click.echo(f"    {heading} {name}: {tokens.total_tokens:,} tokens")
+        for person in window.by_user or []:
+            click.echo(f"    {person.email or '(a deleted user)'}: {person.total_tokens:,} tokens")
+    if shown.quota.monthly_tokens is None:
+        click.echo(f"  this month: {shown.quota.used_tokens:,} tokens (no quota)")
+    else:
+        click.echo(
+            f"  this month: {shown.quota.used_tokens:,} of {shown.quota.monthly_tokens:,} "
+            f"tokens, {shown.quota.remaining_tokens:,} left"
+        )
 
 
 @main.command()

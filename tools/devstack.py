@@ -204,14 +204,37 @@ def run_dev(options: DevOptions, settings: Settings, out: IO[str] = sys.stdout) 
                 redis.record_url()  # for admin commands run meanwhile (docuchat reindex)
                 embedded.append("Redis")
             prepare_database(settings)
+            record_api_url(options.data_dir, f"http://{options.host}:{options.port}")
             return _supervise(options, settings, supervisor, embedded, out)
         finally:
+            forget_api_url(options.data_dir)
             supervisor.stop_all()
             if redis is not None:
                 redis.forget_url()
                 redis.stop()
             if postgres is not None:
                 postgres.stop()
+
+
+API_URL_FILE = "api-url"
+
+
+def record_api_url(data_dir: Path, url: str) -> None:
+    """Where a running `docuchat dev` serves its API, for admin commands run meanwhile
+    (`docuchat ingest` finds it on any port)."""
+    (data_dir / API_URL_FILE).write_text(url)
+
+
+def forget_api_url(data_dir: Path) -> None:
+    (data_dir / API_URL_FILE).unlink(missing_ok=True)
+
+
+def recorded_api_url(data_dir: Path) -> str | None:
+    """The API URL a running `docuchat dev` of this data folder recorded, if any."""
+    try:
+        return (data_dir / API_URL_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
