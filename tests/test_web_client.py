@@ -6,6 +6,7 @@ can be clicked, see the usage. A screenshot is kept in test-artifacts/.
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -59,6 +60,8 @@ def test_sign_in_upload_and_a_persian_answer_in_a_real_browser(
     engine: Engine,
     tmp_path: Path,
 ) -> None:
+    """A Persian browser gets the Persian page, right to left with Persian digits; everything
+    is done from the keyboard; the conversation survives a reload and the language a toggle."""
     url, _ = site
     with unit_of_work(engine) as session:
         slug = create_tenant(
@@ -69,39 +72,70 @@ def test_sign_in_upload_and_a_persian_answer_in_a_real_browser(
     pdf.write_bytes(persian_pdf([PAGE]))
     page = browser.new_page(locale="fa-IR")
     page.goto(url)
+    assert page.evaluate("[document.documentElement.lang, document.documentElement.dir]") == [
+        "fa",
+        "rtl",
+    ]
+    expect(page.locator("#request-code button")).to_have_text("کد را برایم بفرست")
 
-    page.fill("#tenant", slug)
-    page.fill("#email", email)
-    page.click("#request-code button")
+    page.focus("#tenant")  # signing in from the keyboard: type, Tab, Enter
+    page.keyboard.type(slug)
+    page.keyboard.press("Tab")
+    page.keyboard.type(email)
+    page.keyboard.press("Enter")
     expect(page.locator("#verify-code")).to_be_visible()
-    page.fill("#code", smtp[0].code_for(email))
-    page.click("#verify-code button")
+    assert page.evaluate("document.activeElement.id") == "code"
+    persian_digits = smtp[0].code_for(email).translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
+    page.keyboard.type(persian_digits)  # as a Persian keyboard types them
+    page.keyboard.press("Enter")
     expect(page.locator("#who")).to_contain_text(email)
 
     page.set_input_files("#files", str(pdf))
-    expect(page.locator("#uploads")).to_contain_text("باغ.pdf: ready", timeout=60_000)
-    expect(page.locator("#documents")).to_contain_text("باغ.pdf — 1 page")
+    expect(page.locator("#uploads")).to_contain_text("باغ.pdf: آماده", timeout=60_000)
+    expect(page.locator("#documents")).to_contain_text("باغ.pdf — ۱ صفحه")
     expect(page.locator("#members-panel")).to_be_hidden()  # a member manages no one
+    report = page.locator("#documents details").first
+    report.locator("summary").click()
+    expect(report).to_contain_text("۱ صفحه از متن PDF")
 
     page.fill("#question", "کشاورزان در پاییز چه می‌چینند؟")
-    page.click("#ask button")
+    page.keyboard.press("Tab")  # to the Ask button
+    page.keyboard.press("Enter")
     answer = page.locator(".answer").first
     expect(answer).to_contain_text("انار", timeout=60_000)
     citation = page.locator(".citations a").first
-    expect(citation).to_have_text("باغ.pdf, page 1")
+    expect(citation).to_have_text("باغ.pdf، صفحهٔ ۱")
     assert answer.evaluate("node => getComputedStyle(node).direction") == "rtl"
     page.locator(".answer a").first.click()  # an [n] marker lights its source
     expect(page.locator(".citations li.lit")).to_have_count(1)
     citation.focus()
     page.keyboard.press("Enter")  # a citation shows the text DocuChat read on that page
     shown = page.locator(".page-text")
-    expect(shown).to_contain_text("page 1 (from the PDF's text)")
+    expect(shown).to_contain_text("باغ.pdf، صفحهٔ ۱ (از متن PDF)")
     expect(shown.locator("pre")).to_contain_text("انار")
-    expect(page.locator("#usage")).to_contain_text("Last 24 hours", timeout=10_000)
-    expect(page.locator("#usage")).not_to_contain_text(": 0 tokens")
+    expect(page.locator("#usage")).to_contain_text("۲۴ ساعت گذشته", timeout=10_000)
+    expect(page.locator("#usage")).not_to_contain_text(": ۰ توکن")
+    expect(page.locator("#sessions li")).to_have_count(1)
+    page.screenshot(path=str(_artifacts() / "web_client_fa.png"), full_page=True)
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "web_client.png"), full_page=True)
+    # History: a reload keeps the conversation; a new one starts empty; the old one reopens.
+    page.reload()
+    expect(page.locator(".answer").first).to_contain_text("انار")
+    expect(page.locator(".citations a").first).to_have_text("باغ.pdf، صفحهٔ ۱")
+    page.click("#new-conversation")
+    expect(page.locator(".answer")).to_have_count(0)
+    page.locator("#sessions li button").first.click()
+    expect(page.locator(".question").first).to_have_text("کشاورزان در پاییز چه می‌چینند؟")
+
+    # English, chosen once, is kept: labels, digits and direction follow.
+    page.click("#language")
+    assert page.evaluate("document.documentElement.dir") == "ltr"
+    expect(page.locator("#ask button")).to_have_text("Ask")
+    page.reload()
+    expect(page.locator("#documents")).to_contain_text("باغ.pdf — 1 page")
+    expect(page.locator(".citations a").first).to_have_text("باغ.pdf, page 1")
+    expect(page.locator("#usage")).to_contain_text("Last 24 hours")
+    page.screenshot(path=str(_artifacts() / "web_client_en.png"), full_page=True)
     page.close()
 
 
@@ -178,7 +212,7 @@ def test_a_failed_document_is_retried_from_the_page(
     documents.get_by_role("button", name="Retry: ledger.pdf").click()
     expect(page.locator("#uploads")).to_contain_text("ledger.pdf: ready", timeout=60_000)
     expect(documents).to_contain_text("ledger.pdf — 4 pages")
-    expect(documents.get_by_role("button")).to_have_count(0)  # nothing left to retry
+    expect(documents.get_by_role("button", name="Retry: ledger.pdf")).to_have_count(0)
     page.close()
 
 
@@ -239,3 +273,67 @@ def test_the_page_says_what_went_wrong_and_follows_progress_by_events(
 def _artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def test_members_delete_their_own_documents_and_admins_any(
+    browser: Browser, site: tuple[str, Settings], engine: Engine
+) -> None:
+    url, settings = site
+    with unit_of_work(engine) as session:
+        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Deleting")
+        mine = get_or_create_user(session, tenant, f"me-{uuid.uuid4().hex[:6]}@example.com")
+        theirs = get_or_create_user(session, tenant, f"co-{uuid.uuid4().hex[:6]}@example.com")
+        boss = promote_user(session, tenant, f"boss-{uuid.uuid4().hex[:6]}@example.com")
+        tokens = {
+            u.email: issue_access_token(settings, u.id, tenant.id).token
+            for u in (mine, theirs, boss)
+        }
+    for who, name in ((mine, "mine.txt"), (theirs, "theirs.txt")):
+        headers = {"Authorization": f"Bearer {tokens[who.email]}", "X-Tenant-ID": tenant.slug}
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            assert upload(client, f"{name}: {filler(40, 3)}".encode(), name).status_code == 202
+
+    page = _signed_in_page(browser, url, tenant.slug, tokens[mine.email], mine.email)
+    documents = page.locator("#documents")
+    expect(documents).to_contain_text("theirs.txt")
+    expect(documents.get_by_role("button", name="Delete: theirs.txt")).to_have_count(0)
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete mine.txt…? This cannot…"
+    documents.get_by_role("button", name="Delete: mine.txt").click()
+    expect(page.locator("#documents-status")).to_have_text("mine.txt is deleted")
+    expect(documents).not_to_contain_text("mine.txt")
+    page.close()
+
+    page = _signed_in_page(browser, url, tenant.slug, tokens[boss.email], boss.email)
+    page.once("dialog", lambda dialog: dialog.dismiss())  # a change of mind deletes nothing
+    page.locator("#documents").get_by_role("button", name="Delete: theirs.txt").click()
+    expect(page.locator("#documents")).to_contain_text("theirs.txt")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#documents").get_by_role("button", name="Delete: theirs.txt").click()
+    expect(page.locator("#documents")).not_to_contain_text("theirs.txt")
+    expect(page.locator("#usage")).to_contain_text("The whole workspace")  # admins see it all
+    page.close()
+
+
+def test_a_429_during_uploads_is_a_sentence_with_its_wait(
+    browser: Browser, services: Services, smtp: tuple[Inbox, int], engine: Engine, tmp_path: Path
+) -> None:
+    """The real API's rate limit, not a stand-in: two uploads a minute, three chosen."""
+    settings = auth_settings(services, smtp[1], RATE_LIMIT_PER_MINUTE="2")
+    with unit_of_work(engine) as session:
+        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Limited")
+        user = get_or_create_user(session, tenant, f"u-{uuid.uuid4().hex[:6]}@example.com")
+        token = issue_access_token(settings, user.id, tenant.id).token
+    files = []
+    for n in range(3):
+        path = tmp_path / f"note{n}.md"
+        path.write_text(f"# Note {n}\n\n{filler(50 + n, 2)}\n")
+        files.append(str(path))
+    with LiveServer(settings) as server:
+        page = _signed_in_page(browser, server.url, tenant.slug, token, user.email)
+        page.set_input_files("#files", files)
+        refused = page.locator("#uploads div.error")
+        expect(refused).to_have_count(1, timeout=30_000)
+        expect(refused).to_contain_text(re.compile(r"note\d\.md: .*retry in \d+ s"))
+        expect(page.locator("#uploads")).to_contain_text(re.compile(r"note\d\.md: ready"))
+        page.screenshot(path=str(_artifacts() / "upload_429.png"), full_page=True)
+        page.close()

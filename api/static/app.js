@@ -1,24 +1,160 @@
 "use strict";
-// The reference web client: sign in, upload and follow ingestion, ask and read streamed
-// answers, see usage, and (admins) manage members. Plain JavaScript, no build.
+// The reference web client: sign in, upload and follow ingestion, read what was read on each
+// page, ask and read streamed answers, go back to earlier conversations, see usage, and
+// (admins) manage members. In Persian or English. Plain JavaScript, no build.
 const $ = (id) => document.getElementById(id);
 const state = {
   token: localStorage.getItem("docuchat.token"),
   tenant: localStorage.getItem("docuchat.tenant"),
   email: localStorage.getItem("docuchat.email"),
+  session: localStorage.getItem("docuchat.session"),
   role: null,
-  session: null,
+  userId: null,
 };
+
+// ---- language ---------------------------------------------------------------------------------
+
+// Every label in both languages. The API's own sentences (errors, reasons) come as it words them.
+const TEXT = {
+  en: {
+    signOut: "Sign out", signIn: "Sign in", workspace: "Workspace", email: "E-mail",
+    sendCode: "Send me a code", codeLabel: "The six-digit code we e-mailed you", signInButton: "Sign in",
+    documents: "Documents", uploadLabel: "Upload documents (PDF, Word, HTML, Markdown, text)",
+    conversations: "Conversations", newConversation: "New conversation", usage: "Usage", ask: "Ask",
+    yourQuestion: "Your question", questionPlaceholder: "Ask about your documents…", askButton: "Ask",
+    members: "Members", inviteByEmail: "Invite by e-mail", role: "Role", role_member: "member",
+    role_admin: "admin", invite: "Invite", status: "Status", lastSignIn: "Last sign-in", remove: "Remove",
+    pages: (n) => `${num(n)} ${n === 1 ? "page" : "pages"}`,
+    skipped: (n, why) => `${TEXT.en.pages(n)} skipped: ${why}`,
+    status_queued: "queued", status_processing: "processing", status_ready: "ready", status_failed: "failed",
+    stage_queued: "queued", stage_running: "running", stage_extracting: "reading pages", stage_embedding: "embedding",
+    stage_storing: "storing", stage_done: "done", stage_succeeded: "ready", stage_cancelled: "cancelled",
+    uploading: "uploading", ready: "ready", retry: "Retry", startOver: "Start over", delete: "Delete",
+    confirmDelete: (name) => `Delete ${name}, its pages and its chunks? This cannot be undone.`,
+    deleted: (name) => `${name} is deleted`,
+    pageReport: "How its pages were read",
+    fromText: (n) => `${TEXT.en.pages(n)} from the PDF's text`,
+    fromSections: (n) => `${num(n)} ${n === 1 ? "section" : "sections"}`,
+    byOcr: (n) => `${TEXT.en.pages(n)} read by OCR`,
+    flagged: (n) => `${TEXT.en.pages(n)} flagged`,
+    skippedCount: (n) => `${TEXT.en.pages(n)} skipped`,
+    pageN: (n) => `page ${num(n)}`,
+    pagesNM: (a, b) => `pages ${num(a)}–${num(b)}`,
+    section: (name) => `section “${name}”`,
+    noReport: "no page report: it was ingested before DocuChat kept one",
+    lost: "the connection was lost; reconnecting…",
+    streamClosed: "the progress stream closed; reload the page to follow this document",
+    unreachable: "the server cannot be reached; check the connection",
+    uploadUnreachable: "the upload failed: the server cannot be reached",
+    usageLine: (name, w) => `${name}: ${num(w.total_tokens)} tokens in ${num(w.requests)} requests`,
+    last24h: "Last 24 hours", last7d: "last 7 days", wholeTenant: "The whole workspace",
+    loadingPage: "Loading the page…", showPage: "Show the text DocuChat read on this page",
+    how_text_layer: "from the PDF's text", how_ocr: "read by OCR", how_section: "from the document's text",
+    how_skipped: "skipped",
+    noSessions: "No conversations yet: ask a question.", untitled: "(untitled)",
+    memberNow: (email, role) => `${email} is now ${role === "admin" ? "an admin" : "a member"}`,
+    memberRemoved: (email) => `${email} is removed; their documents stay`,
+    memberInvited: (email, role) => `${email} is invited as ${role}; an invitation was mailed`,
+    roleOf: (email) => `Role of ${email}`, removeWho: (email) => `Remove ${email}`, never: "never",
+    member_active: "active", member_invited: "invited", member_removed: "removed",
+    language: "فارسی", comma: ", ",
+  },
+  fa: {
+    signOut: "خروج", signIn: "ورود", workspace: "فضای کار (سازمان)", email: "ایمیل",
+    sendCode: "کد را برایم بفرست", codeLabel: "کد شش‌رقمی‌ای که ایمیل کردیم", signInButton: "ورود",
+    documents: "سندها", uploadLabel: "بارگذاری سند (PDF، Word، HTML، Markdown، متن)",
+    conversations: "گفت‌وگوها", newConversation: "گفت‌وگوی تازه", usage: "مصرف", ask: "پرسش",
+    yourQuestion: "پرسش شما", questionPlaceholder: "دربارهٔ سندهایتان بپرسید…", askButton: "بپرس",
+    members: "اعضا", inviteByEmail: "دعوت با ایمیل", role: "نقش", role_member: "عضو",
+    role_admin: "مدیر", invite: "دعوت", status: "وضعیت", lastSignIn: "آخرین ورود", remove: "حذف",
+    pages: (n) => `${num(n)} صفحه`,
+    skipped: (n, why) => `${num(n)} صفحه کنار گذاشته شد: ${why}`,
+    status_queued: "در صف", status_processing: "در حال پردازش", status_ready: "آماده", status_failed: "ناموفق",
+    stage_queued: "در صف", stage_running: "در حال اجرا", stage_extracting: "خواندن صفحه‌ها", stage_embedding: "ساختن بردارها",
+    stage_storing: "ذخیره", stage_done: "پایان", stage_succeeded: "آماده", stage_cancelled: "لغو شد",
+    uploading: "در حال بارگذاری", ready: "آماده", retry: "تلاش دوباره", startOver: "از نو", delete: "حذف",
+    confirmDelete: (name) => `${name} با همهٔ صفحه‌ها و تکه‌هایش حذف شود؟ این کار برگشت‌پذیر نیست.`,
+    deleted: (name) => `${name} حذف شد`,
+    pageReport: "صفحه‌ها چگونه خوانده شدند",
+    fromText: (n) => `${num(n)} صفحه از متن PDF`,
+    fromSections: (n) => `${num(n)} بخش`,
+    byOcr: (n) => `${num(n)} صفحه با OCR`,
+    flagged: (n) => `${num(n)} صفحهٔ علامت‌دار`,
+    skippedCount: (n) => `${num(n)} صفحهٔ کنارگذاشته`,
+    pageN: (n) => `صفحهٔ ${num(n)}`,
+    pagesNM: (a, b) => `صفحه‌های ${num(a)} تا ${num(b)}`,
+    section: (name) => `بخش «${name}»`,
+    noReport: "گزارش صفحه‌ها ندارد: پیش از آن‌که DocuChat گزارش نگه دارد پردازش شده است",
+    lost: "اتصال قطع شد؛ در حال اتصال دوباره…",
+    streamClosed: "جریان پیشرفت بسته شد؛ برای دنبال کردن این سند صفحه را دوباره بار کنید",
+    unreachable: "به سرور دسترسی نیست؛ اتصال را بررسی کنید",
+    uploadUnreachable: "بارگذاری ناموفق بود: به سرور دسترسی نیست",
+    usageLine: (name, w) => `${name}: ${num(w.total_tokens)} توکن در ${num(w.requests)} درخواست`,
+    last24h: "۲۴ ساعت گذشته", last7d: "۷ روز گذشته", wholeTenant: "کل فضای کار",
+    loadingPage: "در حال آوردن صفحه…", showPage: "متنی که DocuChat از این صفحه خواند را نشان بده",
+    how_text_layer: "از متن PDF", how_ocr: "خوانده‌شده با OCR", how_section: "از متن سند",
+    how_skipped: "کنار گذاشته شده",
+    noSessions: "هنوز گفت‌وگویی نیست: پرسشی بپرسید.", untitled: "(بی‌عنوان)",
+    memberNow: (email, role) => `${email} اکنون ${role === "admin" ? "مدیر" : "عضو"} است`,
+    memberRemoved: (email) => `${email} حذف شد؛ سندهایش می‌مانند`,
+    memberInvited: (email, role) => `${email} به‌عنوان ${role === "admin" ? "مدیر" : "عضو"} دعوت شد؛ دعوت‌نامه ایمیل شد`,
+    roleOf: (email) => `نقش ${email}`, removeWho: (email) => `حذف ${email}`, never: "هرگز",
+    member_active: "فعال", member_invited: "دعوت‌شده", member_removed: "حذف‌شده",
+    language: "English", comma: "، ",
+  },
+};
+let lang = localStorage.getItem("docuchat.lang")
+  || ((navigator.languages || [navigator.language]).some((l) => /^fa\b/i.test(l)) ? "fa" : "en");
+const t = (key, ...args) => {
+  const entry = TEXT[lang][key] ?? TEXT.en[key] ?? key;
+  return typeof entry === "function" ? entry(...args) : entry;
+};
+// Numbers in the interface's digits: Persian digits in Persian.
+const num = (n) => Number(n).toLocaleString(lang === "fa" ? "fa-IR" : "en-US");
+const when = (iso) => new Date(iso).toLocaleString(lang === "fa" ? "fa-IR" : "en-US");
+
+function applyLanguage() {
+  document.documentElement.lang = lang;
+  document.documentElement.dir = lang === "fa" ? "rtl" : "ltr";
+  for (const element of document.querySelectorAll("[data-i18n]")) element.textContent = t(element.dataset.i18n);
+  for (const element of document.querySelectorAll("[data-i18n-placeholder]")) element.placeholder = t(element.dataset.i18nPlaceholder);
+  const toggle = $("language");
+  toggle.textContent = t("language");
+  toggle.lang = lang === "fa" ? "en" : "fa";
+}
+
+$("language").addEventListener("click", () => {
+  lang = lang === "fa" ? "en" : "fa";
+  localStorage.setItem("docuchat.lang", lang);
+  applyLanguage();
+  if (state.token) { loadDocuments(); loadUsage(); loadMembers(); loadSessions(); }
+});
+
+// ---- the API ----------------------------------------------------------------------------------
 
 // Every failure becomes a sentence. Our API answers with a problem body that has one; a
 // proxy's HTML page or an empty body is described by its status.
 const STATUS_SENTENCES = {
-  408: "the server waited too long for the request",
-  413: "the file is larger than the server accepts",
-  429: "too many requests for now",
-  502: "the server could not be reached (bad gateway)",
-  503: "the service is unavailable for a moment",
-  504: "the server took too long to answer",
+  en: {
+    408: "the server waited too long for the request",
+    413: "the file is larger than the server accepts",
+    429: "too many requests for now",
+    502: "the server could not be reached (bad gateway)",
+    503: "the service is unavailable for a moment",
+    504: "the server took too long to answer",
+    other: (status) => `the server answered with status ${status}`,
+    retryIn: (s) => `; retry in ${s} s`,
+  },
+  fa: {
+    408: "سرور بیش از حد منتظر درخواست ماند",
+    413: "فایل بزرگ‌تر از حدی است که سرور می‌پذیرد",
+    429: "فعلاً درخواست‌ها بیش از حد مجاز است",
+    502: "به سرور نرسیدیم (دروازهٔ نادرست)",
+    503: "سرویس لحظه‌ای در دسترس نیست",
+    504: "پاسخ سرور بیش از حد طول کشید",
+    other: (status) => `سرور با وضعیت ${num(status)} پاسخ داد`,
+    retryIn: (s) => `؛ ${num(s)} ثانیهٔ دیگر دوباره تلاش کنید`,
+  },
 };
 
 class ApiError extends Error {
@@ -31,9 +167,10 @@ class ApiError extends Error {
 
 function failure(status, body, retryAfterHeader) {
   const retryAfter = Number.parseInt(retryAfterHeader, 10) || null;
+  const sentences = STATUS_SENTENCES[lang];
   let sentence = (body && typeof body.detail === "string" && body.detail)
-    || STATUS_SENTENCES[status] || `the server answered with status ${status}`;
-  if (status === 429 && retryAfter && !/retry in/.test(sentence)) sentence += `; retry in ${retryAfter} s`;
+    || sentences[status] || sentences.other(status);
+  if (status === 429 && retryAfter && !/retry in/.test(sentence)) sentence += sentences.retryIn(retryAfter);
   return new ApiError(sentence, status, retryAfter);
 }
 
@@ -48,7 +185,7 @@ async function api(path, options = {}) {
   try {
     response = await fetch(path, { ...options, headers });
   } catch {
-    throw new ApiError("the server cannot be reached; check the connection", 0, null);
+    throw new ApiError(t("unreachable"), 0, null);
   }
   const body = response.status === 204 ? null : parsed(await response.text());
   if (response.ok) return body;
@@ -62,8 +199,8 @@ function tell(element, text, isError = false) {
   element.classList.toggle("error", isError);
 }
 
-// A file name inside English text: isolated, so a Persian name keeps its own direction
-// without turning the whole line around.
+// A file name inside a sentence: isolated, so a Persian name keeps its own direction
+// without turning the whole line around (and an English one inside Persian text).
 function named(name, rest) {
   const isolated = document.createElement("bdi");
   isolated.textContent = name;
@@ -72,9 +209,24 @@ function named(name, rest) {
   return fragment;
 }
 const json = (data, method = "POST") => ({ method, body: JSON.stringify(data), headers: { "Content-Type": "application/json" } });
-const pages = (n) => `${n} ${n === 1 ? "page" : "pages"}`;
+const element = (tag, className, text) => {
+  const made = document.createElement(tag);
+  if (className) made.className = className;
+  if (text !== undefined) made.textContent = text;
+  return made;
+};
+// Activate with Enter as well as a click: for links that are not links to another page.
+function pressable(node, action) {
+  node.tabIndex = 0;
+  node.setAttribute("role", "button");
+  node.addEventListener("click", action);
+  node.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); action(); } });
+}
+
+// ---- signing in -------------------------------------------------------------------------------
 
 async function show() {
+  applyLanguage();
   const signedIn = Boolean(state.token);
   $("signed-out").hidden = signedIn;
   $("signed-in").hidden = !signedIn;
@@ -84,14 +236,19 @@ async function show() {
   try {
     const me = await api("/v1/me");
     state.role = me.role;
+    state.userId = me.user_id;
   } catch (error) { tell($("documents-status"), error.message, true); return; }
-  loadDocuments(); loadUsage(); loadMembers();
+  loadDocuments(); loadUsage(); loadMembers(); loadSessions();
+  if (state.session) openSession(state.session);
 }
 
 function signOut(reason) {
   localStorage.removeItem("docuchat.token");
+  localStorage.removeItem("docuchat.session");
   state.token = null;
   state.role = null;
+  state.session = null;
+  $("conversation").replaceChildren();
   if (reason) tell($("sign-in-status"), reason, true);
   show();
 }
@@ -110,8 +267,10 @@ $("request-code").addEventListener("submit", async (event) => {
 
 $("verify-code").addEventListener("submit", async (event) => {
   event.preventDefault();
+  // Persian or Arabic-Indic digits typed on a Persian keyboard count as the same digits.
+  const code = $("code").value.trim().replace(/[۰-۹٠-٩]/g, (d) => String(d.charCodeAt(0) & 0xf));
   try {
-    const answer = await api("/v1/auth/verify-code", json({ email: state.email, code: $("code").value.trim() }));
+    const answer = await api("/v1/auth/verify-code", json({ email: state.email, code }));
     state.token = answer.access_token;
     localStorage.setItem("docuchat.token", state.token);
     localStorage.setItem("docuchat.tenant", state.tenant);
@@ -123,32 +282,69 @@ $("verify-code").addEventListener("submit", async (event) => {
 
 $("sign-out").addEventListener("click", () => signOut());
 
+// ---- documents --------------------------------------------------------------------------------
+
 async function loadDocuments() {
   let page;
   try { page = await api("/v1/files?limit=100"); } catch (error) { tell($("documents-status"), error.message, true); return; }
   tell($("documents-status"), "");
-  $("documents").replaceChildren(...page.items.map((doc) => {
-    const item = document.createElement("li");
-    item.dataset.id = doc.id;
-    const skipped = doc.skipped_pages.length ? ` (${pages(doc.skipped_pages.length)} skipped: ${doc.skipped_pages[0].reason})` : "";
-    const status = doc.status === "ready" ? pages(doc.pages) + skipped : doc.status + (doc.error ? `: ${doc.error}` : "");
-    item.append(named(doc.filename, ` — ${status}`));
-    if (doc.status !== "ready") item.append(" ", retryButton(doc));
-    return item;
-  }));
+  $("documents").replaceChildren(...page.items.map(documentItem));
+}
+
+function documentItem(doc) {
+  const item = element("li");
+  item.dataset.id = doc.id;
+  const line = element("div");
+  const skipped = doc.skipped_pages.length ? ` (${t("skipped", doc.skipped_pages.length, doc.skipped_pages[0].reason)})` : "";
+  const status = doc.status === "ready"
+    ? t("pages", doc.pages) + skipped
+    : t(`status_${doc.status}`) + (doc.error ? `: ${doc.error}` : "");
+  line.append(named(doc.filename, ` — ${status}`));
+  if (doc.status === "failed" || doc.status === "queued" || doc.status === "processing") line.append(" ", retryButton(doc));
+  if (doc.uploaded_by === state.userId || state.role === "admin") line.append(" ", deleteButton(doc));
+  item.append(line);
+  if (doc.status === "ready") item.append(pageReport(doc));
+  return item;
+}
+
+// How each page was read (text layer, OCR, sections, skipped, flagged): fetched when opened.
+function pageReport(doc) {
+  const details = element("details", "report");
+  const summary = element("summary", "muted", t("pageReport"));
+  details.append(summary);
+  details.addEventListener("toggle", async () => {
+    if (!details.open || details.dataset.loaded) return;
+    details.dataset.loaded = "yes";
+    const body = element("ul", "muted");
+    details.append(body);
+    let full;
+    try { full = await api(`/v1/files/${doc.id}`); } catch (error) { body.append(element("li", "error", error.message)); return; }
+    const report = full.page_report;
+    if (!report) { body.append(element("li", null, t("noReport"))); return; }
+    const list = (numbers) => numbers.map(num).join(lang === "fa" ? "، " : ", ");
+    if (report.text_layer.count) body.append(element("li", null, t("fromText", report.text_layer.count)));
+    if (report.sections.count) body.append(element("li", null, t("fromSections", report.sections.count)));
+    if (report.ocr.count) body.append(element("li", null, `${t("byOcr", report.ocr.count)}: ${list(report.ocr.pages.map((p) => p.page))}`));
+    for (const [key, part] of [["skippedCount", report.skipped], ["flagged", report.flagged]]) {
+      if (!part.count) continue;
+      const entry = element("li", key === "flagged" ? "warning" : null, `${t(key, part.count)}:`);
+      const reasons = element("ul");
+      for (const note of part.pages) reasons.append(element("li", null, `${t("pageN", note.page)}: ${note.reason}`));
+      entry.append(reasons);
+      body.append(entry);
+    }
+  });
+  return details;
 }
 
 // A failed ingestion can be tried again; one that seems stuck can be started over.
 function retryButton(doc) {
-  const button = document.createElement("button");
+  const button = element("button", "quiet", doc.status === "failed" ? t("retry") : t("startOver"));
   button.type = "button";
-  button.className = "quiet";
-  button.textContent = doc.status === "failed" ? "Retry" : "Start over";
   button.setAttribute("aria-label", `${button.textContent}: ${doc.filename}`);
   button.addEventListener("click", async () => {
     button.disabled = true;
-    const label = document.createElement("div");
-    label.className = "muted";
+    const label = element("div", "muted");
     const say = (text, isError = false) => {
       label.replaceChildren(named(doc.filename, `: ${text}`));
       label.classList.toggle("error", isError);
@@ -158,8 +354,25 @@ function retryButton(doc) {
       const body = await api(`/v1/files/${doc.id}/retry`, { method: "POST" });
       loadDocuments();
       const job = await follow(body.job, say);
-      if (job) say(job.status === "succeeded" ? "ready" : `${job.status}: ${job.error}`, job.status !== "succeeded");
+      if (job) say(job.status === "succeeded" ? t("ready") : `${t(`stage_${job.status}`)}: ${job.error}`, job.status !== "succeeded");
     } catch (error) { say(error.message, true); }
+    loadDocuments();
+  });
+  return button;
+}
+
+// Members delete their own uploads, admins any: the API says so too (403 otherwise).
+function deleteButton(doc) {
+  const button = element("button", "quiet", t("delete"));
+  button.type = "button";
+  button.setAttribute("aria-label", `${t("delete")}: ${doc.filename}`);
+  button.addEventListener("click", async () => {
+    if (!window.confirm(t("confirmDelete", doc.filename))) return;
+    button.disabled = true;
+    try {
+      await api(`/v1/files/${doc.id}`, { method: "DELETE" });
+      tell($("documents-status"), t("deleted", doc.filename));
+    } catch (error) { tell($("documents-status"), error.message, true); }
     loadDocuments();
   });
   return button;
@@ -168,8 +381,13 @@ function retryButton(doc) {
 async function loadUsage() {
   try {
     const usage = await api("/v1/usage");
-    const line = (name, window) => `${name}: ${window.total_tokens.toLocaleString()} tokens in ${window.requests} requests`;
-    tell($("usage"), `${line("Last 24 hours", usage.last_24h)} · ${line("last 7 days", usage.last_7d)}`);
+    const lines = [`${t("usageLine", t("last24h"), usage.last_24h)} · ${t("usageLine", t("last7d"), usage.last_7d)}`];
+    if (state.role === "admin") {
+      const tenant = await api("/v1/usage?scope=tenant");
+      lines.push(`${t("wholeTenant")}: ${t("usageLine", t("last7d"), tenant.last_7d)}`);
+      for (const person of tenant.last_7d.by_user || []) lines.push(`  ${person.email || "?"}: ${num(person.total_tokens)}`);
+    }
+    tell($("usage"), lines.join("\n"));
   } catch (error) { tell($("usage"), error.message, true); }
 }
 
@@ -181,16 +399,16 @@ $("files").addEventListener("change", () => {
 });
 
 function upload(file) {
-  const row = document.createElement("div");
-  const label = document.createElement("div");
-  label.className = "muted";
+  const row = element("div");
+  const label = element("div", "muted");
   const say = (text, isError = false) => {
     label.replaceChildren(named(file.name, `: ${text}`));
     label.classList.toggle("error", isError);
   };
-  say("uploading");
-  const bar = document.createElement("progress");
+  say(t("uploading"));
+  const bar = element("progress");
   bar.max = 100; bar.value = 0;
+  bar.setAttribute("aria-label", file.name);
   row.append(label, bar);
   $("uploads").append(row);
   const request = new XMLHttpRequest();
@@ -207,10 +425,10 @@ function upload(file) {
     }
     bar.value = 100;
     const job = body.job && await follow(body.job, say);
-    if (job) say(job.status === "succeeded" ? "ready" : `${job.status}: ${job.error}`, job.status !== "succeeded");
+    if (job) say(job.status === "succeeded" ? t("ready") : `${t(`stage_${job.status}`)}: ${job.error}`, job.status !== "succeeded");
     loadDocuments();
   };
-  request.onerror = () => { say("the upload failed: the server cannot be reached", true); bar.remove(); };
+  request.onerror = () => { say(t("uploadUnreachable"), true); bar.remove(); };
   const form = new FormData();
   form.append("file", file);
   request.send(form);
@@ -221,8 +439,8 @@ function upload(file) {
 // connection; when the server closes the stream for good, the job is read once to say why.
 const FINISHED = ["succeeded", "failed", "cancelled"];
 function progressText(progress, status) {
-  const counted = progress.pages_total ? ` ${progress.pages_done ?? 0}/${pages(progress.pages_total)}` : "";
-  return `${progress.stage || status}${counted}`;
+  const counted = progress.pages_total ? ` ${num(progress.pages_done ?? 0)}/${t("pages", progress.pages_total)}` : "";
+  return `${t(`stage_${progress.stage || status}`)}${counted}`;
 }
 function follow(job, say) {
   return new Promise((resolve) => {
@@ -239,11 +457,11 @@ function follow(job, say) {
       resolve({ ...job, status: end.status, error: end.error });
     });
     source.onerror = async () => {
-      if (source.readyState !== EventSource.CLOSED) { say("the connection was lost; reconnecting…", true); return; }
+      if (source.readyState !== EventSource.CLOSED) { say(t("lost"), true); return; }
       try {
         const now = await api(`/v1/jobs/${job.id}`);
         if (FINISHED.includes(now.status)) { resolve(now); return; }
-        say("the progress stream closed; reload the page to follow this document", true);
+        say(t("streamClosed"), true);
       } catch (error) { say(error.message, true); }
       resolve(null);
     };
@@ -262,37 +480,33 @@ async function loadMembers() {
 }
 
 function memberRow(member) {
-  const row = document.createElement("tr");
+  const row = element("tr");
   row.dataset.email = member.email;
-  const email = document.createElement("td");
+  const email = element("td");
   email.append(named(member.email, ""));
-  const role = document.createElement("td");
-  const select = document.createElement("select");
-  select.setAttribute("aria-label", `Role of ${member.email}`);
-  for (const name of ["member", "admin"]) select.append(new Option(name, name, false, name === member.role));
+  const role = element("td");
+  const select = element("select");
+  select.setAttribute("aria-label", t("roleOf", member.email));
+  for (const name of ["member", "admin"]) select.append(new Option(t(`role_${name}`), name, false, name === member.role));
   select.addEventListener("change", async () => {
     try {
       await api(`/v1/members/${member.id}`, json({ role: select.value }, "PATCH"));
-      tell($("members-status"), `${member.email} is now ${select.value === "admin" ? "an admin" : "a member"}`);
+      tell($("members-status"), t("memberNow", member.email, select.value));
       if (member.email === state.email) { await show(); return; }
     } catch (error) { tell($("members-status"), error.message, true); }
     loadMembers();
   });
   role.append(select);
-  const status = document.createElement("td");
-  status.textContent = member.status;
-  const seen = document.createElement("td");
-  seen.textContent = member.last_sign_in ? new Date(member.last_sign_in).toLocaleString() : "never";
-  const actions = document.createElement("td");
-  const remove = document.createElement("button");
+  const status = element("td", null, t(`member_${member.status}`));
+  const seen = element("td", null, member.last_sign_in ? when(member.last_sign_in) : t("never"));
+  const actions = element("td");
+  const remove = element("button", "quiet", t("remove"));
   remove.type = "button";
-  remove.className = "quiet";
-  remove.textContent = "Remove";
-  remove.setAttribute("aria-label", `Remove ${member.email}`);
+  remove.setAttribute("aria-label", t("removeWho", member.email));
   remove.addEventListener("click", async () => {
     try {
       await api(`/v1/members/${member.id}`, { method: "DELETE" });
-      tell($("members-status"), `${member.email} is removed; their documents stay`);
+      tell($("members-status"), t("memberRemoved", member.email));
     } catch (error) { tell($("members-status"), error.message, true); }
     loadMembers();
   });
@@ -306,13 +520,116 @@ $("invite").addEventListener("submit", async (event) => {
   const email = $("invite-email").value.trim();
   try {
     const member = await api("/v1/members", json({ email, role: $("invite-role").value }));
-    tell($("members-status"), `${member.email} is invited as ${member.role}; an invitation was mailed`);
+    tell($("members-status"), t("memberInvited", member.email, member.role));
     $("invite-email").value = "";
   } catch (error) { tell($("members-status"), error.message, true); }
   loadMembers();
 });
 
+// ---- conversations ----------------------------------------------------------------------------
+
+async function loadSessions() {
+  let page;
+  try { page = await api("/v1/sessions?limit=50"); } catch (error) { tell($("sessions-status"), error.message, true); return; }
+  tell($("sessions-status"), page.items.length ? "" : t("noSessions"));
+  $("sessions").replaceChildren(...page.items.map((session) => {
+    const item = element("li");
+    item.dataset.id = session.id;
+    item.classList.toggle("current", session.id === state.session);
+    const open = element("button", "quiet");
+    open.type = "button";
+    open.dir = "auto";
+    open.append(named(session.title || t("untitled"), ""));
+    open.addEventListener("click", () => openSession(session.id));
+    item.append(open, " ", element("span", "muted", when(session.updated_at)));
+    return item;
+  }));
+}
+
+function remember(session) {
+  state.session = session;
+  if (session) localStorage.setItem("docuchat.session", session);
+  else localStorage.removeItem("docuchat.session");
+  for (const item of $("sessions").children) item.classList.toggle("current", item.dataset.id === session);
+}
+
+// An earlier conversation: its questions and answers, with their citations, newest on top.
+async function openSession(id) {
+  let body;
+  try { body = await api(`/v1/sessions/${id}/messages`); } catch (error) {
+    if (error.status === 404) { remember(null); return; }
+    tell($("sessions-status"), error.message, true);
+    return;
+  }
+  remember(id);
+  $("conversation").replaceChildren();
+  let question = null;
+  for (const message of body.messages) {
+    if (message.role === "user") { question = message.content; continue; }
+    const turn = newTurn(question || "");
+    turn.setText(message.content);
+    turn.setCitations(message.citations || []);
+    question = null;
+  }
+  if (question !== null) newTurn(question);  // asked, not answered (yet)
+}
+
+$("new-conversation").addEventListener("click", () => {
+  remember(null);
+  $("conversation").replaceChildren();
+  $("question").focus();
+});
+
 // ---- questions --------------------------------------------------------------------------------
+
+// A question and its answer on the page: the answer's [n] markers link to its sources, and a
+// source shows the text DocuChat read on its page.
+function newTurn(question) {
+  const turn = element("div", "turn");
+  const asked = element("div", "question", question);
+  asked.dir = "auto";
+  const answer = element("div", "answer");
+  answer.dir = "auto";
+  const sources = element("ol", "citations");
+  const viewer = element("div", "page-text");
+  viewer.hidden = true;
+  viewer.setAttribute("aria-live", "polite");
+  turn.append(asked, answer, sources, viewer);
+  $("conversation").prepend(turn);
+  let text = "";
+  const render = () => {
+    // [n] markers become links to their source; `code` stays as it is, brackets and all.
+    answer.replaceChildren(...text.split(/(`[^`\n]*`|\[\d+\])/).map((part) => {
+      if (part.length > 1 && part.startsWith("`") && part.endsWith("`")) return element("code", null, part.slice(1, -1));
+      const marker = part.match(/^\[(\d+)\]$/);
+      if (!marker) return document.createTextNode(part);
+      const link = element("a", null, part);
+      pressable(link, () => light(sources, marker[1]));
+      return link;
+    }));
+  };
+  return {
+    answer,
+    setText(value) { text = value; render(); },
+    addText(value) { text += value; render(); },
+    setCitations(citations) {
+      sources.replaceChildren(...citations.map((c) => {
+        const item = element("li");
+        item.value = c.n;
+        item.dataset.n = c.n;
+        const link = element("a");
+        const where = c.page_start === c.page_end ? t("pageN", c.page_start) : t("pagesNM", c.page_start, c.page_end);
+        const comma = t("comma");
+        link.append(named(c.filename, c.section ? `${comma}${t("section", c.section)}${comma}${where}` : `${comma}${where}`));
+        link.title = t("showPage");
+        pressable(link, () => { light(sources, String(c.n)); showPage(viewer, c); });
+        item.append(link);
+        return item;
+      }));
+    },
+    fail(message) { answer.append(" ", element("span", "error", message)); },
+  };
+}
 
 // Ask, then follow the answer's job-scoped stream. EventSource reconnects by itself with
 // Last-Event-ID; we close it once the answer has ended.
@@ -320,107 +637,45 @@ $("ask").addEventListener("submit", async (event) => {
   event.preventDefault();
   const question = $("question").value.trim();
   if (!question) return;
-  const turn = document.createElement("div");
-  const asked = document.createElement("div");
-  asked.className = "question"; asked.dir = "auto"; asked.textContent = question;
-  const answer = document.createElement("div");
-  answer.className = "answer"; answer.dir = "auto";
-  const sources = document.createElement("ol");
-  sources.className = "citations";
-  const viewer = document.createElement("div");
-  viewer.className = "page-text";
-  viewer.hidden = true;
-  turn.append(asked, answer, sources, viewer);
-  $("conversation").prepend(turn);
+  const turn = newTurn(question);
   $("question").value = "";
   let started;
   try {
     started = await api("/v1/chat", json({ message: question, ...(state.session ? { session_id: state.session } : {}) }));
-  } catch (error) { answer.textContent = error.message; answer.classList.add("error"); return; }
-  state.session = started.session_id;
-  let text = "";
-  const render = () => {
-    // [n] markers become links to their source; `code` stays as it is, brackets and all.
-    answer.replaceChildren(...text.split(/(`[^`\n]*`|\[\d+\])/).map((part) => {
-      if (part.length > 1 && part.startsWith("`") && part.endsWith("`")) {
-        const code = document.createElement("code");
-        code.textContent = part.slice(1, -1);
-        return code;
-      }
-      const marker = part.match(/^\[(\d+)\]$/);
-      if (!marker) return document.createTextNode(part);
-      const link = document.createElement("a");
-      link.textContent = part;
-      link.tabIndex = 0;
-      link.addEventListener("click", () => light(sources, marker[1]));
-      return link;
-    }));
-  };
+  } catch (error) { turn.answer.textContent = error.message; turn.answer.classList.add("error"); return; }
+  const fresh = started.session_id !== state.session;
+  remember(started.session_id);
+  if (fresh) loadSessions();
   const stream = new EventSource(started.stream_url);
-  stream.addEventListener("citations", (e) => {
-    sources.replaceChildren(...JSON.parse(e.data).map((c) => {
-      const item = document.createElement("li");
-      item.value = c.n;
-      item.dataset.n = c.n;
-      const link = document.createElement("a");
-      link.tabIndex = 0;
-      const where = `page ${c.page_start}${c.page_end !== c.page_start ? "–" + c.page_end : ""}`;
-      link.append(named(c.filename, c.section ? `, section “${c.section}”, ${where}` : `, ${where}`));
-      link.title = "Show the text DocuChat read on this page";
-      link.addEventListener("click", () => { light(sources, String(c.n)); showPage(viewer, c); });
-      link.addEventListener("keydown", (e) => { if (e.key === "Enter") link.click(); });
-      item.append(link);
-      return item;
-    }));
-  });
-  stream.addEventListener("delta", (e) => { text += JSON.parse(e.data).text; render(); });
-  stream.addEventListener("restart", () => { text = ""; render(); });
-  stream.addEventListener("end", () => { stream.close(); loadUsage(); });
+  stream.addEventListener("citations", (e) => turn.setCitations(JSON.parse(e.data)));
+  stream.addEventListener("delta", (e) => turn.addText(JSON.parse(e.data).text));
+  stream.addEventListener("restart", () => turn.setText(""));
+  stream.addEventListener("end", () => { stream.close(); loadUsage(); loadSessions(); });
   stream.addEventListener("error", (e) => {
     if (e.data) {
       stream.close();
-      const problem = document.createElement("span");
-      problem.className = "error";
-      problem.textContent = JSON.parse(e.data).message;
-      answer.append(" ", problem);
+      turn.fail(JSON.parse(e.data).message);
     }
     // No data: the connection dropped; EventSource reconnects by itself.
   });
 });
 
-// What DocuChat read on a cited page, and how: so a person can check the source.
-const HOW_READ = {
-  text_layer: "from the PDF's text",
-  ocr: "read by OCR",
-  section: "from the document's text",
-  skipped: "skipped",
-};
-
 async function showPage(viewer, citation) {
   viewer.hidden = false;
-  viewer.replaceChildren("Loading the page…");
+  viewer.replaceChildren(t("loadingPage"));
   let page;
   try {
     page = await api(`/v1/files/${citation.document_id}/pages/${citation.page_start}`);
   } catch (error) {
-    const problem = document.createElement("p");
-    problem.className = "error";
-    problem.textContent = error.message;
-    viewer.replaceChildren(problem);
+    viewer.replaceChildren(element("p", "error", error.message));
     return;
   }
-  const title = document.createElement("h3");
-  title.append(named(page.filename, `, page ${page.number} (${HOW_READ[page.source] || page.source})`));
+  const title = element("h3");
+  title.append(named(page.filename, `${t("comma")}${t("pageN", page.number)} (${t(`how_${page.source}`)})`));
   const parts = [title];
-  if (page.flagged || page.source === "skipped") {
-    const warning = document.createElement("p");
-    warning.className = "error";
-    warning.textContent = page.note;
-    parts.push(warning);
-  }
-  const text = document.createElement("pre");
+  if (page.flagged || page.source === "skipped") parts.push(element("p", "warning", page.note));
+  const text = element("pre", null, page.text);
   text.dir = "auto";
-  text.textContent = page.text;
   parts.push(text);
   viewer.replaceChildren(...parts);
 }
