@@ -125,7 +125,8 @@ async def _follow(
     resources.open_streams += 1
     try:
         while True:
-            if version_of(job) != seen:
+            # A finished job's end is always sent, even by a writer that kept its version.
+            if version_of(job) != seen or job.status in FINISHED:
                 seen = version_of(job)
                 message = _event(job)
                 message.retry, retry = retry, None

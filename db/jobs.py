@@ -47,7 +47,7 @@ async def cancel_job(session: AsyncSession, job_id: uuid.UUID) -> tuple[Job, str
             f"the job has already {_FINISHED_VERB[previous]}; there is nothing to cancel"
         )
     job.status, job.error, job.finished_at = "cancelled", "cancelled on request", func.now()
-    job.claimed_by = None
+    job.claimed_by, job.updated_at = None, func.now()  # a new version: event streams see it
     await session.execute(close_batches(job_id, "cancelled"))
     if job.kind == "ingest" and job.document_id is not None:
         await session.execute(

@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 
 from tests.chat_helpers import ask, read_stream
 from tests.conftest import LiveServer, Services, settings_for
+from tests.ingest_helpers import tenant_client
 from tests.pdfs import filler
 from tools.embedded import free_port
 
@@ -38,8 +39,9 @@ class Proxy:
 
 
 @contextmanager
-def nginx(api_url: str, folder: Path) -> Iterator[Proxy]:
-    """Debian's nginx with deploy/nginx.conf, in front of the API at `api_url`."""
+def nginx(api_url: str, folder: Path, read_timeout: str | None = None) -> Iterator[Proxy]:
+    """Debian's nginx with deploy/nginx.conf, in front of the API at `api_url` (and, for the
+    keep-alive test, a shorter proxy_read_timeout)."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     port = free_port()
     access_log = folder / "access.log"
@@ -48,6 +50,9 @@ def nginx(api_url: str, folder: Path) -> Iterator[Proxy]:
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     site = site.replace("/var/log/nginx/docuchat.access.log", str(access_log))
     assert str(port) in site and str(access_log) in site  # the shipped file, these ports
+    if read_timeout is not None:
+        site = site.replace("proxy_read_timeout 75s;", f"proxy_read_timeout {read_timeout};")
+        assert read_timeout in site
     (folder / "docuchat.conf").write_text(site)
     temp = "\n".join(
         f"{kind}_temp_path {folder / kind};"
@@ -164,3 +169,35 @@ def test_behind_trusted_proxies_each_client_has_its_own_budget(
             answers = [first.get("/schema/openapi.json").status_code for _ in range(4)]
             assert answers == [200, 200, 200, 429], answers
             assert second.get("/schema/openapi.json").status_code == 200  # another client
+
+
+def test_an_idle_stream_outlives_nginx_read_timeout_through_its_keep_alives(
+    services: Services, engine: Engine, tmp_path: Path
+) -> None:
+    """deploy/nginx.conf's rule, shrunk to seconds: proxy_read_timeout (3 s here) above
+    SSE_KEEPALIVE_SECONDS (1 s) keeps a stream that has nothing to say open for good."""
+    redis_url = services.redis_url.rsplit("/", 1)[0] + "/8"  # a queue no worker reads
+    settings = settings_for(services, REDIS_URL=redis_url, SSE_KEEPALIVE_SECONDS="1")
+    with (
+        LiveServer(settings) as server,
+        nginx(server.url, tmp_path, read_timeout="3s") as running,
+        tenant_client(engine, settings, running.url) as client,
+    ):
+        started = ask(client, "Will anyone answer this?")  # queued, and it stays queued
+        job = client.get(f"/v1/jobs/{started['job_id']}").json()
+        lines: list[str] = []
+        cancelled = False
+        opened = time.monotonic()
+        with client.stream("GET", job["events_url"], timeout=30) as events:
+            for line in events.iter_lines():
+                lines.append(line)
+                if not cancelled and time.monotonic() - opened > 7:  # over twice the timeout
+                    assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
+                    cancelled = True
+                if line.startswith("data:") and lines[-2] == "event: end":
+                    break
+        comments = sum(line == ": keep-alive" for line in lines)
+        rest = "\n".join(lines)
+        assert comments >= 6, comments  # one a second, through nginx, for 7 s
+        # The cancel ends the stream with its `end`, as it must (it once ended it silently).
+        assert "event: end" in rest and '"cancelled"' in rest, rest
