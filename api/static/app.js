@@ -284,10 +284,16 @@ $("sign-out").addEventListener("click", () => signOut());
 
 // ---- documents --------------------------------------------------------------------------------
 
+let listingFailed = false;
 async function loadDocuments() {
   let page;
-  try { page = await api("/v1/files?limit=100"); } catch (error) { tell($("documents-status"), error.message, true); return; }
-  tell($("documents-status"), "");
+  try { page = await api("/v1/files?limit=100"); } catch (error) {
+    tell($("documents-status"), error.message, true);
+    listingFailed = true;
+    return;
+  }
+  // A failure to list is over once listing works; what a delete said (done or refused) stays.
+  if (listingFailed) { tell($("documents-status"), ""); listingFailed = false; }
   $("documents").replaceChildren(...page.items.map(documentItem));
 }
 
