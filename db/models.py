@@ -149,7 +149,7 @@ class Chunk(Base):
     page_start: Mapped[int] = mapped_column(Integer, nullable=False)
     page_end: Mapped[int] = mapped_column(Integer, nullable=False)
     token_count: Mapped[int] = mapped_column(Integer, nullable=False)
-    # The heading its first page falls under (formats without pages); NULL for PDFs.
+    # The heading it falls under (formats without pages; a chunk spans one); NULL for PDFs.
     section: Mapped[str | None] = mapped_column(Text)
     # Width is a deployment choice (the embedding provider's), fixed by the migration.
     embedding: Mapped[Any] = mapped_column(Vector(), nullable=False)

@@ -40,7 +40,7 @@ class TextChunk:
     page_start: int
     page_end: int
     token_count: int
-    section: str | None = None  # the heading of its first page (formats without pages)
+    section: str | None = None  # the heading it falls under (formats without pages)
 
 
 @dataclass(frozen=True)
@@ -166,14 +166,14 @@ def chunk_pages(pages: Iterable[PageText], size: int, overlap: int) -> Iterator[
     if not 0 <= overlap < size:
         raise ValueError("overlap must be at least 0 and smaller than size")
     ordinal = 0
-    for _, run in groupby(pages, key=lambda page: page.section):
-        for chunk in _chunk_run(run, size, overlap, ordinal):
+    for section, run in groupby(pages, key=lambda page: page.section):
+        for chunk in _chunk_run(run, size, overlap, ordinal, section):
             yield chunk
             ordinal = chunk.ordinal + 1
 
 
 def _chunk_run(
-    pages: Iterable[PageText], size: int, overlap: int, ordinal: int
+    pages: Iterable[PageText], size: int, overlap: int, ordinal: int, section: str | None
 ) -> Iterator[TextChunk]:
     current: list[_Unit] = []
     fresh = 0  # units at the end of `current` not carried over from the previous chunk
@@ -186,6 +186,7 @@ def _chunk_run(
             page_start=min(unit.page for unit in units),
             page_end=max(unit.page for unit in units),
             token_count=count_tokens(text),
+            section=section,
         )
 
     for unit in _units(pages, size):

@@ -129,11 +129,9 @@ def ingest_pages(
             yield page
 
     pages = kept(normalised_pages(texts(), _neighbours(path, options.limits, first, last)))
-    chunks = list(chunk_pages(pages, options.chunk_tokens, options.overlap_tokens))
-    sections = {page.number: page.section for page in indexed}
     chunks = [
-        replace(chunk, ordinal=ordinal_base + chunk.ordinal, section=sections.get(chunk.page_start))
-        for chunk in chunks
+        replace(chunk, ordinal=ordinal_base + chunk.ordinal)
+        for chunk in chunk_pages(pages, options.chunk_tokens, options.overlap_tokens)
     ]
     vectors, tokens = _embed(chunks, embedder, options.batch_size, on_progress)
     letters = sum(ch.isalpha() for chunk in chunks for ch in chunk.text)

@@ -294,3 +294,24 @@ def test_with_ocr_off_broken_and_textless_pages_are_indexed_flagged_with_the_rea
     clean.write_bytes(english_pdf([filler(1, 5)]))
     [page] = read_page_range(clean, ReadLimits(10), 1, 1)
     assert isinstance(page, PageText) and not page.flagged and page.note is None
+
+
+def test_chunks_never_span_two_sections_and_name_theirs() -> None:
+    pages = [
+        PageText(1, "Intro text. " * 5, source="section", section=None),
+        PageText(
+            2,
+            "Winter hours\n\nThe ferry leaves at seven. " * 3,
+            source="section",
+            section="Winter hours",
+        ),
+        PageText(
+            3, "More about the ferry in winter. " * 3, source="section", section="Winter hours"
+        ),
+    ]
+    chunks = list(chunk_pages(pages, 200, 20))
+    assert [(c.section, c.page_start, c.page_end) for c in chunks] == [
+        (None, 1, 1),
+        ("Winter hours", 2, 3),
+    ]
+    assert [c.ordinal for c in chunks] == [0, 1]
