@@ -30,9 +30,8 @@ from db.job_watch import JobWatch
 from db.migrate import check_schema
 from db.roles import check_app_login
 from pipeline.embedding import Embedder
-from pipeline.ocr import HOW_TO_TURN_ON, ocr_missing
 from transport.hub import StreamHub
-from usecases.documents import configured_ocr
+from usecases.documents import ocr_off
 
 log = logging.getLogger("docuchat.api")
 
@@ -145,8 +144,8 @@ def lifespan_for(settings: Settings, **given: Any):  # type: ignore[no-untyped-d
             log.error("refusing to start: %s", exc)
             await services.aclose()
             raise
-        if missing := ocr_missing(configured_ocr(settings)):
-            log.warning("OCR is off (%s missing): %s", "+".join(missing), HOW_TO_TURN_ON)
+        if off := ocr_off(settings):
+            log.warning(off)
         keepalive = settings.sse_keepalive_seconds
         hub = StreamHub(
             services.stream_redis, services.async_redis, block_ms=int(min(10, keepalive + 5) * 1000)

@@ -23,7 +23,7 @@ from db.documents import (
 from db.engine import async_unit_of_work
 from db.jobs import ACTIVE, end_job, fail_ingest, new_ingest_job
 from db.models import Document, Job
-from pipeline.ocr import OcrOptions, ocr_missing
+from pipeline.ocr import HOW_TO_TURN_ON, OcrOptions, ocr_missing
 from pipeline.pdf_isolation import ReadLimits, count_pages
 from transport.broker import wake_ingestion
 from usecases.jobs import enqueue_or_fail
@@ -59,6 +59,18 @@ def ocr_options(settings: Settings) -> OcrOptions | None:
     """How scanned pages are read, or None when Tesseract or a language is missing."""
     options = configured_ocr(settings)
     return None if ocr_missing(options) else options
+
+
+def ocr_off(settings: Settings) -> str | None:
+    """Why OCR is off, with how to turn it on, for the API and each worker to say at start;
+    None when it is on."""
+    missing = ocr_missing(configured_ocr(settings))
+    if not missing:
+        return None
+    return (
+        f"OCR is off ({'+'.join(missing)} missing): scanned pages fail and broken fonts are "
+        f"only flagged; {HOW_TO_TURN_ON}"
+    )
 
 
 def read_limits(settings: Settings) -> ReadLimits:

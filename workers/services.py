@@ -14,8 +14,7 @@ from sqlalchemy.exc import OperationalError
 from core.bootstrap import Services, bootstrap
 from core.settings import Settings
 from db.roles import check_app_login
-from pipeline.ocr import HOW_TO_TURN_ON, ocr_missing
-from usecases.documents import configured_ocr
+from usecases.documents import ocr_off
 
 log = logging.getLogger("docuchat.workers")
 
@@ -32,12 +31,8 @@ class ServicesMiddleware(dramatiq.Middleware):
                 check_app_login(conn)  # refuse to work as a role row-level security cannot bind
         except OperationalError as exc:  # the database may be restarting: jobs will retry
             log.warning("could not check the database login at start: %s", exc)
-        if missing := ocr_missing(configured_ocr(self.settings)):
-            log.warning(
-                "OCR is off (%s missing): scanned pages fail and broken fonts are only flagged; %s",
-                "+".join(missing),
-                HOW_TO_TURN_ON,
-            )
+        if off := ocr_off(self.settings):
+            log.warning(off)
 
     def before_process_stop(self, broker: Broker) -> None:
         if self.services is not None:
