@@ -10,6 +10,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from tests.auth_helpers import Inbox
 from tests.conftest import LiveServer, Services, WorkerProcess, auth_settings
 from tests.ingest_helpers import upload
 from tests.pdfs import costly_pdf, filler, persian_filler, persian_pdf
-from usecases.members import create_tenant, get_or_create_user, promote_user
+from usecases.members import create_tenant, get_or_create_user
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PAGE = (
@@ -139,8 +140,35 @@ def test_sign_in_upload_and_a_persian_answer_in_a_real_browser(
     page.close()
 
 
-def _signed_in_page(browser: Browser, url: str, slug: str, token: str, email: str) -> Page:
-    """A page whose local storage holds a session, as after signing in."""
+@dataclass(frozen=True)
+class Member:
+    slug: str
+    email: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", "X-Tenant-ID": self.slug}
+
+
+def _members(engine: Engine, settings: Settings, name: str, *roles: str) -> list[Member]:
+    """A new tenant called `name` with one new user of each role, each with a token."""
+    with unit_of_work(engine) as session:
+        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", name)
+        users = [
+            get_or_create_user(session, tenant, f"{role}-{uuid.uuid4().hex[:6]}@example.com")
+            for role in roles
+        ]
+        for user, role in zip(users, roles, strict=True):
+            user.role = role
+        return [
+            Member(tenant.slug, user.email, issue_access_token(settings, user.id, tenant.id).token)
+            for user in users
+        ]
+
+
+def _signed_in_page(browser: Browser, url: str, member: Member) -> Page:
+    """A page whose local storage holds the member's session, as after signing in."""
     page = browser.new_page()
     page.goto(url)
     page.evaluate(
@@ -149,7 +177,7 @@ def _signed_in_page(browser: Browser, url: str, slug: str, token: str, email: st
             localStorage.setItem("docuchat.tenant", slug);
             localStorage.setItem("docuchat.email", email);
         }""",
-        [token, slug, email],
+        [member.token, member.slug, member.email],
     )
     page.reload()
     return page
@@ -159,11 +187,8 @@ def test_an_admin_manages_members_in_the_members_panel(
     browser: Browser, site: tuple[str, Settings], engine: Engine, smtp: tuple[Inbox, int]
 ) -> None:
     url, settings = site
-    with unit_of_work(engine) as session:
-        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Panel")
-        boss = promote_user(session, tenant, f"boss-{uuid.uuid4().hex[:6]}@example.com")
-        token = issue_access_token(settings, boss.id, tenant.id).token
-    page = _signed_in_page(browser, url, tenant.slug, token, boss.email)
+    [boss] = _members(engine, settings, "Panel", "admin")
+    page = _signed_in_page(browser, url, boss)
     panel = page.locator("#members-panel")
     expect(panel).to_be_visible()
     expect(panel.locator(f'tr[data-email="{boss.email}"]')).to_contain_text("active")
@@ -197,16 +222,12 @@ def test_a_failed_document_is_retried_from_the_page(
     browser: Browser, site: tuple[str, Settings], engine: Engine
 ) -> None:
     url, settings = site
-    with unit_of_work(engine) as session:
-        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Retry")
-        user = get_or_create_user(session, tenant, f"u-{uuid.uuid4().hex[:6]}@example.com")
-        token = issue_access_token(settings, user.id, tenant.id).token
-    headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant.slug}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+    [user] = _members(engine, settings, "Retry", "member")
+    with httpx.Client(base_url=url, headers=user.headers, timeout=30) as client:
         pages = [(f"Ledger page {n}. " + filler(n, 3), 3_000_000) for n in range(1, 5)]
         uploaded = upload(client, costly_pdf(pages), "ledger.pdf")
         assert client.post(f"/v1/jobs/{uploaded.json()['job']['id']}/cancel").status_code == 200
-    page = _signed_in_page(browser, url, tenant.slug, token, user.email)
+    page = _signed_in_page(browser, url, user)
     documents = page.locator("#documents")
     expect(documents).to_contain_text("ledger.pdf — failed: ingestion was cancelled")
     documents.get_by_role("button", name="Retry: ledger.pdf").click()
@@ -220,11 +241,8 @@ def test_the_page_says_what_went_wrong_and_follows_progress_by_events(
     browser: Browser, site: tuple[str, Settings], engine: Engine, tmp_path: Path
 ) -> None:
     url, settings = site
-    with unit_of_work(engine) as session:
-        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Errors")
-        user = get_or_create_user(session, tenant, f"u-{uuid.uuid4().hex[:6]}@example.com")
-        token = issue_access_token(settings, user.id, tenant.id).token
-    page = _signed_in_page(browser, url, tenant.slug, token, user.email)
+    [user] = _members(engine, settings, "Errors", "member")
+    page = _signed_in_page(browser, url, user)
     big, small = tmp_path / "big.pdf", tmp_path / "small.pdf"
     big.write_bytes(persian_pdf([PAGE]))
     small.write_bytes(persian_pdf([PAGE + " دوم"]))
@@ -279,21 +297,12 @@ def test_members_delete_their_own_documents_and_admins_any(
     browser: Browser, site: tuple[str, Settings], engine: Engine
 ) -> None:
     url, settings = site
-    with unit_of_work(engine) as session:
-        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Deleting")
-        mine = get_or_create_user(session, tenant, f"me-{uuid.uuid4().hex[:6]}@example.com")
-        theirs = get_or_create_user(session, tenant, f"co-{uuid.uuid4().hex[:6]}@example.com")
-        boss = promote_user(session, tenant, f"boss-{uuid.uuid4().hex[:6]}@example.com")
-        tokens = {
-            u.email: issue_access_token(settings, u.id, tenant.id).token
-            for u in (mine, theirs, boss)
-        }
+    mine, theirs, boss = _members(engine, settings, "Deleting", "member", "member", "admin")
     for who, name in ((mine, "mine.txt"), (theirs, "theirs.txt")):
-        headers = {"Authorization": f"Bearer {tokens[who.email]}", "X-Tenant-ID": tenant.slug}
-        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        with httpx.Client(base_url=url, headers=who.headers, timeout=30) as client:
             assert upload(client, f"{name}: {filler(40, 3)}".encode(), name).status_code == 202
 
-    page = _signed_in_page(browser, url, tenant.slug, tokens[mine.email], mine.email)
+    page = _signed_in_page(browser, url, mine)
     documents = page.locator("#documents")
     expect(documents).to_contain_text("theirs.txt")
     expect(documents.get_by_role("button", name="Delete: theirs.txt")).to_have_count(0)
@@ -303,7 +312,7 @@ def test_members_delete_their_own_documents_and_admins_any(
     expect(documents).not_to_contain_text("mine.txt")
     page.close()
 
-    page = _signed_in_page(browser, url, tenant.slug, tokens[boss.email], boss.email)
+    page = _signed_in_page(browser, url, boss)
     page.once("dialog", lambda dialog: dialog.dismiss())  # a change of mind deletes nothing
     page.locator("#documents").get_by_role("button", name="Delete: theirs.txt").click()
     expect(page.locator("#documents")).to_contain_text("theirs.txt")
@@ -319,17 +328,14 @@ def test_a_429_during_uploads_is_a_sentence_with_its_wait(
 ) -> None:
     """The real API's rate limit, not a stand-in: two uploads a minute, three chosen."""
     settings = auth_settings(services, smtp[1], RATE_LIMIT_PER_MINUTE="2")
-    with unit_of_work(engine) as session:
-        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:10]}", "Limited")
-        user = get_or_create_user(session, tenant, f"u-{uuid.uuid4().hex[:6]}@example.com")
-        token = issue_access_token(settings, user.id, tenant.id).token
+    [user] = _members(engine, settings, "Limited", "member")
     files = []
     for n in range(3):
         path = tmp_path / f"note{n}.md"
         path.write_text(f"# Note {n}\n\n{filler(50 + n, 2)}\n")
         files.append(str(path))
     with LiveServer(settings) as server:
-        page = _signed_in_page(browser, server.url, tenant.slug, token, user.email)
+        page = _signed_in_page(browser, server.url, user)
         page.set_input_files("#files", files)
         refused = page.locator("#uploads div.error")
         expect(refused).to_have_count(1, timeout=30_000)
