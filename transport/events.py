@@ -30,6 +30,8 @@ from redis.asyncio import Redis as AsyncRedis
 # Far above any answer's event count; a cap only so a runaway writer cannot fill Redis.
 STREAM_MAXLEN = 100_000
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+# Redis keeps both halves of an id in 64 bits: a larger one is refused by every command.
+MAX_ID_PART = 2**64 - 1
 # Pieces of text arriving within this long of the last write go out together.
 DELTA_BATCH_SECONDS = 0.005
 # How often a worker looks at its job's cancel key while the provider is silent.
@@ -147,6 +149,16 @@ def stored_events(entries: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[S
         StoredEvent(entry_id.decode(), fields[b"event"].decode(), fields[b"data"])
         for entry_id, fields in entries
     ]
+
+
+def parse_stream_id(text: str) -> tuple[int, int] | None:
+    """A stream id as Redis orders it (milliseconds, sequence), or None when Redis would
+    refuse it: not two decimal numbers joined by a dash, or either past 64 bits."""
+    if not STREAM_ID.match(text):
+        return None
+    milliseconds, _, sequence = text.partition("-")
+    parsed = int(milliseconds), int(sequence)
+    return parsed if max(parsed) <= MAX_ID_PART else None
 
 
 def stream_key(job_id: uuid.UUID | str) -> str:

@@ -25,9 +25,9 @@ from typing import Any, cast
 
 import msgspec
 from redis.asyncio import Redis as AsyncRedis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from transport.events import StoredEvent
+from transport.events import StoredEvent, parse_stream_id
 
 log = logging.getLogger("docuchat.transport")
 
@@ -136,8 +136,12 @@ class StreamHub:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="stream-hub")
 
     async def subscribe(self, key: str, after: str) -> Subscription:
+        """Follow `key` after the id `after`; ValueError for an id Redis would refuse (one
+        reader's bad id must never reach the read every reader shares)."""
         if self._closed is not None:
             raise self._closed
+        if parse_stream_id(after) is None:
+            raise ValueError(f"not a stream id: {after!r}")
         subscription = Subscription(self, key, after, self._issued + 1)
         self._streams.setdefault(key, set()).add(subscription)
         current = self._cursors.get(key)
@@ -186,6 +190,23 @@ class StreamHub:
         self._streams.clear()
         self._cursors.clear()
 
+    async def _drop_refused(self, cursors: dict[Any, Any], exc: ResponseError) -> None:
+        """Find the streams whose read Redis refuses, one short read each, and end their
+        subscriptions alone; the shared read goes on for every other stream."""
+        log.warning("the stream hub's read was refused (%s); finding the stream", exc)
+        refused = HubClosed(f"the event stream is unavailable: {exc}", False)
+        for key, cursor in cursors.items():
+            if key == self._wake_key:
+                continue
+            try:
+                await self._writer.xread({key: cursor}, count=1)
+            except ResponseError:
+                for subscription in self._streams.pop(key, ()):
+                    subscription._close(refused)
+                self._cursors.pop(key, None)
+            except (RedisError, OSError):
+                return  # the connection failed: the next shared read says so
+
     async def _run(self) -> None:
         while self._closed is None:
             if not self._streams:
@@ -201,6 +222,11 @@ class StreamHub:
                 reply = await self._reader.xread(cursors, count=BATCH, block=self._block_ms)
             except asyncio.CancelledError:
                 raise
+            except ResponseError as exc:
+                # Redis answered, and refused the read: a stream's cursor or type is to blame,
+                # not the connection. Only the readers of that stream are told.
+                await self._drop_refused(cursors, exc)
+                continue
             except (RedisError, OSError) as exc:
                 if self._closed is None:
                     log.warning("the stream hub's read failed: %s", exc)
