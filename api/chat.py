@@ -15,6 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 from sqlalchemy import func, select
 
+from api.capacity import Hold
 from api.identity import Caller, bearer_caller, caller_of
 from api.openapi import problem_responses
 from api.params import parse_document_ids, parse_field_id, parse_id, text_field
@@ -28,14 +29,13 @@ from core.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
-    ServiceUnavailable,
 )
 from db.chat import session_of_job
 from db.engine import async_unit_of_work
 from db.jobs import FINISHED, get_job
 from db.models import Job
 from transport import events
-from transport.events import STREAM_ID, stream_key
+from transport.events import parse_stream_id, stream_key
 from usecases import chat
 
 log = logging.getLogger("docuchat.api")
@@ -141,11 +141,11 @@ async def stream_answer(
         return Response(None, status_code=204)  # EventSource stops reconnecting on a 204
     if job.status in FINISHED and not await resources.redis.exists(key):
         raise Gone(await _why_gone(resources, caller, job))
-    if resources.open_streams >= resources.settings.max_streams_per_process:
-        raise ServiceUnavailable("this server is relaying as many answers as it can; retry shortly")
-
+    hold = await resources.capacity.take(resources.streams, caller.user_id, caller.tenant_id)
+    body = relay(resources, caller, ident, last_id, hold)
+    resources.capacity.guard(body, hold)
     return Stream(
-        relay(resources, caller, ident, last_id),
+        body,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -179,14 +179,14 @@ async def resume_point(resources: ApiResources, key: str, header: str) -> tuple[
     expired: 422 instead."""
     last_id = header.strip() or "0-0"
     refused = InvalidInput("Last-Event-ID", "not an event id this stream gave out")
-    if not STREAM_ID.match(last_id):
+    wanted = parse_stream_id(last_id)
+    if wanted is None:
         raise refused
-    wanted = _id_tuple(last_id)
     seconds, micros = await resources.redis.time()
     if wanted[0] > seconds * 1000 + micros // 1000:  # Redis makes ids from its own clock
         raise refused
     newest = await resources.redis.xrevrange(key, count=1)
-    last = _id_tuple(_text(newest[0][0])) if newest else None
+    last = parse_stream_id(_text(newest[0][0])) if newest else None
     if last is not None and wanted > last:
         raise refused
     return last_id, last is not None and wanted == last
@@ -196,34 +196,32 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _id_tuple(stream_id: str) -> tuple[int, int]:
-    milliseconds, _, sequence = stream_id.partition("-")
-    return int(milliseconds), int(sequence)
-
-
 async def relay(
-    resources: ApiResources, caller: Caller, job_id: uuid.UUID, last_id: str
+    resources: ApiResources, caller: Caller, job_id: uuid.UUID, last_id: str, hold: Hold
 ) -> AsyncIterator[bytes]:
     """The answer's events after `last_id` as Server-Sent Events (`api/relay.py` follows the
-    stream), keep-alive comments while nothing comes, until the answer's last event. What
-    arrived together goes out in one write, encoded here: at a thousand readers the relay's
-    cost is its per-event work."""
+    stream), keep-alive comments while nothing comes, until the answer's last event; `hold`
+    is its place in the stream budget, let go at the end. What arrived together goes out in
+    one write, encoded here: at a thousand readers the relay's cost is its per-event work."""
     retry = b"retry: %d\n" % RECONNECT_MS  # on the first write, and with `reconnect`
-    async for item in follow(resources, caller, job_id, last_id):
-        if item is None:
-            chunk = b": keep-alive\n\n"
-        elif isinstance(item, list):
-            chunk = b"".join(
-                b"id: %s\nevent: %s\ndata: %s\n\n"
-                % (stored.id.encode(), stored.name.encode(), stored.data)
-                for stored in item
-            )
-        else:
-            chunk = _made(item)
-            if isinstance(item, events.Reconnect):
-                retry = retry or b"retry: %d\n" % RECONNECT_MS
-        yield retry + chunk
-        retry = b""
+    try:
+        async for item in follow(resources, caller, job_id, last_id):
+            if item is None:
+                chunk = b": keep-alive\n\n"
+            elif isinstance(item, list):
+                chunk = b"".join(
+                    b"id: %s\nevent: %s\ndata: %s\n\n"
+                    % (stored.id.encode(), stored.name.encode(), stored.data)
+                    for stored in item
+                )
+            else:
+                chunk = _made(item)
+                if isinstance(item, events.Reconnect):
+                    retry = retry or b"retry: %d\n" % RECONNECT_MS
+            yield retry + chunk
+            retry = b""
+    finally:
+        await hold.release()
 
 
 def _made(event: events.AnswerEvent) -> bytes:

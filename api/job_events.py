@@ -22,6 +22,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from api.capacity import Hold
 from api.chat import RECONNECT_MS, stream_caller
 from api.identity import Caller
 from api.openapi import problem_responses
@@ -111,18 +112,26 @@ async def job_events(
     if seen == version_of(job) and job.status in FINISHED:
         resources.job_watch.unwatch(ident, changed)
         return Response(None, status_code=204)
-    return ServerSentEvent(
-        _follow(resources, caller, job, seen, changed),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    try:
+        hold = await resources.capacity.take(resources.streams, caller.user_id, caller.tenant_id)
+    except BaseException:
+        resources.job_watch.unwatch(ident, changed)
+        raise
+    body = _follow(resources, caller, job, seen, changed, hold)
+    resources.capacity.guard(body, hold)
+    return ServerSentEvent(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def _follow(
-    resources: ApiResources, caller: Caller, job: Job, seen: str, changed: asyncio.Event
+    resources: ApiResources,
+    caller: Caller,
+    job: Job,
+    seen: str,
+    changed: asyncio.Event,
+    hold: Hold,
 ) -> AsyncIterator[ServerSentEventMessage]:
     keepalive = resources.settings.sse_keepalive_seconds
     retry: int | None = RECONNECT_MS
-    resources.open_streams += 1
     try:
         while True:
             # A finished job's end is always sent, even by a writer that kept its version.
@@ -148,8 +157,8 @@ async def _follow(
             except NotFound:
                 return
     finally:
-        resources.open_streams -= 1
         resources.job_watch.unwatch(job.id, changed)
+        await hold.release()
 
 
 __all__ = ["EVENTS_PATH", "events_url", "job_events", "problem_responses"]

@@ -60,7 +60,6 @@ async def follow(
     key = stream_key(job_id)
     keepalive = resources.settings.sse_keepalive_seconds
     checked_at = time.monotonic()
-    resources.open_streams += 1
     subscription = None
     try:
         subscription = await resources.hub.subscribe(key, last_id)
@@ -100,7 +99,6 @@ async def follow(
                 return
             yield arrived
     finally:
-        resources.open_streams -= 1
         if subscription is not None:
             await subscription.leave()
 

@@ -19,6 +19,7 @@ from litestar.connection import ASGIConnection
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.capacity import Capacity, Pool, stream_pool, upload_pool
 from api.signin.codes import SigninCodes
 from api.signin.mailer import Mailer
 from api.signin.rate_limits import RateLimiter
@@ -44,8 +45,15 @@ class ApiResources:
     services: Services
     hub: StreamHub  # the one reader of every answer stream this process relays
     job_watch: JobWatch  # the one listener for job changes
-    open_streams: int = 0  # event streams (answers, jobs, sockets) this process serves now
+    capacity: Capacity  # open streams and uploads, per user, tenant and process
+    streams: Pool  # answer streams, job events and sockets: one budget
+    uploads: Pool
     draining: bool = False  # SIGTERM arrived: open streams end with `reconnect`
+
+    @property
+    def open_streams(self) -> int:
+        """Event streams (answers, jobs, sockets) this process serves now."""
+        return self.capacity.open(self.streams)
 
     @property
     def settings(self) -> Settings:
@@ -151,9 +159,12 @@ def lifespan_for(settings: Settings, **given: Any):  # type: ignore[no-untyped-d
             services.stream_redis, services.async_redis, block_ms=int(min(10, keepalive + 5) * 1000)
         )
         job_watch = JobWatch(libpq_url(settings))
+        streams, uploads = stream_pool(settings), upload_pool(settings)
+        capacity = Capacity(services.async_redis, streams, uploads)
         hub.start()
         job_watch.start()
-        app.state.resources = ApiResources(services, hub, job_watch)
+        capacity.start()
+        app.state.resources = ApiResources(services, hub, job_watch, capacity, streams, uploads)
         restore_signals = drain_streams_on_shutdown(app.state.resources)
         try:
             yield
@@ -161,6 +172,7 @@ def lifespan_for(settings: Settings, **given: Any):  # type: ignore[no-untyped-d
             restore_signals()
             await hub.close("this server is shutting down")
             await job_watch.close()
+            await capacity.close()
             await services.aclose()
 
     return lifespan

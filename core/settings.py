@@ -27,6 +27,8 @@ DEFAULT_EMBEDDING_MODEL = {"local": "multilingual-e5-small", "openai": "text-emb
 
 # The model name of the embedded answerer, which quotes sources and generates nothing.
 EXTRACTIVE_MODEL = "extractive"
+# The largest WebSocket message read: as large as a JSON body over HTTP.
+WS_MAX_FRAME_BYTES = 1 << 20
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -124,8 +126,22 @@ class Settings(BaseSettings):
     stream_retention_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     stream_token_ttl_seconds: int = Field(default=900, ge=30, le=24 * 3600)
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
-    # Each open stream holds one Redis connection while it waits; more get 503 and retry.
+    # Open streams (answer SSE, job events, WebSockets together): per user and per tenant
+    # across every API process (429 past them), per process (503 past it).
+    max_streams_per_user: int = Field(default=50, ge=1, le=100000)
+    max_streams_per_tenant: int = Field(default=500, ge=1, le=1000000)
     max_streams_per_process: int = Field(default=2000, ge=1, le=50000)
+    # Uploads being received at once, the same way; and how slowly a body may arrive: closed
+    # with 408 after this long without a byte, or when slower than this over the window.
+    max_uploads_per_user: int = Field(default=8, ge=1, le=10000)
+    max_uploads_per_tenant: int = Field(default=32, ge=1, le=100000)
+    max_uploads_per_process: int = Field(default=64, ge=1, le=100000)
+    upload_idle_seconds: float = Field(default=10.0, gt=0, le=600)
+    upload_min_bytes_per_second: int = Field(default=1024, ge=0)
+    upload_rate_window_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # The largest WebSocket message read, as large as a JSON body over HTTP: past it the
+    # socket is closed with 1009 (uvicorn's --ws-max-size, which the API's commands set).
+    ws_max_frame_bytes: int = Field(default=WS_MAX_FRAME_BYTES, ge=1024, le=16 << 20)
 
     worker_heartbeat_timeout_seconds: float = Field(default=60.0, ge=1, le=3600)
     # Every worker's reaper looks this often for unfinished jobs whose queue message is gone

@@ -70,6 +70,7 @@ def live_settings(services: Services, standin: StandIn, fleet: OwnDatabase) -> S
         REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/6",
         OPENAI_BASE_URL=standin.base_url,
         RATE_LIMIT_PER_MINUTE="100000",
+        MAX_STREAMS_PER_USER="100",  # sixty readers of one answer share one reader here
         # Long enough that a job stream could not keep up by looking at its job on each
         # keep-alive: its progress must come from Postgres' notices.
         SSE_KEEPALIVE_SECONDS="30",
@@ -386,5 +387,9 @@ def test_a_websocket_question_spends_the_same_rate_limit_as_post_chat(
         assert refused["data"]["retry_after"] >= 1 and "retry in" in refused["data"]["message"]
         # The budget is the one POST /v1/chat spends: spent here, refused there too.
         assert client.post("/v1/chat", json={"message": "Over HTTP?"}).status_code == 429
-        socket.send(json.dumps({"cancel": str(uuid.uuid4())}))  # the socket stays usable
+        # A cancel spends that budget too, as POST /v1/jobs/{id}/cancel does...
+        socket.send(json.dumps({"cancel": str(uuid.uuid4())}))
+        assert json.loads(socket.recv(timeout=10))["data"]["code"] == "rate_limited"
+        # ...and a resume spends a read: the socket stays usable.
+        socket.send(json.dumps({"resume": {"job_id": str(uuid.uuid4())}}))
         assert json.loads(socket.recv(timeout=10))["data"]["code"] == "not_found"
