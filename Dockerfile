@@ -24,4 +24,4 @@ ENV APP_ENV=production PORT=8000
 EXPOSE 8000
 # The API signs in as the app's own login; `docuchat migrate`, as the owner, runs apart
 # (docker-compose.yml's `migrate`).
-CMD ["sh", "-c", "exec uvicorn --factory api.app:create_app_from_env --host 0.0.0.0 --port ${PORT} --no-server-header --no-access-log --http api.http_protocol:HeadTimeoutProtocol"]
+CMD ["sh", "-c", "exec uvicorn --factory api.app:create_app_from_env --host 0.0.0.0 --port ${PORT} --no-server-header --no-access-log --http api.http_protocol:HeadTimeoutProtocol --ws-max-size ${WS_MAX_FRAME_BYTES:-1048576}"]

@@ -118,10 +118,34 @@ def _user_of(settings: Settings, scope: Scope) -> str | None:
     with contextlib.suppress(InvalidToken):
         if token:
             return str(decode_access_token(settings, token).user_id)
-        token = _stream_token(scope)
-        if token:
-            return str(decode_stream_token(settings, token).user_id)
+    token = _stream_token(scope)  # a stream's, or a WebSocket's access token
+    for decode in (decode_stream_token, decode_access_token):
+        with contextlib.suppress(InvalidToken):
+            if token:
+                return str(decode(settings, token).user_id)
     return None
+
+
+def spender(resources: ApiResources, scope: Scope) -> tuple[str, str]:
+    """Whose budget a request or a socket spends: its token's user, else its client's IP."""
+    user = _user_of(resources.settings, scope)
+    return ("user", user) if user else ("ip", client_ip(scope, resources.trusted_proxies))
+
+
+async def spend(resources: ApiResources, method: str, who: tuple[str, str]) -> Decision:
+    """Spend one of `who`'s budget for a request of this method (reads or the rest)."""
+    budget = budget_for(method, resources.settings)
+    item = resources.rate_limiter.budget(budget.per_minute)
+    return await resources.rate_limiter.hit(item, budget.name, *who)
+
+
+def refusal(method: str, settings: Settings, decision: Decision) -> str:
+    """The sentence of a refused request's 429 (or a refused frame's error)."""
+    budget = budget_for(method, settings)
+    return (
+        f"too many requests: {budget.spent_on} are limited to {decision.limit} "
+        f"{_per(budget.window_seconds)}; retry in {decision.reset_after} s"
+    )
 
 
 class RateLimitMiddleware:
@@ -133,19 +157,16 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         resources: ApiResources = scope["app"].state.resources
-        settings = resources.settings
-        budget = budget_for(cast("HTTPScope", scope)["method"], settings)
-        item = resources.rate_limiter.budget(budget.per_minute)
-        user = _user_of(settings, scope)
-        identity = ("user", user) if user else ("ip", client_ip(scope, resources.trusted_proxies))
+        method = cast("HTTPScope", scope)["method"]
+        budget = budget_for(method, resources.settings)
         try:
-            decision = await resources.rate_limiter.hit(item, budget.name, *identity)
+            decision = await spend(resources, method, spender(resources, scope))
         except Exception:  # Redis trouble must not take the API down; the rest reports it
             log.warning("rate limiter unavailable; request let through", exc_info=True)
             await self.app(scope, receive, send)
             return
         if not decision.allowed:
-            await _too_many(send, budget, decision)
+            await _too_many(send, budget, decision, refusal(method, resources.settings, decision))
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -171,15 +192,8 @@ def _headers(budget: Budget, decision: Decision) -> dict[str, str]:
     }
 
 
-async def _too_many(send: Send, budget: Budget, decision: Decision) -> None:
-    body = json.dumps(
-        {
-            "status": 429,
-            "detail": f"too many requests: {budget.spent_on} are limited to {decision.limit} "
-            f"{_per(budget.window_seconds)}; retry in {decision.reset_after} s",
-            "budget": budget.name,
-        }
-    ).encode()
+async def _too_many(send: Send, budget: Budget, decision: Decision, detail: str) -> None:
+    body = json.dumps({"status": 429, "detail": detail, "budget": budget.name}).encode()
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

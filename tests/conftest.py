@@ -228,6 +228,7 @@ class LiveServer:
             port=self.port,
             log_level="warning",
             http=protocol,
+            ws_max_size=settings.ws_max_frame_bytes,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

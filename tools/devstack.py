@@ -24,7 +24,7 @@ from typing import IO
 
 from core.bootstrap import owner_engine
 from core.errors import ConfigurationError
-from core.settings import Settings
+from core.settings import WS_MAX_FRAME_BYTES, Settings
 from db.engine import unit_of_work
 from db.migrate import check_schema, upgrade
 from db.roles import ensure_app_login
@@ -43,11 +43,12 @@ class DevOptions:
     port: int = 8000
 
 
-def api_command(host: str, port: int) -> list[str]:
+def api_command(host: str, port: int, ws_max_frame_bytes: int = WS_MAX_FRAME_BYTES) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "api.app:create_app_from_env", "--factory",
         "--host", host, "--port", str(port), "--no-server-header",
         "--http", "api.http_protocol:HeadTimeoutProtocol",  # a request's head is due in 10 s
+        "--ws-max-size", str(ws_max_frame_bytes),  # larger WebSocket messages: closed, 1009
         "--no-access-log",  # the app writes its own, with the request id (api/request_log.py)
     ]  # fmt: skip
 
@@ -264,7 +265,9 @@ def _supervise(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         env = child_environment(settings)
-        supervisor.spawn("api", api_command(options.host, options.port), env)
+        supervisor.spawn(
+            "api", api_command(options.host, options.port, settings.ws_max_frame_bytes), env
+        )
         for name, command in fleet_commands(settings, WORKER_NICENESS).items():
             supervisor.spawn(name, command, env)
         health = f"http://{options.host}:{options.port}/healthz"
