@@ -78,6 +78,8 @@ def on_docuchat_error(_: Request[Any, Any, Any], exc: DocuChatError) -> Response
         extra.update(quota=exc.quota, used=exc.used, resets_at=exc.resets_at.astimezone(UTC))
     if isinstance(exc, PermanentError):
         extra["field"] = "file"
+    if isinstance(exc, FileTooLarge):  # the rest of the body is not read: hang up
+        headers["Connection"] = "close"
     if isinstance(exc, TransientError | ServiceUnavailable):
         headers["Retry-After"] = "5"
     return problem(status, detail, headers, **extra)

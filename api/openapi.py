@@ -63,14 +63,19 @@ MEANING = {
     403: "the token is not for this tenant, or the caller may not do this",
     404: "no such resource in the caller's tenant",
     409: "the resource is not in a state that allows this",
+    408: (
+        "the upload's body stopped coming (UPLOAD_IDLE_SECONDS) or came too slowly "
+        "(UPLOAD_MIN_BYTES_PER_SECOND); the connection is closed"
+    ),
     410: "the resource has expired",
     413: "the body is larger than allowed",
-    415: "the upload is not a PDF",
+    415: "the upload is not a document DocuChat reads",
     422: "a field, parameter or header is invalid; `field` names it",
     429: (
-        "a rate limit or the monthly token quota is reached; see Retry-After. Reads (GET) and "
-        "everything else (questions, searches, uploads, sign-ins, changes) have budgets of "
-        "their own: `RateLimit-Policy` names the one that answered"
+        "a rate limit, the monthly token quota, or the caller's or tenant's open streams or "
+        "uploads are at their limit; see Retry-After. Reads (GET) and everything else "
+        "(questions, searches, uploads, sign-ins, changes) have budgets of their own: "
+        "`RateLimit-Policy` names the one that answered"
     ),
     431: "the request's headers are larger than 32 KiB",
     503: "a dependency (database, Redis, queue) is unavailable; retry after Retry-After",
@@ -126,7 +131,7 @@ def _document(operation: Operation, handler: HTTPRouteHandler, route: HTTPRoute)
         statuses.add(404)
     if handler.opt.get("upload"):
         operation.request_body = UPLOAD_BODY
-        statuses |= {413, 415}
+        statuses |= {408, 413, 415}
     elif operation.request_body is not None:
         statuses |= {400, 413}  # malformed JSON; a body over 1 MiB
     responses = operation.responses or {}
@@ -442,6 +447,10 @@ PROBLEM_EXAMPLES = {
     401: {"status": 401, "detail": "an `Authorization: Bearer <token>` header is required"},
     403: {"status": 403, "detail": "this token belongs to another tenant than 'acme'"},
     404: {"status": 404, "detail": f"no document '{_ID}'"},
+    408: {
+        "status": 408,
+        "detail": "no byte of the upload arrived for 10 s (UPLOAD_IDLE_SECONDS); send it again",
+    },
     409: {"status": 409, "detail": "the job has already succeeded; there is nothing to cancel"},
     410: {"status": 410, "detail": "the live stream of this answer has expired"},
     413: {"status": 413, "detail": "the file is larger than the 25 MB allowed"},
