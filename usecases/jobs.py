@@ -11,11 +11,11 @@ from dramatiq import Broker
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from core.errors import NotFound, ServiceUnavailable
+from core.errors import NotFound, PermissionDenied, ServiceUnavailable
 from db.chat import cancel_queued_answer
 from db.engine import async_unit_of_work
 from db.jobs import cancel_job, get_job
-from db.models import Job
+from db.models import Document, Job
 from transport import events
 from usecases.ports import ApiParts, Who
 
@@ -57,12 +57,20 @@ def visible(job: Job, who: Who) -> Job:
 
 
 async def cancel(parts: ApiParts, who: Who, job_id: uuid.UUID) -> Job:
-    """Cancel a queued or running job. A running one's worker stops at its next look at the
-    cancel key; a chat job no worker took gets its answer marked cancelled and its stream's
-    `End` here, since no worker will write it."""
+    """Cancel a queued or running job: a question its asker may, an ingestion its document's
+    uploader or an admin (who may delete the document too). A running one's worker stops at
+    its next look at the cancel key; a chat job no worker took gets its answer marked
+    cancelled and its stream's `End` here, since no worker will write it."""
     retention = parts.settings.stream_retention_seconds
     async with async_unit_of_work(parts.engine, who.tenant_id) as session:
-        visible(await get_job(session, job_id), who)
+        job = visible(await get_job(session, job_id), who)
+        if job.kind == "ingest" and not who.is_admin:
+            document = await session.get(Document, job.document_id) if job.document_id else None
+            uploader = document.uploaded_by if document is not None else job.user_id
+            if uploader != who.user_id:
+                raise PermissionDenied(
+                    "only the member who uploaded a document, or an admin, may cancel its ingestion"
+                )
         job, previous = await cancel_job(session, job_id)
         if job.kind == "chat" and previous == "queued":
             await cancel_queued_answer(session, job_id)
