@@ -90,8 +90,8 @@ class UnsupportedFormat(PermanentError):
 
 
 class CorruptDocument(PermanentError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"the document is damaged and cannot be read: {reason}")
+    def __init__(self, reason: str, what: str = "document") -> None:
+        super().__init__(f"the {what} is damaged and cannot be read: {reason}")
 
 
 class EmbeddingRejected(PermanentError):

@@ -36,6 +36,14 @@ from pipeline.pdf import (
 )
 
 Format = Literal["pdf", "docx", "html", "markdown", "text"]
+# How a sentence names each format ("reading this Word document needs more than ...").
+FORMAT_NAMES: dict[Format, str] = {
+    "pdf": "PDF",
+    "docx": "Word document",
+    "html": "HTML page",
+    "markdown": "Markdown file",
+    "text": "text file",
+}
 
 SNIFF_BYTES = 8192
 SECTION_CHARS = 4000  # a "page" of a format without pages, about a printed page

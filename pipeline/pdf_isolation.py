@@ -27,8 +27,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import CorruptPdf, PdfTooDemanding, PipelineError
-from pipeline.formats import opened_document, sniff
+from pipeline.errors import CorruptDocument, CorruptPdf, PdfTooDemanding, PipelineError
+from pipeline.formats import FORMAT_NAMES, Format, opened_document, sniff
 from pipeline.ocr import (
     HOW_TO_TURN_ON,
     OCR_MIN_LETTERS,
@@ -71,11 +71,18 @@ def _fork_server() -> ForkServerContext:
     return _context
 
 
-def _memory_exceeded(limits: ReadLimits) -> PdfTooDemanding:
+def _memory_exceeded(limits: ReadLimits, kind: Format) -> PdfTooDemanding:
     return PdfTooDemanding(
-        f"reading this PDF needs more than the {limits.memory_mb} MB of memory allowed "
-        "(PDF_MEMORY_LIMIT_MB); it may be a decompression bomb"
+        f"reading this {FORMAT_NAMES[kind]} needs more than the {limits.memory_mb} MB of memory "
+        "allowed (PDF_MEMORY_LIMIT_MB); it may be a decompression bomb"
     )
+
+
+def _damaged(kind: Format, what_happened: str) -> PipelineError:
+    """The reader failed on the file: damaged, in the words of the format it is."""
+    if kind == "pdf":
+        return CorruptPdf(f"the PDF reader {what_happened}")
+    return CorruptDocument(f"its reader {what_happened}", FORMAT_NAMES[kind])
 
 
 def _cpu_used() -> float:
@@ -84,7 +91,13 @@ def _cpu_used() -> float:
 
 
 def _read(
-    path: str, limits: ReadLimits, out: Connection, with_text: bool, first: int, last: int | None
+    path: str,
+    kind: Format,
+    limits: ReadLimits,
+    out: Connection,
+    with_text: bool,
+    first: int,
+    last: int | None,
 ) -> None:
     """The child: open, check and read pages `first`..`last`, sending ("count", n), then
     ("page", number, text) per page, then ("done",); or ("error", a PipelineError). Before
@@ -116,9 +129,9 @@ def _read(
     except PipelineError as exc:
         out.send(("error", exc))
     except MemoryError:
-        out.send(("error", _memory_exceeded(limits)))
+        out.send(("error", _memory_exceeded(limits, kind)))
     except Exception as exc:
-        out.send(("error", CorruptPdf(f"the PDF reader failed on it ({type(exc).__name__})")))
+        out.send(("error", _damaged(kind, f"failed on it ({type(exc).__name__})")))
 
 
 def _checked(page: PageText, source: object, ocr: OcrOptions | None, hard: int) -> PageText:
@@ -176,8 +189,10 @@ class _PageOverBudget(Exception):
 class IsolatedPdf:
     """A PdfSource whose pages are read by a bounded child process."""
 
-    def __init__(self, inbox: Connection, child: BaseProcess, limits: ReadLimits) -> None:
-        self._inbox, self._child, self._limits = inbox, child, limits
+    def __init__(
+        self, inbox: Connection, child: BaseProcess, limits: ReadLimits, kind: Format
+    ) -> None:
+        self._inbox, self._child, self._limits, self._kind = inbox, child, limits, kind
         self._reading_pages = False
         self.page_count: int = self._receive()[1]
 
@@ -199,17 +214,17 @@ class IsolatedPdf:
 
     def _too_slow(self) -> str:
         return (
-            f"reading this PDF takes more than the {self._limits.cpu_seconds} s allowed "
-            "(PDF_CPU_SECONDS)"
+            f"reading this {FORMAT_NAMES[self._kind]} takes more than the "
+            f"{self._limits.cpu_seconds} s allowed (PDF_CPU_SECONDS)"
         )
 
     def _died(self, exitcode: int | None) -> PipelineError:
         if exitcode in (-signal.SIGXCPU, -signal.SIGKILL):
             return PdfTooDemanding(self._too_slow())
         if exitcode == -signal.SIGABRT:  # PDFium aborts when an allocation fails
-            return _memory_exceeded(self._limits)
+            return _memory_exceeded(self._limits, self._kind)
         name = signal.Signals(-exitcode).name if exitcode and exitcode < 0 else exitcode
-        return CorruptPdf(f"the PDF reader crashed on it ({name})")
+        return _damaged(self._kind, f"crashed on it ({name})")
 
     @property
     def child_pid(self) -> int | None:
@@ -245,15 +260,15 @@ def read_pdf(
     """An open, checked PDF (1..max_pages pages) read in a bounded child, its pages
     `first`..`last`, closed when the block ends; raises the PermanentError that says what is
     wrong with the file."""
-    sniff(path)  # empty files, images and other binaries need no child
+    kind = sniff(path)  # empty files, images and other binaries need no child
     inbox, outbox = _fork_server().Pipe(duplex=False)
     child = _fork_server().Process(
-        target=_read, args=(str(path), limits, outbox, with_text, first, last), daemon=True
+        target=_read, args=(str(path), kind, limits, outbox, with_text, first, last), daemon=True
     )
     child.start()
     outbox.close()
     try:
-        yield IsolatedPdf(inbox, child, limits)
+        yield IsolatedPdf(inbox, child, limits, kind)
     finally:
         _stop(inbox, child)
 

@@ -3,11 +3,14 @@ harmed: the reader runs in a child process with limits (pipeline/pdf_isolation.p
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import docx
 import httpx
 import pytest
 from sqlalchemy import Engine
@@ -201,3 +204,38 @@ def test_a_pdf_with_javascript_is_ingested_for_its_text(client: httpx.Client) ->
     assert job["status"] == "succeeded", job
     hits = client.post("/v1/search", json={"query": "harbour lantern"}).json()["results"]
     assert hits and "harbour lantern" in hits[0]["text"]
+
+
+def _word_bomb(inflated_mb: int) -> bytes:
+    """A real .docx whose document part inflates to `inflated_mb` MB of one paragraph."""
+    empty = io.BytesIO()
+    docx.Document().save(empty)
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(empty) as original,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive,
+    ):
+        for item in original.infolist():
+            if item.filename != "word/document.xml":
+                archive.writestr(item, original.read(item))
+        with archive.open("word/document.xml", "w", force_zip64=True) as part:
+            part.write(
+                b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/'
+                b'2006/main"><w:body><w:p><w:r><w:t>'
+            )
+            for _ in range(inflated_mb):
+                part.write(b"lantern " * (1 << 17))
+            part.write(b"</w:t></w:r></w:p></w:body></w:document>")
+    return out.getvalue()
+
+
+def test_a_word_document_bomb_is_named_as_a_word_document(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.docx"
+    path.write_bytes(_word_bomb(inflated_mb=320))
+    with (
+        pytest.raises(PdfTooDemanding) as refused,
+        read_pdf(path, LIMITS) as source,
+    ):
+        list(source.pages())
+    assert "reading this Word document needs more than the 256 MB" in str(refused.value)
+    assert "PDF " not in str(refused.value).replace("PDF_MEMORY_LIMIT_MB", "")
