@@ -9,8 +9,10 @@ The per-process count is this process's own. Per user and per tenant the counts 
 API process: each hold is a lease in Redis (a sorted set per user and per tenant, scored by
 the lease's expiry), taken by one script that also refuses it past the limit, renewed by one
 task per process while held, and removed when let go; a process that dies frees its share
-within LEASE_SECONDS. When Redis does not answer, the process cap still holds and the rest
-is let through (what the caller does next needs Redis and will say so).
+within LEASE_SECONDS. Each process also counts its own holds per user and per tenant and
+enforces the limits on them first, so the limits hold within a process when Redis does not
+answer, and concurrent requests cannot race past them while the script runs; renewal writes
+every lease again, so a Redis that restarted empty learns them back within a renewal.
 
 A user or tenant past its limit gets 429 naming the limit and its setting; a full process
 503 with Retry-After, since another process behind the same address may have room.
@@ -24,6 +26,7 @@ import logging
 import time
 import uuid
 import weakref
+from collections import Counter
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -63,6 +66,17 @@ class Pool:
     per_process: tuple[int, str]
 
 
+def _refusal(pool: Pool, refused: int) -> RateLimited:
+    """The 429 of a user's (1) or a tenant's (2) limit."""
+    limit, setting = pool.per_user if refused == 1 else pool.per_tenant
+    whose = "you have" if refused == 1 else "your tenant has"
+    return RateLimited(
+        f"too many {pool.what}: {whose} {limit} open, the most allowed ({setting}); close one "
+        "and retry",
+        RETRY_AFTER_SECONDS,
+    )
+
+
 def stream_pool(settings: Settings) -> Pool:
     return Pool(
         "streams",
@@ -91,7 +105,7 @@ class Hold:
     pool: Pool
     keys: tuple[str, str]
     member: str
-    leased: bool  # counted in Redis too (False when Redis did not answer)
+    leased: bool = False  # counted in Redis too (not while Redis does not answer)
     released: bool = field(default=False)
 
     async def release(self) -> None:
@@ -107,6 +121,7 @@ class Hold:
             return False
         self.released = True
         self.capacity._held[self.pool.name].pop(self.member, None)
+        self.capacity._counts.subtract(self.keys)
         return True
 
     async def __aenter__(self) -> Hold:
@@ -123,6 +138,7 @@ class Capacity:
         self._redis = redis
         self._take = redis.register_script(_TAKE)
         self._held: dict[str, dict[str, Hold]] = {pool.name: {} for pool in pools}
+        self._counts: Counter[str] = Counter()  # this process's holds, per user and tenant key
         self._dropped: list[Hold] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -143,30 +159,30 @@ class Capacity:
             f"docuchat:capacity:{pool.name}:user:{user_id}",
             f"docuchat:capacity:{pool.name}:tenant:{tenant_id}",
         )
-        member = uuid.uuid4().hex
+        if self._counts[keys[0]] >= pool.per_user[0]:
+            raise _refusal(pool, 1)
+        if self._counts[keys[1]] >= pool.per_tenant[0]:
+            raise _refusal(pool, 2)
+        hold = Hold(self, pool, keys, uuid.uuid4().hex)
+        self._held[pool.name][hold.member] = hold  # counted before the await: no race past it
+        self._counts.update(keys)
         now = time.time()
         try:
             refused = await self._take(
                 keys=list(keys),
-                args=[now, now + LEASE_SECONDS, member, pool.per_user[0], pool.per_tenant[0],
-                      int(LEASE_SECONDS) * 2],
+                args=[now, now + LEASE_SECONDS, hold.member, pool.per_user[0],
+                      pool.per_tenant[0], int(LEASE_SECONDS) * 2],
             )  # fmt: skip
         except RedisError as exc:
-            log.warning("capacity leases unavailable (%s): only the process cap holds", exc)
-            refused, leased = 0, False
-        else:
-            leased = True
+            log.warning("capacity leases unavailable (%s): this process's counts hold", exc)
+            return hold
+        except BaseException:
+            hold._drop()
+            raise
         if refused:
-            mine = refused == 1
-            limit, setting = pool.per_user if mine else pool.per_tenant
-            whose = "you have" if mine else "your tenant has"
-            raise RateLimited(
-                f"too many {pool.what}: {whose} {limit} open, the most allowed ({setting}); "
-                "close one and retry",
-                RETRY_AFTER_SECONDS,
-            )
-        hold = Hold(self, pool, keys, member, leased)
-        self._held[pool.name][member] = hold
+            hold._drop()
+            raise _refusal(pool, refused)
+        hold.leased = True
         return hold
 
     def guard(self, owner: object, hold: Hold) -> None:
@@ -207,13 +223,15 @@ class Capacity:
             for hold in dropped:
                 for key in hold.keys:
                     pipe.zrem(key, hold.member)
-            for held in self._held.values():
-                for hold in held.values():
-                    if hold.leased:
-                        for key in hold.keys:
-                            pipe.zadd(key, {hold.member: expiry}, xx=True)
-                            pipe.expire(key, int(LEASE_SECONDS) * 2)
+            holds = [hold for held in self._held.values() for hold in held.values()]
+            for hold in holds:  # written again, not only moved on: Redis may have lost them
+                for key in hold.keys:
+                    pipe.zadd(key, {hold.member: expiry})
+                    pipe.expire(key, int(LEASE_SECONDS) * 2)
             try:
                 await pipe.execute()
             except RedisError as exc:
                 log.warning("could not renew capacity leases: %s", exc)
+                continue
+            for hold in holds:
+                hold.leased = not hold.released

@@ -35,7 +35,7 @@ from db.engine import async_unit_of_work
 from db.jobs import FINISHED, get_job
 from db.models import Job
 from transport import events
-from transport.events import parse_stream_id, stream_key
+from transport.events import format_stream_id, parse_stream_id, stream_key
 from usecases import chat
 
 log = logging.getLogger("docuchat.api")
@@ -189,7 +189,7 @@ async def resume_point(resources: ApiResources, key: str, header: str) -> tuple[
     last = parse_stream_id(_text(newest[0][0])) if newest else None
     if last is not None and wanted > last:
         raise refused
-    return last_id, last is not None and wanted == last
+    return format_stream_id(wanted), last is not None and wanted == last
 
 
 def _text(value: Any) -> str:

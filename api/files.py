@@ -66,10 +66,10 @@ async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]
     )
     async with await resources.capacity.take(resources.uploads, caller.user_id, caller.tenant_id):
         received = await receive_upload(request, settings.max_upload_mb, pace)
-    try:
-        stored = await documents.store_upload(resources, caller, received)
-    finally:
-        received.path.unlink(missing_ok=True)
+        try:
+            stored = await documents.store_upload(resources, caller, received)
+        finally:
+            received.path.unlink(missing_ok=True)
     job = _job(resources, caller, stored.job)
     return Response(
         UploadOut(document_out(stored.document), job), status_code=202 if stored.created else 200

@@ -6,7 +6,8 @@ and stops: 750 such connections held 900 file descriptors of an API process, for
 their clients liked. Here the request line and headers must arrive within
 HEAD_TIMEOUT_SECONDS of the connection (or of the first byte of a later request on it);
 past that the connection gets 408 and is closed. The body is not held to it: an upload may
-take as long as the network needs.
+take as long as the network needs (its route paces it, api/uploads.py). A connection answered
+before its body has all arrived is closed, so a refused body is never read on.
 
 Served with `uvicorn --http api.http_protocol:HeadTimeoutProtocol` (the Procfile, `docuchat
 dev` and the tests all do).
@@ -59,6 +60,14 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        # Answered before the body had all arrived (401, 413, 415, 429, ...): uvicorn would
+        # read the rest and throw it away for as long as the client cared to send it, with no
+        # timer running. Hang up instead.
+        if self.cycle.more_body:
+            self.transport.close()
+        super().on_response_complete()
 
     def _arm(self) -> None:
         if self._head_deadline is None:

@@ -12,6 +12,7 @@ the job is read once more anyway, and the reader's membership checked.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -132,6 +133,7 @@ async def _follow(
 ) -> AsyncIterator[ServerSentEventMessage]:
     keepalive = resources.settings.sse_keepalive_seconds
     retry: int | None = RECONNECT_MS
+    checked_at = time.monotonic()
     try:
         while True:
             # A finished job's end is always sent, even by a writer that kept its version.
@@ -147,6 +149,9 @@ async def _follow(
             except TimeoutError:
                 yield ServerSentEventMessage(data=None, comment="keep-alive", retry=retry)
                 retry = None
+            # At least once a keep-alive interval, however often the job changes.
+            if time.monotonic() - checked_at >= keepalive:
+                checked_at = time.monotonic()
                 if not await still_member(resources, caller):
                     return
             changed.clear()

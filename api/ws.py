@@ -204,6 +204,14 @@ class _Connection:
                 log.warning("could not check a socket's caller: %s", exc)
 
     async def handle(self, raw: str | bytes) -> None:
+        """Answer one frame. Every frame spends a read before it is even decoded (as every
+        HTTP request spends one of its budget); a question or a cancel spends the other
+        budget too, as POST /v1/chat and POST /v1/jobs/{id}/cancel do."""
+        try:
+            await self._admit("GET")
+        except RateLimited as exc:
+            await self.send(_error_frame(_code(exc), str(exc), **_details(exc)))
+            return
         try:
             frame = msgspec.json.decode(raw)
         except msgspec.DecodeError:
@@ -222,7 +230,6 @@ class _Connection:
                 await self._admit("POST")
                 await self._cancel(msgspec.convert(frame, Cancel))
             elif "resume" in frame:
-                await self._admit("GET")
                 await self._resume(msgspec.convert(frame, Resume).resume)
             elif "message" in frame:
                 await self._ask(msgspec.convert(frame, Question))
@@ -246,9 +253,9 @@ class _Connection:
         await self.authorise()
 
     async def _ask(self, question: Question) -> None:
+        await self._admit("POST")
         if self.busy:
             raise InvalidInput("message", "one question at a time: wait for its end, or cancel it")
-        await self._admit("POST")
         text = text_field(question.message, "message").strip()
         if not text:
             raise InvalidInput("message", "the message is empty")
@@ -358,6 +365,20 @@ async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
     limit = resources.settings.ws_max_frame_bytes
     watch = asyncio.get_running_loop().create_task(connection.watch())
     try:
+        await _serve(socket, connection, limit)
+    finally:
+        try:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watch
+            await connection._stop_relaying()
+        finally:
+            await connection.hold.release()
+
+
+async def _serve(socket: WebSocket[Any, Any, Any], connection: _Connection, limit: int) -> None:
+    """Read and answer frames until the client leaves or the socket is closed."""
+    try:
         while not connection.closed:
             message = await socket.receive_data(mode="text")
             size = len(message.encode()) if isinstance(message, str) else len(message)
@@ -372,12 +393,6 @@ async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
                 await connection.close(closed.code, str(closed))
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client left, or the socket was closed under the read
-    finally:
-        watch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watch
-        await connection._stop_relaying()
-        await connection.hold.release()
 
 
 __all__ = ["WS_PATH", "chat_socket", "stream_url"]

@@ -64,13 +64,17 @@ class EncryptedPdf(PermanentError):
 
 
 class NoPages(PermanentError):
-    def __init__(self) -> None:
-        super().__init__("the PDF has no pages")
+    def __init__(self, what: str = "PDF") -> None:
+        super().__init__(f"the {what} has no pages")
 
 
 class TooManyPages(PermanentError):
-    def __init__(self, pages: int, limit: int) -> None:
-        super().__init__(f"the PDF has {pages} pages; the limit is {limit}")
+    """`what` names the format; a format without pages counts its sections of about 4,000
+    characters as pages."""
+
+    def __init__(self, pages: int, limit: int, what: str = "PDF") -> None:
+        unit = "pages" if what == "PDF" else "pages (sections of about 4,000 characters)"
+        super().__init__(f"the {what} has {pages} {unit}; the limit is {limit}")
         self.pages = pages
         self.limit = limit
 

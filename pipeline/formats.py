@@ -233,7 +233,7 @@ def open_sectioned(path: Path, kind: Format, max_pages: int) -> SectionedDocumen
     else:
         sections = [Section(None, read_text(path))]
     document = SectionedDocument(sections)
-    check_page_count(document, max_pages)
+    check_page_count(document, max_pages, FORMAT_NAMES[kind])
     return document
 
 

@@ -161,11 +161,12 @@ def open_pdf(path: Path) -> PdfSource:
         return _open_with_pypdf(path, reason)
 
 
-def check_page_count(source: PdfSource, max_pages: int) -> int:
+def check_page_count(source: PdfSource, max_pages: int, what: str = "PDF") -> int:
+    """The page count of 1..max_pages pages; `what` names the format in the refusal."""
     if source.page_count < 1:
-        raise NoPages()
+        raise NoPages(what)
     if source.page_count > max_pages:
-        raise TooManyPages(source.page_count, max_pages)
+        raise TooManyPages(source.page_count, max_pages, what)
     return source.page_count
 
 

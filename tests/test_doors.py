@@ -36,6 +36,7 @@ from transport.hub import HubClosed, StreamHub
 
 REPLY = " ".join(f"word{i}" for i in range(40)) + " [1]."
 HUGE_ID = "0-18446744073709551616"  # 2**64: past what Redis keeps in an id's sequence
+FOREIGN_DIGITS_ID = "٠-٠"  # Arabic-Indic digits: Python's \d takes them, Redis does not
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +161,10 @@ def test_a_huge_last_event_id_is_refused_and_other_tenants_streams_deliver_every
     assert refused.status_code == 422, refused.text
     assert refused.json()["field"] == "Last-Event-ID"
     with _socket(server, tenant_b) as socket:
-        for _ in range(10):
+        for n in range(10):
+            bad = HUGE_ID if n % 2 else FOREIGN_DIGITS_ID
             socket.send(json.dumps({"resume": {"job_id": finished["job_id"],
-                                               "last_event_id": HUGE_ID}}))  # fmt: skip
+                                               "last_event_id": bad}}))  # fmt: skip
             assert _frame(socket)["data"]["code"] == "invalid_input"
             time.sleep(0.1)
     reader.join(timeout=30)
@@ -395,6 +397,22 @@ def test_an_over_limit_chunked_upload_gets_413_and_is_not_read_on(
         assert sent < 16 << 20, f"{sent:,} bytes were taken before the server hung up"
 
 
+def test_a_body_refused_before_it_arrived_is_not_read_on(
+    tenant_a: httpx.Client, server: LiveServer
+) -> None:
+    """A 415 (or 401, 429...) answered while the body is still coming: the connection is
+    closed, so no client can hold it open by trickling the rest."""
+    head = _upload_head(tenant_a, 100_000).replace(
+        b"multipart/form-data; boundary=b0undary", b"text/plain"
+    )
+    with _connect(server) as sock:
+        sock.sendall(head + b"x")
+        started = time.monotonic()
+        answer = _answer_and_close(sock)
+    assert answer.startswith(b"HTTP/1.1 415 "), answer[:200]
+    assert time.monotonic() - started < 3
+
+
 def test_an_over_limit_upload_is_answered_413_before_the_connection_closes(
     tenant_a: httpx.Client, server: LiveServer
 ) -> None:
@@ -423,8 +441,11 @@ def test_socket_connects_and_frames_spend_the_read_budget(
                 codes.append(_frame(socket)["data"]["code"])
             assert codes[:3] == ["not_found"] * 3  # three reads left...
             assert codes[3:] == ["rate_limited"] * 2  # ...then refused, without a lookup
-            socket.send(json.dumps({"message": "Still open?"}))  # the other budget
-            assert _frame(socket)["event"] == "start"
+            # Every frame spends a read before it is decoded, whatever it holds.
+            for frame in (json.dumps({"message": "Still open?"}), "[" * 1000 + "]" * 1000):
+                socket.send(frame)
+                refused = _frame(socket)["data"]
+                assert refused["code"] == "rate_limited" and refused["retry_after"] >= 1
         with _socket(server, client) as refused:  # a connect spends a read too
             assert _closed_with(refused) == 4429
 

@@ -239,3 +239,13 @@ def test_a_word_document_bomb_is_named_as_a_word_document(tmp_path: Path) -> Non
         list(source.pages())
     assert "reading this Word document needs more than the 256 MB" in str(refused.value)
     assert "PDF " not in str(refused.value).replace("PDF_MEMORY_LIMIT_MB", "")
+
+
+def test_a_text_file_past_the_page_limit_is_named_as_a_text_file(tmp_path: Path) -> None:
+    path = tmp_path / "long.txt"
+    path.write_text("The lantern is lit at dusk. " * 2000)  # 56,000 characters
+    with (
+        pytest.raises(TooManyPages, match=r"the text file has \d+ pages \(sections"),
+        read_pdf(path, ReadLimits(max_pages=5)) as source,
+    ):
+        list(source.pages())

@@ -29,7 +29,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 # Far above any answer's event count; a cap only so a runaway writer cannot fill Redis.
 STREAM_MAXLEN = 100_000
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # ASCII digits: Redis reads no others
 # Redis keeps both halves of an id in 64 bits: a larger one is refused by every command.
 MAX_ID_PART = 2**64 - 1
 # Pieces of text arriving within this long of the last write go out together.
@@ -154,11 +154,16 @@ def stored_events(entries: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[S
 def parse_stream_id(text: str) -> tuple[int, int] | None:
     """A stream id as Redis orders it (milliseconds, sequence), or None when Redis would
     refuse it: not two decimal numbers joined by a dash, or either past 64 bits."""
-    if not STREAM_ID.match(text):
+    matched = STREAM_ID.fullmatch(text)
+    if matched is None:
         return None
-    milliseconds, _, sequence = text.partition("-")
-    parsed = int(milliseconds), int(sequence)
+    parsed = int(matched[1]), int(matched[2])
     return parsed if max(parsed) <= MAX_ID_PART else None
+
+
+def format_stream_id(parsed: tuple[int, int]) -> str:
+    """An id as Redis writes it: what is passed on, never the client's own spelling."""
+    return f"{parsed[0]}-{parsed[1]}"
 
 
 def stream_key(job_id: uuid.UUID | str) -> str:

@@ -27,7 +27,7 @@ import msgspec
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError, ResponseError
 
-from transport.events import StoredEvent, parse_stream_id
+from transport.events import StoredEvent, format_stream_id, parse_stream_id
 
 log = logging.getLogger("docuchat.transport")
 
@@ -140,8 +140,10 @@ class StreamHub:
         reader's bad id must never reach the read every reader shares)."""
         if self._closed is not None:
             raise self._closed
-        if parse_stream_id(after) is None:
+        parsed = parse_stream_id(after)
+        if parsed is None:
             raise ValueError(f"not a stream id: {after!r}")
+        after = format_stream_id(parsed)
         subscription = Subscription(self, key, after, self._issued + 1)
         self._streams.setdefault(key, set()).add(subscription)
         current = self._cursors.get(key)
@@ -195,17 +197,23 @@ class StreamHub:
         subscriptions alone; the shared read goes on for every other stream."""
         log.warning("the stream hub's read was refused (%s); finding the stream", exc)
         refused = HubClosed(f"the event stream is unavailable: {exc}", False)
-        for key, cursor in cursors.items():
-            if key == self._wake_key:
-                continue
-            try:
-                await self._writer.xread({key: cursor}, count=1)
-            except ResponseError:
-                for subscription in self._streams.pop(key, ()):
-                    subscription._close(refused)
-                self._cursors.pop(key, None)
-            except (RedisError, OSError):
-                return  # the connection failed: the next shared read says so
+        keys = [key for key in cursors if key != self._wake_key]
+        pipe = self._writer.pipeline(transaction=False)
+        for key in keys:
+            pipe.xread({key: cursors[key]}, count=1)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError):
+            return  # the connection failed: the next shared read says so
+        for key, reply in zip(keys, replies, strict=True):
+            if isinstance(reply, ResponseError):
+                self._end(key, refused)
+
+    def _end(self, key: str, reason: HubClosed) -> None:
+        """End the subscriptions of one stream, and stop reading it."""
+        for subscription in self._streams.pop(key, ()):
+            subscription._close(reason)
+        self._cursors.pop(key, None)
 
     async def _run(self) -> None:
         while self._closed is None:
@@ -246,11 +254,16 @@ class StreamHub:
                 late = False
                 # Only the readers this read was issued for get its entries: one that
                 # subscribed meanwhile may want older ones, which the next read fetches.
-                for subscription in list(self._streams.get(key, ())):
-                    if subscription.first_read <= issued:
-                        subscription._feed(entries)
-                    else:
-                        late = True
+                try:
+                    for subscription in list(self._streams.get(key, ())):
+                        if subscription.first_read <= issued:
+                            subscription._feed(entries)
+                        else:
+                            late = True
+                except Exception as exc:  # an entry no writer of ours made: this stream only
+                    log.warning("stream %s holds an entry the hub cannot read: %r", key, exc)
+                    self._end(key, HubClosed("the event stream holds an unreadable event", False))
+                    continue
                 if key in self._cursors and not late:
                     self._cursors[key] = last_id
             if brought:
