@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api.auth import me, request_code, verify_code
+from api.body_pace import BodyPaceMiddleware
 from api.chat import STREAM_PATH, ask, stream_answer
 from api.errors import EXCEPTION_HANDLERS
 from api.files import (
@@ -113,6 +114,7 @@ def create_app(settings: Settings, **given: Any) -> Litestar:
             request_context,
             header_limit,
             RateLimitMiddleware,
+            BodyPaceMiddleware,
             DefineMiddleware(
                 BearerAuthentication,
                 exclude=["^/schema", "^/healthz$", STREAM_PATH, EVENTS_PATH, WS_PATH],

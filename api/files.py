@@ -24,7 +24,7 @@ from api.schemas import (
     job_out,
     page_out,
 )
-from api.uploads import Pace, receive_upload
+from api.uploads import receive_upload
 from core.errors import InvalidInput
 from db.documents import get_document, get_page, list_documents, page_summaries
 from db.engine import async_unit_of_work
@@ -59,13 +59,8 @@ async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]
     settings = resources.settings
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         await require_quota(session, caller)  # before reading a byte of the upload
-    pace = Pace(
-        settings.upload_idle_seconds,
-        settings.upload_min_bytes_per_second,
-        settings.upload_rate_window_seconds,
-    )
     async with await resources.capacity.take(resources.uploads, caller.user_id, caller.tenant_id):
-        received = await receive_upload(request, settings.max_upload_mb, pace)
+        received = await receive_upload(request, settings.max_upload_mb)
         try:
             stored = await documents.store_upload(resources, caller, received)
         finally:

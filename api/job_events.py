@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -120,6 +121,8 @@ async def job_events(
         raise
     body = _follow(resources, caller, job, seen, changed, hold)
     resources.capacity.guard(body, hold)
+    # A client gone before its stream began never runs the stream's `finally`.
+    weakref.finalize(body, resources.job_watch.unwatch, ident, changed)
     return ServerSentEvent(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

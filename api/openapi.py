@@ -64,8 +64,8 @@ MEANING = {
     404: "no such resource in the caller's tenant",
     409: "the resource is not in a state that allows this",
     408: (
-        "the upload's body stopped coming (UPLOAD_IDLE_SECONDS) or came too slowly "
-        "(UPLOAD_MIN_BYTES_PER_SECOND); the connection is closed"
+        "the request's body stopped coming (BODY_IDLE_SECONDS) or came too slowly "
+        "(BODY_MIN_BYTES_PER_SECOND); the connection is closed"
     ),
     410: "the resource has expired",
     413: "the body is larger than allowed",
@@ -133,7 +133,7 @@ def _document(operation: Operation, handler: HTTPRouteHandler, route: HTTPRoute)
         operation.request_body = UPLOAD_BODY
         statuses |= {408, 413, 415}
     elif operation.request_body is not None:
-        statuses |= {400, 413}  # malformed JSON; a body over 1 MiB
+        statuses |= {400, 408, 413}  # malformed JSON; a stalled body; a body over 1 MiB
     responses = operation.responses or {}
     if 400 not in statuses and not public:
         responses.pop("400", None)  # Litestar's default; our invalid input is 422
@@ -449,7 +449,8 @@ PROBLEM_EXAMPLES = {
     404: {"status": 404, "detail": f"no document '{_ID}'"},
     408: {
         "status": 408,
-        "detail": "no byte of the upload arrived for 10 s (UPLOAD_IDLE_SECONDS); send it again",
+        "detail": "no byte of the request's body arrived for 10 s (BODY_IDLE_SECONDS); send it "
+        "again",
     },
     409: {"status": 409, "detail": "the job has already succeeded; there is nothing to cancel"},
     410: {"status": 410, "detail": "the live stream of this answer has expired"},

@@ -1,21 +1,15 @@
 """Receive a multipart upload as a stream: to a temporary file, hashed and counted on the way,
-stopped the moment it passes the size limit. The body is never held in memory whole.
-
-A body must keep coming: 408 after UPLOAD_IDLE_SECONDS without a byte, or when fewer than
-UPLOAD_MIN_BYTES_PER_SECOND arrived over a window of UPLOAD_RATE_WINDOW_SECONDS. Either way,
-and past the size limit, the temporary file is removed and the connection closed (the rest
-of the body is not read).
+stopped the moment it passes the size limit. The body is never held in memory whole, and its
+temporary file is removed whatever stops it (a body that stalls or trickles gets 408 from
+api/body_pace.py; one past the limit 413, and the connection is closed).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import tempfile
-import time
 import unicodedata
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -40,45 +34,6 @@ class ReceivedFile:
     filename: str
     size_bytes: int
     sha256: str
-
-
-@dataclass(frozen=True)
-class Pace:
-    """How slowly a body may arrive (the upload settings)."""
-
-    idle_seconds: float
-    min_bytes_per_second: int
-    window_seconds: float
-
-
-def _too_slow(detail: str) -> HTTPException:
-    return HTTPException(status_code=408, detail=detail, headers={"Connection": "close"})
-
-
-async def _paced(chunks: AsyncIterator[bytes], pace: Pace) -> AsyncIterator[bytes]:
-    """The body's chunks, as long as they arrive at the pace; 408 otherwise."""
-    window_start, window_bytes = time.monotonic(), 0
-    while True:
-        try:
-            data = await asyncio.wait_for(anext(chunks), pace.idle_seconds)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise _too_slow(
-                f"no byte of the upload arrived for {pace.idle_seconds:g} s "
-                "(UPLOAD_IDLE_SECONDS); send it again"
-            ) from None
-        window_bytes += len(data)
-        elapsed = time.monotonic() - window_start
-        if elapsed >= pace.window_seconds:
-            if window_bytes < pace.min_bytes_per_second * elapsed:
-                raise _too_slow(
-                    f"the upload arrived at {window_bytes / elapsed:.0f} bytes a second over "
-                    f"{elapsed:.0f} s, slower than the {pace.min_bytes_per_second} allowed "
-                    "(UPLOAD_MIN_BYTES_PER_SECOND); send it again"
-                )
-            window_start, window_bytes = time.monotonic(), 0
-        yield data
 
 
 @dataclass
@@ -166,7 +121,7 @@ def _boundary(request: Request[Any, Any, Any]) -> bytes:
 
 
 async def receive_upload(
-    request: Request[Any, Any, Any], limit_mb: int, pace: Pace, folder: Path | None = None
+    request: Request[Any, Any, Any], limit_mb: int, folder: Path | None = None
 ) -> ReceivedFile:
     """Stream the request's `file` field into a temporary file (the caller deletes it)."""
     limit_bytes = limit_mb * 1024 * 1024
@@ -181,7 +136,7 @@ async def receive_upload(
             receiver = _Receiver(out, limit_bytes, limit_mb)
             parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
             streamed = 0
-            async for data in _paced(aiter(request.stream()), pace):
+            async for data in request.stream():
                 streamed += len(data)
                 if streamed > limit_bytes + ENVELOPE_BYTES:
                     raise FileTooLarge(limit_mb)

@@ -11,10 +11,10 @@ frame and the socket stays open; a failed sign-in closes it with 4401, a refused
 A socket is held to what HTTP is held to. Connecting spends a read of the caller's budget and
 takes a place among their open streams (4429 past either, 1013 when this process is full);
 every frame spends a read before it is decoded (a question or a cancel the other budget
-too, as their HTTP twins do), and past it gets an `error` frame `rate_limited`. Every frame is authorised
-again (token expiry, membership, token version): a removed member or an expired token gets
-the socket closed (4403, 4401), at the latest a keep-alive interval after the change, with
-or without a frame. A message larger than WS_MAX_FRAME_BYTES closes it with 1009.
+too, as their HTTP twins do), and past it gets an `error` frame `rate_limited`. Every frame
+is authorised again (token expiry, membership, token version): a removed member or an
+expired token gets the socket closed (4403, 4401), at the latest a keep-alive interval after
+the change, with or without a frame. A message larger than WS_MAX_FRAME_BYTES closes it with 1009.
 
 Questions cost what `POST /v1/chat` costs: the same rate limit, quota, usage and saved
 messages; the answer is the job's own stream, so it can be read over SSE too, and back.

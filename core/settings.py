@@ -131,14 +131,15 @@ class Settings(BaseSettings):
     max_streams_per_user: int = Field(default=50, ge=1, le=100000)
     max_streams_per_tenant: int = Field(default=500, ge=1, le=1000000)
     max_streams_per_process: int = Field(default=2000, ge=1, le=50000)
-    # Uploads being received at once, the same way; and how slowly a body may arrive: closed
-    # with 408 after this long without a byte, or when slower than this over the window.
+    # Uploads being received at once, the same way.
     max_uploads_per_user: int = Field(default=8, ge=1, le=10000)
     max_uploads_per_tenant: int = Field(default=32, ge=1, le=100000)
     max_uploads_per_process: int = Field(default=64, ge=1, le=100000)
-    upload_idle_seconds: float = Field(default=10.0, gt=0, le=600)
-    upload_min_bytes_per_second: int = Field(default=1024, ge=0)
-    upload_rate_window_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # How slowly any request's body may arrive: 408 after this long without a byte, or when
+    # slower than this over the window.
+    body_idle_seconds: float = Field(default=10.0, gt=0, le=600)
+    body_min_bytes_per_second: int = Field(default=1024, ge=0)
+    body_rate_window_seconds: float = Field(default=30.0, gt=0, le=3600)
     # The largest WebSocket message read, as large as a JSON body over HTTP: past it the
     # socket is closed with 1009 (uvicorn's --ws-max-size, which the API's commands set).
     ws_max_frame_bytes: int = Field(default=WS_MAX_FRAME_BYTES, ge=1024, le=16 << 20)

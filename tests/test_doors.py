@@ -72,8 +72,8 @@ def door_settings(services: Services, standin: StandIn, fleet: OwnDatabase) -> S
         MAX_STREAMS_PER_USER="3",
         MAX_STREAMS_PER_TENANT="5",
         MAX_UPLOADS_PER_USER="2",
-        UPLOAD_IDLE_SECONDS="2",
-        UPLOAD_RATE_WINDOW_SECONDS="3",
+        BODY_IDLE_SECONDS="2",
+        BODY_RATE_WINDOW_SECONDS="3",
         MAX_UPLOAD_MB="1",
         WS_MAX_FRAME_BYTES="65536",
     )
@@ -355,13 +355,27 @@ def test_an_upload_body_that_stops_coming_gets_408_and_leaves_nothing(
         # A byte a second: never idle for 2 s, far below 1 KiB/s; until the server answers.
         while not select.select([trickle], [], [], 1)[0] and time.monotonic() - started < 9:
             trickle.sendall(b"x")
-        for sock, why in ((silent, b"no byte of the upload arrived for 2 s"),
+        for sock, why in ((silent, b"no byte of the request's body arrived for 2 s"),
                           (trickle, b"slower than the 1024 allowed")):  # fmt: skip
             answer = _answer_and_close(sock)  # returns once the server hung up
             assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
             assert why in answer and b"connection: close" in answer.lower()
         assert time.monotonic() - started < 10
     assert _temporary_uploads() - before == set()
+
+
+def test_a_json_body_that_stops_coming_gets_408(tenant_a: httpx.Client, server: LiveServer) -> None:
+    head = (
+        _upload_head(tenant_a, 500)
+        .replace(b"POST /v1/files", b"POST /v1/chat")
+        .replace(b"multipart/form-data; boundary=b0undary", b"application/json")
+    )
+    with _connect(server) as sock:
+        sock.sendall(head + b'{"message": "Where')  # then nothing
+        started = time.monotonic()
+        answer = _answer_and_close(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"BODY_IDLE_SECONDS" in answer and time.monotonic() - started < 5
 
 
 def test_concurrent_uploads_are_capped_per_user(
