@@ -6,6 +6,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
+# The service's packages as locked (the same set `make dev` installs), then the project alone.
+COPY requirements/runtime.txt ./requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY api ./api
 COPY workers ./workers
@@ -16,7 +19,7 @@ COPY transport ./transport
 COPY usecases ./usecases
 COPY tools ./tools
 COPY migrations ./migrations
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && useradd --system --create-home docuchat
 USER docuchat
 

@@ -1,10 +1,15 @@
 """Documents as people have them, through the HTTP API and a real worker: Word, Markdown, HTML
-and plain text are found by search; files that only look like documents fail with a sentence."""
+and plain text are found by search; files that only look like documents fail with a sentence.
+And every format is read by the bounded reading child in the installed environment, with no
+service: a reader's dependency missing from the install fails here, not in a user's upload."""
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import get_args
 
 import docx
 import httpx
@@ -12,6 +17,9 @@ import pytest
 from sqlalchemy import Engine
 
 from core.settings import Settings
+from pipeline.formats import Format, sniff
+from pipeline.pdf import PageText
+from pipeline.pdf_isolation import ReadLimits, read_pdf
 from tests.chat_helpers import ask, read_stream
 from tests.conftest import LiveServer
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload, wait_for_job
@@ -34,6 +42,9 @@ the wick on the first day of each month, writing it in the tower's brass-bound l
 <footer>Copyright FOOTER-LEGAL-NOTICE 2024</footer>
 </body></html>
 """
+FILLER = " ".join(["The tower has a spiral stair and a small window facing west."] * 8)
+MARKDOWN = "# Bakery notes\n\nThe sourdough rests twelve hours in the cold cellar.\n"
+PLAIN = b"The glacier cave is reached by climbers in August."
 
 
 def _docx() -> bytes:
@@ -73,17 +84,15 @@ def test_word_markdown_html_and_text_are_read_and_found(client: httpx.Client) ->
     cited = {c["page_start"]: c for c in answer.last("citations")}
     assert cited[2]["section"] == "Winter hours", cited
 
-    markdown = "# Bakery notes\n\nThe sourdough rests twelve hours in the cold cellar.\n"
-    notes = ingest(client, markdown.encode(), "notes.md")
+    notes = ingest(client, MARKDOWN.encode(), "notes.md")
     assert "Bakery notes" in str(
         _found(client, "How long does the sourdough rest?", notes["id"])["text"]
     )
 
-    plain = ingest(client, b"The glacier cave is reached by climbers in August.", "x.txt")
+    plain = ingest(client, PLAIN, "x.txt")
     _found(client, "When do climbers reach the glacier cave?", plain["id"])
 
-    filler = " ".join(["The tower has a spiral stair and a small window facing west."] * 8)
-    page = ingest(client, ARTICLE.format(filler=filler).encode(), "guide.html")
+    page = ingest(client, ARTICLE.format(filler=FILLER).encode(), "guide.html")
     _found(client, "When is the lantern refilled with whale oil?", page["id"])
     results = client.post("/v1/search", json={"query": "whale oil lantern", "top_k": 5}).json()
     texts = [result["text"] for result in results["results"]]
@@ -91,6 +100,31 @@ def test_word_markdown_html_and_text_are_read_and_found(client: httpx.Client) ->
     assert oil["section"] == "Its oil" and str(oil["text"]).startswith("Its oil"), oil
     for noise in ("SECRET-TRACKER-CODE", "GIFTSHOP-MENU-ENTRY", "FOOTER-LEGAL-NOTICE", "color"):
         assert not any(noise in text for text in texts)
+
+
+# A small real document of each format DocuChat reads, and words its text must hold.
+SAMPLES: dict[Format, tuple[Callable[[], bytes], str]] = {
+    "pdf": (lambda: english_pdf(["The keeper trims the wick at dawn."]), "trims the wick"),
+    "docx": (_docx, "quartz island"),
+    "html": (lambda: ARTICLE.format(filler=FILLER).encode(), "whale oil on Mondays"),
+    "markdown": (MARKDOWN.encode, "sourdough rests"),
+    "text": (lambda: PLAIN, "glacier cave"),
+}
+
+
+def test_every_format_has_a_sample() -> None:
+    assert sorted(SAMPLES) == sorted(get_args(Format))
+
+
+@pytest.mark.parametrize("kind", SAMPLES)
+def test_every_format_is_read_by_the_reading_child(tmp_path: Path, kind: Format) -> None:
+    make, expected = SAMPLES[kind]
+    path = tmp_path / "document"
+    path.write_bytes(make())
+    assert sniff(path) == kind
+    with read_pdf(path, ReadLimits(max_pages=10)) as source:  # an ImportError in it fails here
+        pages = [page for page in source.pages() if isinstance(page, PageText)]
+    assert expected in " ".join(page.text for page in pages)
 
 
 @pytest.mark.parametrize(
