@@ -150,17 +150,6 @@ def requeue_lost_job(session: Session, job_id: uuid.UUID, reason: str) -> int | 
     ).scalar_one_or_none()
 
 
-def report_progress(session: Session, job_id: uuid.UUID, progress: dict[str, Any]) -> bool:
-    """Record progress; False when the job is no longer running (cancelled meanwhile)."""
-    updated = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == "running")
-        .values(progress=progress)
-        .returning(Job.id)
-    ).first()
-    return updated is not None
-
-
 def finish_job(
     session: Session,
     job_id: uuid.UUID,
@@ -208,10 +197,6 @@ def fail_ingest(session: Session, job_id: uuid.UUID, reason: str) -> None:
     )
     finish_job(session, job_id, "failed", error=reason)
     session.execute(close_batches(job_id, "failed"))
-
-
-async def fail_ingest_async(session: AsyncSession, job_id: uuid.UUID, reason: str) -> None:
-    await session.run_sync(lambda sync_session: fail_ingest(sync_session, job_id, reason))
 
 
 def new_ingest_job(tenant_id: uuid.UUID, user_id: uuid.UUID | None, document_id: uuid.UUID) -> Job:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -202,11 +201,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def remove_data_dir(path: Path) -> None:
-    """Delete a data folder (tests' temporary stacks); missing is fine."""
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def secret_from_data_dir(data_dir: Path) -> str:

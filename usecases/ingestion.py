@@ -1,6 +1,7 @@
 """Ingesting documents (the worker's side of an upload), in batches of pages, fairly.
 
-An upload's job is cut into batches of INGEST_BATCH_PAGES pages (`plan`). A worker that takes
+An upload's job is cut into batches of INGEST_BATCH_PAGES pages when it is stored
+(usecases/documents.py, `add_batches_async`). A worker that takes
 an ingest message does not take a particular document: it claims the fairest batch of any
 tenant (`claim`: the tenant served longest ago, under its TENANT_INGEST_CONCURRENCY), reads,
 chunks and embeds those pages (`run_batch`), and stores that batch's chunks. Whoever stores a
@@ -25,7 +26,6 @@ from core.settings import Settings
 from db.batches import (
     ORDINAL_STRIDE,
     Claim,
-    add_batches,
     claim_batch,
     document_of,
     lock_job_totals,
@@ -36,7 +36,7 @@ from db.batches import (
 from db.documents import begin_ingestion, copy_blob, finish_document, lock_document
 from db.engine import unit_of_work
 from db.jobs import fail_ingest, finish_job
-from db.models import IngestBatch, Job
+from db.models import IngestBatch
 from db.usage import record_usage
 from pipeline.errors import NoExtractableText
 from pipeline.ingest import (
@@ -57,11 +57,6 @@ log = logging.getLogger("docuchat.usecases")
 
 # A batch's progress is written at most this often (and at each change of stage).
 PROGRESS_INTERVAL_SECONDS = 0.5
-
-
-def plan(session: Session, job: Job, page_count: int, settings: Settings) -> int:
-    """Cut an ingest job into batches of pages; returns how many (each wants one message)."""
-    return add_batches(session, job, page_count, settings.ingest_batch_pages)
 
 
 def claim(resources: WorkerParts, worker: str) -> Claim | None:
