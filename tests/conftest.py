@@ -37,6 +37,7 @@ from db.migrate import upgrade
 from db.roles import ensure_app_login
 from tests.auth_helpers import Inbox
 from tests.ingest_helpers import tenant_client
+from tests.openai_standin import StandIn
 from tools.embedded import APP_LOGIN, EmbeddedPostgres, EmbeddedRedis, free_port
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
@@ -348,6 +349,21 @@ def _check_one_fleet_per_database(settings: Settings) -> None:
     assert not (shared_database and settings.redis_url != _SHARED.get("redis_url")), (
         "a worker on a Redis of its own needs a database of its own (the own_database fixture)"
     )
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[StandIn]:
+    """The OpenAI-compatible stand-in for a module's tests (a module that needs another reply
+    or dimension defines its own)."""
+    with StandIn() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def fleet(services: Services, template_database: str) -> Iterator[OwnDatabase]:
+    """A database for a module's own workers (see `own_database`)."""
+    with copied_database(services, template_database) as database:
+        yield database
 
 
 @pytest.fixture(scope="module")

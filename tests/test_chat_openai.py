@@ -23,12 +23,6 @@ from transport.events import stream_key
 LONG_REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."
 
 
-@pytest.fixture(scope="module")
-def standin() -> Iterator[StandIn]:
-    with StandIn() as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def fresh_standin(standin: StandIn) -> None:
     standin.reply, standin.piece_delay, standin.failures = DEFAULT_REPLY, 0.0, []

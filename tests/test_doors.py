@@ -27,7 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 from api.signin.tokens import issue_access_token
 from core.settings import Settings
 from tests.chat_helpers import Answer, ask, read_stream
-from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, copied_database
+from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload
 from tests.openai_standin import StandIn
 from tests.pdfs import english_pdf, filler
@@ -39,21 +39,9 @@ HUGE_ID = "0-18446744073709551616"  # 2**64: past what Redis keeps in an id's se
 FOREIGN_DIGITS_ID = "٠-٠"  # Arabic-Indic digits: Python's \d takes them, Redis does not
 
 
-@pytest.fixture(scope="module")
-def standin() -> Iterator[StandIn]:
-    with StandIn() as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def fresh_standin(standin: StandIn) -> None:
     standin.reply, standin.piece_delay, standin.failures = REPLY, 0.0, []
-
-
-@pytest.fixture(scope="module")
-def fleet(services: Services, template_database: str) -> Iterator[OwnDatabase]:
-    with copied_database(services, template_database) as database:
-        yield database
 
 
 @pytest.fixture(scope="module")
