@@ -1,5 +1,7 @@
 """Words as search and the offline answerer compare them: folded, and without the words that
-carry no meaning on their own (English and Persian function words).
+carry no meaning on their own (English and Persian function words). Technical terms count
+whole as well as by their words: a command (`\\section`), a file name or extension
+(`report.log`, `.cfg`), a number or version (`2.5`, `v1.2.3`), a URL or an e-mail address.
 
 Folding matches what the full-text index stores (`db/search.py`): every digit form becomes
 ASCII and the zero-width non-joiner goes, so "تک‌لایو" as typed matches "تکلایو" as many PDFs
@@ -28,6 +30,17 @@ _STOP_WORDS = (
 STOP_WORDS = frozenset(_STOP_WORDS.split())
 
 
+_TECHNICAL = re.compile(
+    r"https?://\S+|www\.\S+"  # URLs
+    r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"  # e-mail addresses
+    r"|\\[^\W\d_]+\*?"  # commands
+    r"|(?<![\w.])\.[^\W\d_][\w]{0,5}(?![\w.])"  # extensions
+    r"|\w+(?:[.:/_-]\w+)+"  # file names, versions, paths, identifiers with punctuation
+    r"|\d+"  # numbers
+    r"|[A-Za-z]*[a-z][A-Z]\w*|[A-Z]{2,}\w*|[A-Za-z]+\d\w*"  # camelCase, ACRONYMS, OT1
+)
+
+
 def fold(text: str) -> str:
     """Normalised, digits in ASCII, no zero-width non-joiner, lower case."""
     return normalise_text(text).translate(_DIGITS).lower()
@@ -42,5 +55,13 @@ def content_words(text: str) -> frozenset[str]:
         parts = _CAMEL_PART.findall(word)
         if len(parts) > 1:
             words.update(part.lower() for part in parts if len(part) > 1)
+    words |= technical_terms(text)
     # A lone Latin letter ("e" of "e.g.", "a" of a list) says nothing about the topic.
     return frozenset(w for w in words - STOP_WORDS if len(w) > 1 or w.isdigit() or not w.isascii())
+
+
+def technical_terms(text: str) -> frozenset[str]:
+    """The folded technical terms of `text`: what a question about a tool asks for and prose
+    rarely holds (commands, names of files, numbers, identifiers, addresses)."""
+    found = _TECHNICAL.findall(normalise_text(text).translate(_DIGITS))
+    return frozenset(term.rstrip(".,;:!?)]}»\"'").lower() for term in found) - {""}
