@@ -1,5 +1,6 @@
 """Technical text read right: sentences and terms that keep file names, versions, addresses and
-commands whole, and right-to-left text with its commands' backslashes back in place."""
+commands whole, right-to-left text with its commands' backslashes back in place, and text
+layers whose font mixes another script into Arabic-script words."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from pipeline.lexicon import content_words, technical_terms
 from pipeline.normalise import looks_like_code, normalise_text
+from pipeline.ocr import broken_text_layer, why_broken
 from pipeline.sentences import split_sentences
 
 
@@ -135,3 +137,42 @@ def test_commands_and_extensions_in_right_to_left_text_get_their_backslash_and_d
 )
 def test_text_that_only_looks_moved_stays_as_it_is(text: str) -> None:
     assert normalise_text(text) == text
+
+
+# The Arabi package's user guide (Debian's texlive-lang-arabic), page 1 and 7 as PDFium reads
+# them: its font maps some Arabic letters to Latin ones, inside the words.
+ARABI_USER_GUIDE = (
+    "ن\\Aم لاتخ ] العrبي [\r\nمTn الCAbي — في الAtkبT بAلخX العrبي\r\nعrبي و فارسی\r\n"
+    "Typesetting Arabic and Farsi with the Arabi package\r\nThe Users Guide\r\nيFwف الجAبrي\r\n"
+    "قل لن يAnbþþþyO إلا مA\r\nكtب اü لAn هw مwþþþþþþþلانA\r\nوعYl اü فwtylكل الmؤمwnن\r\n"
+    "كAن من دعAء د wFCل اQü:\r\nالhlم أغnnي بAلعlم , وEيnي بAلحlم ,\r\n"
+)
+# Real mixed text that is not broken: the dad package's user guide (same package) names its
+# letter in English prose; lshort-persian lost the spaces around English words in Persian.
+DAD_USER_GUIDE = (
+    "The author has chosen letter ض, called ḍād, because Arabic is traditionally called the "
+    "“language of the ḍād,” since this sound was considered as being unique to Arabic.\r\n"
+    "3 How to use ض\r\n"
+)
+LSHORT_PAGE_43 = (
+    "برای نقل قول ها از محیطquotationوverse. استفاده کنید. محیطquotationبرای نقل قول های بلند "
+    "و محیطverseبرای شعر مناسب است."
+)
+PERSIAN_WITH_ENGLISH = (
+    "فایل‌های PDF را با XeLaTeX بسازید. PDF‌ها را می‌توان با Adobe Reader یا Evince دید. "
+    "بستهٔ xepersian را آخر از همه بارگذاری کنید و فایلPDFها را نگه دارید. "
+)
+
+
+def test_latin_letters_inside_arabic_words_mark_a_broken_font() -> None:
+    assert broken_text_layer(ARABI_USER_GUIDE)
+    note = why_broken(ARABI_USER_GUIDE)
+    assert "broken font" in note and "another script (Latin)" in note
+    greek = "مراج  ارجاع داده شده در قسمت کتاب نامه مͳ آیند. یΈ فایل bib شامل چیست؟ " * 3
+    assert "(Greek)" in why_broken(greek)
+    assert broken_text_layer("کتاب‌های فارсی و عрبی در کتابخانهٔ مدرсه هستند.")  # Cyrillic
+
+
+def test_latin_words_beside_persian_ones_are_not_a_broken_font() -> None:
+    for text in (DAD_USER_GUIDE, LSHORT_PAGE_43 * 3, PERSIAN_WITH_ENGLISH * 3):
+        assert not broken_text_layer(text), text[:40]
