@@ -15,13 +15,14 @@ the question best, with its [n] citation:
    question's, such as `\\DeclareFixedFont` for "declare a fixed font"). A sentence that only
    restates the question, or names nothing new, is quoted with the next one when that one
    names what was asked.
-3. When no sentence is close enough, by `COVERED_SIMILARITY` (measured for the embedder on
-   the bench's sets and on questions the documents do not cover) or by shared words for an
-   embedder not measured, it says plainly that the documents do not seem to cover this.
-4. The best sentence is quoted with the neighbours that complete it, in document order: the
-   next sentence when it ends with a colon or only restates the question, the code line it
-   describes (or the sentence that explains the code line), a list's lead sentence. A second
-   passage follows when it scores nearly as well. Code is set in backticks, and so is a
+3. When no sentence is close enough (`COVERED_SIMILARITY`), or most of the question's words
+   are in none of the sources and none is very close (`SURE_SIMILARITY`), it says plainly
+   that the documents do not seem to cover this; for an embedder not measured, shared words
+   decide.
+4. The best sentence is quoted with the neighbours that complete it, in document order
+   (`pipeline/passages.py`): what a colon announces, the code line it describes, a list's lead
+   sentence, the next sentence after one that only restates the question. Up to two more
+   passages follow when they score nearly as well. Code is set in backticks, and so is a
    quote holding an [n] of its own, so it is never read as a citation.
 """
 
@@ -40,8 +41,8 @@ from pipeline.embedding import Embedder
 from pipeline.generation import Finished, TokenUsage
 from pipeline.lexicon import TermCounts, content_words, fold, technical_terms
 from pipeline.normalise import looks_like_code
+from pipeline.passages import Sentence, candidates, cut_source, passage
 from pipeline.prompting import Language, Prompt, Source
-from pipeline.sentences import split_sentences
 
 HEADER: dict[Language, str] = {
     "en": (
@@ -76,13 +77,9 @@ NOT_COVERED: dict[Language, str] = {
 
 # Sentences embedded per answer, the best by shared words and source rank: about a second.
 MAX_CANDIDATES = 24
-MIN_WORDS = 4
-MAX_WORDS = 90
-# Passages quoted at most, and words in one passage beyond its best sentence.
+# Passages quoted at most.
 MAX_PASSAGES = 3
-MAX_NEIGHBOUR_WORDS = 60
-# A second passage scoring under this share of the best one's margin above the threshold
-# is noise.
+# A passage scoring under this share of the best one's margin above the threshold is noise.
 RELATIVE_CUTOFF = 0.5
 # The weight of shared content words next to the embedder's similarity; of added technical
 # terms when choosing the sentences to embed.
@@ -92,8 +89,6 @@ ADD_WEIGHT = 0.1
 MAX_ADDED = 3
 # Question words in a term that make it the name of what was asked.
 NAMED_WORDS = 2
-# A sentence this share of whose content words are the question's restates it.
-ECHO_SHARE = 0.6
 # Best sentence similarity to the question below which the documents do not cover it, per
 # embedder; and when this share of the question's words (by weight, of a script the sources
 # are written in) is in none of the sources, the similarity they must reach to cover it.
@@ -108,7 +103,6 @@ COVERED_WORD_SHARE = 0.6
 
 _PIECE = re.compile(r"\S+\s*|\s+")
 _OWN_CITATION = re.compile(r"\[\d+\]|`")
-_ENDS = re.compile(r"[.!?؟…:;)\]»\"'”]$")
 # Questions whose answer may be a number: a year, a count, a size, a version.
 _ASKS_QUANTITY = re.compile(
     r"\b(how (many|much|long|big|large|old)|when|what year|which year|version|size|number)\b"
@@ -116,67 +110,10 @@ _ASKS_QUANTITY = re.compile(
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"[\d.,:/-]+")
-# "2.4 Command names ...": a heading's number, not a number the sentence gives.
-_SECTION_NUMBER = re.compile(r"^\d+(\.\d+)*\s")
-_LIST_ITEM = re.compile(r"^([-•*–·▪]|\(?\d{1,2}[.)]|\(?[a-z][.)])\s")
-
-
-@dataclass(frozen=True)
-class _Sentence:
-    text: str
-    source: Source
-    position: int  # among the pieces of its source
-    words: frozenset[str]
-    terms: frozenset[str]  # technical terms (`pipeline/lexicon.py`)
-    code: bool
-
-
-@dataclass(frozen=True)
-class _Piece:
-    """A source cut into sentences and code lines, in document order."""
-
-    texts: list[str]
-    code: list[bool]
-
-
-def _is_fragment(text: str, last_in_source: bool, code: bool) -> bool:
-    """A cut-off piece: starts in the middle of a sentence, stops in one, or says too little."""
-    if code:
-        return False
-    words = text.split()
-    if not MIN_WORDS <= len(words) <= MAX_WORDS:
-        return True
-    # Latin prose starts with a capital (other scripts have none), or with a technical term.
-    if text[0].islower() and not technical_terms(words[0]):
-        return True
-    return last_in_source and not _ENDS.search(text)
-
-
-def _pieces(source: Source) -> _Piece:
-    texts = split_sentences(source.text)
-    return _Piece(texts, [looks_like_code(text) for text in texts])
-
-
-def _candidates(sources: Sequence[Source], pieces: Sequence[_Piece]) -> list[_Sentence]:
-    found: list[_Sentence] = []
-    seen: set[str] = set()
-    for source, piece in zip(sources, pieces, strict=True):
-        for index, text in enumerate(piece.texts):
-            code = piece.code[index]
-            if _is_fragment(text, index == len(piece.texts) - 1, code):
-                continue
-            key = " ".join(fold(text).split())
-            words = content_words(text)
-            if key in seen or not words:
-                continue
-            seen.add(key)
-            terms = technical_terms(_SECTION_NUMBER.sub("", text))
-            found.append(_Sentence(text, source, index, words, terms, code))
-    return found
 
 
 def _weights(
-    sentences: Sequence[_Sentence], wanted: frozenset[str], counts: TermCounts
+    sentences: Sequence[Sentence], wanted: frozenset[str], counts: TermCounts
 ) -> dict[str, float]:
     """The weight of each question word: its rarity among the tenant's chunks when counted,
     else among the candidate sentences."""
@@ -193,9 +130,7 @@ def _script(word: str) -> str:
     return "latin" if word.isascii() else "other"
 
 
-def _added(
-    sentence: _Sentence, question: str, asked: frozenset[str], wanted: frozenset[str]
-) -> int:
+def _added(sentence: Sentence, question: str, asked: frozenset[str], wanted: frozenset[str]) -> int:
     """How many technical terms the sentence brings that the question does not hold; one
     whose words are the question's (`\\DeclareFixedFont` for "declare a fixed font") counts
     twice: it is the name of what was asked."""
@@ -204,55 +139,6 @@ def _added(
         added = frozenset(term for term in added if not _NUMBER.fullmatch(term))
     named = sum(1 for term in added if len(content_words(term) & wanted) >= NAMED_WORDS)
     return min(MAX_ADDED, len(added) + named)
-
-
-def _restates(sentence: _Sentence, wanted: frozenset[str]) -> bool:
-    """Most of the sentence's words are the question's."""
-    return len(sentence.words & wanted) >= ECHO_SHARE * len(sentence.words)
-
-
-def _list_goes_on(texts: Sequence[str], j: int) -> bool:
-    """The piece at `j` is a list item and the next one is too."""
-    return j + 1 < len(texts) and all(_LIST_ITEM.match(t) for t in texts[j : j + 2])
-
-
-def _passage(
-    best: _Sentence, piece: _Piece, wanted: frozenset[str], asked: frozenset[str]
-) -> list[int]:
-    """The positions of the best sentence and the neighbours that complete it."""
-    texts, code, i = piece.texts, piece.code, best.position
-    taken = [i]
-    budget = MAX_NEIGHBOUR_WORDS
-
-    def take(j: int) -> bool:
-        nonlocal budget
-        if not 0 <= j < len(texts) or j in taken or len(texts[j].split()) > budget:
-            return False
-        budget -= len(texts[j].split())
-        taken.append(j)
-        return True
-
-    # Backwards: the sentence that explains a code line, the code line a description follows
-    # (a manual gives a command's syntax, then what it does); the lead sentence of a list.
-    if i > 0 and code[i] != code[i - 1]:
-        take(i - 1)
-    elif _LIST_ITEM.match(texts[i]):
-        lead = next((j for j in range(i - 1, -1, -1) if not _LIST_ITEM.match(texts[j])), None)
-        if lead is not None and texts[lead].endswith(":"):
-            take(lead)
-    # Forwards: what a colon announces (a list, a code line), and after a sentence that names
-    # nothing new or restates the question, the next one when it names what was asked.
-    j = i + 1
-    opens = texts[i].endswith(":")
-    names_nothing = not (best.terms - asked) or _restates(best, wanted)
-    while j < len(texts):
-        following = technical_terms(texts[j]) - asked - best.terms
-        if not (opens or (names_nothing and (code[j] or following))) or not take(j):
-            break
-        opens = texts[j].endswith(":") or _list_goes_on(texts, j)
-        names_nothing = code[j] and not following
-        j += 1
-    return sorted(taken)
 
 
 @dataclass(frozen=True)
@@ -277,8 +163,8 @@ def choose_passages(
 ) -> Choice:
     wanted = content_words(question)
     asked = technical_terms(question)
-    pieces = [_pieces(source) for source in sources]
-    sentences = _candidates(sources, pieces)
+    pieces = [cut_source(source) for source in sources]
+    sentences = candidates(sources, pieces)
     weight = _weights(sentences, wanted, counts or TermCounts())
     whole = sum(weight.values()) or 1.0
     shares = [sum(weight[w] for w in s.words & wanted) / whole for s in sentences]
@@ -325,7 +211,7 @@ def choose_passages(
         if (sentence.source.n, sentence.position) in quoted_keys:
             continue
         piece = pieces[sources.index(sentence.source)]
-        positions = _passage(sentence, piece, wanted, asked)
+        positions = passage(sentence, piece, wanted, asked)
         quoted_keys |= {(sentence.source.n, j) for j in positions}
         passages.append(([piece.texts[j] for j in positions], sentence.source))
     return Choice(passages, True)
