@@ -195,8 +195,8 @@ _DOCUMENT = {
     "page_report": None,
 }
 _BROKEN = (
-    "its text layer looks like a broken font: 41 of its 212 Persian words hold Greek, Coptic "
-    "or private-use letters; read by OCR instead"
+    "its text layer looks like a broken font: 41 of its 212 Arabic-script words hold letters "
+    "of another script (Coptic, Greek); read by OCR instead"
 )
 _PAGE_REPORT = {
     "text_layer": {"count": 9, "pages": [1, 2, 4, 5, 6, 7, 8, 10, 12]},

@@ -10,7 +10,8 @@ the query's content words a chunk holds, function words left out (`pipeline/lexi
 rare identifier such as `\\DeclareFontSubstitution` or a name and a year ("Cork 1990") weigh
 far more than "how" or "the", which ts_rank alone would count as much. The two bonuses put a
 chunk that contains what was asked word for word at the top, whatever its vector rank. The
-weights were measured on the dev set (`make bench`: vector only, text only, fused).
+weights were measured on the dev set (`make bench`: vector only, text only, fused). The same
+counts (`term_counts`) tell the offline answerer which of a question's words matter.
 
 Full text uses the `simple` configuration (no stemming), so Persian words match as written;
 digits fold to ASCII and the zero-width non-joiner goes, on both sides. Tenant filters can
@@ -30,7 +31,7 @@ from sqlalchemy import Text, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Session
 
-from pipeline.lexicon import STOP_WORDS, fold
+from pipeline.lexicon import STOP_WORDS, TermCounts, fold
 from pipeline.retrieval import Hit, Query
 
 SearchMode = Literal["hybrid", "vector", "text"]
@@ -53,7 +54,7 @@ vector_hits AS (
     ) AS nearest
 )"""
 
-_LEXICAL_HITS = """
+_TERM_WEIGHTS = """
 terms AS (
     SELECT lexeme, to_tsquery('simple', quote_literal(lexeme)) AS tsquery
     FROM unnest(tsvector_to_array(to_tsvector('simple', :query_text))) AS lexeme
@@ -64,14 +65,18 @@ corpus AS (
     FROM (SELECT 1 FROM chunks WHERE tenant_id = :tenant_id LIMIT :df_cap * 10) AS capped
 ),
 weights AS (
-    SELECT terms.lexeme, terms.tsquery, ln(1 + (corpus.n - df.n + 0.5) / (df.n + 0.5)) AS idf
+    SELECT terms.lexeme, terms.tsquery, ln(1 + (corpus.n - df.n + 0.5) / (df.n + 0.5)) AS idf,
+           df.n AS holding, corpus.n AS chunks
     FROM terms, corpus, LATERAL (
         SELECT count(*) AS n FROM (
             SELECT 1 FROM chunks
             WHERE tenant_id = :tenant_id AND search_vector @@ terms.tsquery LIMIT :df_cap
         ) AS capped
     ) AS df
-),
+)"""
+
+_LEXICAL_HITS = """
+{term_weights},
 query AS (
     SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS any_term,
            sum(idf) AS idf, count(*) AS terms,
@@ -123,6 +128,11 @@ ORDER BY hits.rank
 LIMIT :top_k
 """
 
+_TERM_COUNTS = """
+WITH {term_weights}
+SELECT lexeme, holding, chunks FROM weights
+"""
+
 _ITERATIVE_SCAN = text(
     "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
     "set_config('hnsw.ef_search', :ef_search, true)"
@@ -131,7 +141,7 @@ _ITERATIVE_SCAN = text(
 
 def _sql(mode: SearchMode, document_filter: str) -> str:
     vector_hits = _VECTOR_HITS.format(document_filter=document_filter)
-    lexical_hits = _LEXICAL_HITS.format(document_filter=document_filter)
+    lexical_hits = _LEXICAL_HITS.format(term_weights=_TERM_WEIGHTS, document_filter=document_filter)
     if mode == "vector":
         return _ONE_LIST.format(hits=vector_hits, name="vector_hits")
     if mode == "text":
@@ -166,6 +176,22 @@ def _statement(
 
 def _ef_search(top_k: int) -> dict[str, str]:
     return {"ef_search": str(max(100, 4 * top_k))}
+
+
+def term_counts(session: Session, tenant_id: uuid.UUID, words: str) -> TermCounts:
+    """How many of the tenant's chunks hold each content word of `words` (as the lexical
+    search counts them for its weights), by folded word."""
+    sql = _TERM_COUNTS.format(term_weights=_TERM_WEIGHTS)
+    statement = text(sql).bindparams(bindparam("stop_words", type_=ARRAY(Text())))
+    values = {
+        "tenant_id": tenant_id,
+        "query_text": fold(words),
+        "stop_words": sorted(STOP_WORDS),
+        "df_cap": DF_CAP,
+    }
+    rows = session.execute(statement, values).all()
+    chunks = rows[0].chunks if rows else 0
+    return TermCounts(chunks, {row.lexeme: row.holding for row in rows})
 
 
 class TenantSearch:

@@ -8,13 +8,19 @@
 - Control and invisible formatting characters go, words hyphenated across lines are joined,
   whitespace collapses: lines of a paragraph join with a space, paragraphs keep a blank line.
 - A line of code or a formula (`\\DeclareFixedFont{...}`, `x = f(y);`) keeps a line of its own,
-  so chunking and the offline answerer take it whole, never joined into a sentence or cut.
+  so chunking and the offline answerer take it whole, never joined into a sentence or cut. A
+  line that only starts with a command and goes on in words is prose.
+- In a line of right-to-left text, the bidirectional order moves the punctuation that leads a
+  left-to-right word to its end: a command's backslash ("section\\" or "section \\به" for
+  `\\section`), an extension's dot ("tex." for `.tex`). They go back where they were typed, so
+  search and answers see `\\section` and `.tex`.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 
 ZWNJ = "\u200c"
 
@@ -40,15 +46,56 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _CODE_START = re.compile(r"^(\\\w|[{}$%#<]|//|>>>)")
 _CODE_SYMBOLS = frozenset("\\{}[]()<>=;$_^|&@")
 CODE_SYMBOL_SHARE = 0.12
+# A line that starts like code but holds this many plain words and one command at most is a
+# sentence that names a command ("\\section starts a new section and prints its title").
+PROSE_WORDS = 4
+_PLAIN_WORD = re.compile(r"(?<!\S)[^\W\d_]{2,}[,.;:!?؟،]?(?!\S)")
+_COMMAND = re.compile(r"\\[^\W\d_]")
+
+_ARABIC_SCRIPT = re.compile("[\u0600-\u06ff]")
+# "section\\ ..." or "section\\به": the backslash of `\\section` moved to the end of its word.
+_BACKSLASH_AFTER = re.compile(r"(?<![\\\w@])([A-Za-z@]+\*?)\\(?=\s|$|[\u0600-\u06ff،؛])")
+# "section \\به": ... or onto the right-to-left word that follows.
+_BACKSLASH_ON_NEXT = re.compile(r"(?<![\\\w@])([A-Za-z@]+) \\(?=[\u0600-\u06ff])")
+# "فوق\\" at a word's end: a command named in Persian (xepersian's), its backslash moved.
+_ARABIC_COMMAND = re.compile(r"(?<!\S)([\u0600-\u06ff\u200c]+)\\(?=\s|$)")
+# "tex." between right-to-left words (or first in the line): the extension `.tex`, its dot
+# moved. After a left-to-right word it ends a sentence ("a small dot. آیا").
+_DOT_AFTER = re.compile(r"(?:^|(?<=[\u0600-\u06ff] ))([a-z][a-z0-9]{0,4})\.(?=\s?[\u0600-\u06ff])")
 
 
 def looks_like_code(line: str) -> bool:
     """A TeX command, a program statement or a formula rather than prose."""
-    if _CODE_START.match(line):
-        return True
     visible = [ch for ch in line if not ch.isspace()]
     symbols = sum(ch in _CODE_SYMBOLS for ch in visible)
-    return len(visible) >= 4 and symbols >= CODE_SYMBOL_SHARE * len(visible)
+    if len(visible) >= 4 and symbols >= CODE_SYMBOL_SHARE * len(visible):
+        return True
+    if not _CODE_START.match(line):
+        return False
+    prose = len(_PLAIN_WORD.findall(line)) >= PROSE_WORDS
+    return not prose or len(_COMMAND.findall(line)) > 1
+
+
+def _moved_back(mark: str) -> Callable[[re.Match[str]], str]:
+    """A substitution that puts `mark` back before the matched word, a space after it when
+    a word was glued to it."""
+
+    def put_back(match: re.Match[str]) -> str:
+        rest = match.string[match.end() : match.end() + 1]
+        return f"{mark}{match.group(1)}" + (" " if rest.isalpha() else "")
+
+    return put_back
+
+
+def _restore_rtl_punctuation(line: str) -> str:
+    """A line of right-to-left text with its commands' backslashes and its extensions' dots
+    back before their words (see the module docstring)."""
+    if not _ARABIC_SCRIPT.search(line):
+        return line
+    line = _BACKSLASH_AFTER.sub(_moved_back("\\"), line)
+    line = _BACKSLASH_ON_NEXT.sub(_moved_back("\\"), line)
+    line = _ARABIC_COMMAND.sub(_moved_back("\\"), line)
+    return _DOT_AFTER.sub(_moved_back("."), line)
 
 
 def _join_lines(paragraph: str) -> str:
@@ -77,6 +124,7 @@ def normalise_text(text: str) -> str:
     text = _CONTROL.sub(" ", text)
     text = _SPACES.sub(" ", text)
     text = _SPACE_AROUND_ZWNJ.sub(ZWNJ, text)
+    text = "\n".join(_restore_rtl_punctuation(line) for line in text.split("\n"))
     paragraphs = _PARAGRAPH_BREAK.split(text)
     joined = (_join_lines(p) for p in paragraphs)
     return "\n\n".join(p for p in joined if p)

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 
@@ -22,12 +23,28 @@ from pipeline.errors import PipelineError
 
 # Fewer letters than this on a page: its text layer is missing (a scan), read it by OCR.
 OCR_MIN_LETTERS = 20
-# A text layer whose font maps Persian letters to the wrong characters: Greek, Coptic or
-# private-use letters inside Arabic-script words (Persian-bib-userguide.pdf, in Debian's
-# texlive-lang-arabic, has ک as Έ and ی as ͳ: 10-20% of its Persian words). Clean Persian
-# PDFs have none. Such a page is read by OCR instead, when OCR is on.
-_ARABIC_LETTER = re.compile(r"[\u0600-\u06ff]")
-_ALIEN_LETTER = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff\u2c80-\u2cff\ue000-\uf8ff\ufffd]")
+# A text layer whose font maps Arabic-script letters to the wrong characters: letters of
+# another script inside Arabic-script words. Persian-bib-userguide.pdf (Debian's
+# texlive-lang-arabic) has ک as Έ and ی as ͳ in 10-20% of its Persian words; the Arabi user
+# guide of the same package, Latin letters inside nearly every Arabic word ("العrبی"). Clean
+# Persian PDFs have neither. Such a page is read by OCR instead, when OCR is on.
+# Greek, Coptic, Cyrillic and private-use letters anywhere in an Arabic-script word: no
+# Persian or Arabic word holds one, and no text joins one to such a word.
+_ALIEN_LETTER = re.compile(
+    r"[\u0370-\u03ff\u1f00-\u1fff\u2c80-\u2cff\u0400-\u052f\ue000-\uf8ff\ufffd]"
+)
+# One to three Latin letters between two Arabic-script letters of one word, not an acronym.
+# A Latin word joined to a Persian one by a lost space or a zero-width non-joiner
+# ("محیطquotationو", "فایلPDFها", "PDF‌ها") is real text.
+_ARABIC_LETTER = re.compile(
+    r"[\u0620-\u064a\u066e-\u06d3\u06d5\u06fa-\u06ff\ufb50-\ufdff\ufe70-\ufefc]"
+)
+_MARKS = "[\u064b-\u065f\u0670]*"
+_ACRONYM = "(?![A-Z]{2,3}(?![a-z]))"
+_LATIN_INSIDE = re.compile(
+    rf"(?<={_ARABIC_LETTER.pattern}){_MARKS}{_ACRONYM}[A-Za-z\u00c0-\u024f]{{1,3}}{_MARKS}"
+    rf"(?={_ARABIC_LETTER.pattern})"
+)
 BROKEN_WORDS = 3  # at least this many such words on a page
 BROKEN_SHARE = 0.02  # and at least this share of its Arabic-script words
 HOW_TO_TURN_ON = (
@@ -73,24 +90,38 @@ def ocr_missing(options: OcrOptions) -> list[str]:
     return [language for language in wanted if language not in ocr_languages()]
 
 
+def _alien_letters(word: str) -> str:
+    """The letters of another script in an Arabic-script word (see _ALIEN_LETTER)."""
+    return "".join(_ALIEN_LETTER.findall(word)) + "".join(_LATIN_INSIDE.findall(word))
+
+
 def broken_words(text: str) -> tuple[int, int]:
-    """(Arabic-script words holding a letter no Persian word can, Arabic-script words)."""
+    """(Arabic-script words holding a letter no such word can, Arabic-script words)."""
     words = [word for word in text.split() if _ARABIC_LETTER.search(word)]
-    return sum(1 for word in words if _ALIEN_LETTER.search(word)), len(words)
+    return sum(1 for word in words if _alien_letters(word)), len(words)
 
 
 def broken_text_layer(text: str) -> bool:
-    """Whether a page's text layer looks like a broken Persian font (see BROKEN_SHARE)."""
+    """Whether a page's text layer looks like a broken Arabic-script font (see BROKEN_SHARE)."""
     broken, words = broken_words(text)
     return broken >= BROKEN_WORDS and broken >= BROKEN_SHARE * words
 
 
+def _script(letter: str) -> str:
+    if "\ue000" <= letter <= "\uf8ff":
+        return "private-use"
+    name = unicodedata.name(letter, "")
+    return name.split()[0].title() if name and letter.isalpha() else "unknown"
+
+
 def why_broken(text: str) -> str:
-    """A broken text layer, described for a person."""
+    """A broken text layer, described for a person: how many words, which scripts."""
     broken, words = broken_words(text)
+    letters = "".join(_alien_letters(word) for word in text.split() if _ARABIC_LETTER.search(word))
+    scripts = sorted({_script(letter) for letter in letters if letter.strip()})
     return (
-        f"its text layer looks like a broken font: {broken} of its {words} Persian words hold "
-        "Greek, Coptic or private-use letters"
+        f"its text layer looks like a broken font: {broken} of its {words} Arabic-script words "
+        f"hold letters of another script ({', '.join(scripts)})"
     )
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
 from pipeline.chunking import count_tokens
 from pipeline.errors import ContextOverflow
+from pipeline.lexicon import TermCounts
 
 Language = Literal["fa", "en"]
 
@@ -99,6 +100,9 @@ class Prompt:
     history: list[Turn]  # the turns that fit, oldest first
     language: Language
     question: str
+    # How many of the tenant's chunks hold each word of the question, for an answerer that
+    # weighs words by their rarity; empty when not counted.
+    term_counts: TermCounts = field(default_factory=TermCounts)
 
     @cached_property
     def tokens(self) -> int:

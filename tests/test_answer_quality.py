@@ -1,5 +1,6 @@
 """What a reader meets through the HTTP API: no running headers in what was stored, an exact
-phrase finds its page, and a question the documents do not cover is answered as such."""
+phrase finds its page, the offline answer quotes the sentence that carries the fact, and a
+question the documents do not cover is answered as such."""
 
 from __future__ import annotations
 
@@ -72,3 +73,18 @@ def test_a_question_the_documents_do_not_cover_is_answered_not_covered(
         answer = read_stream(client, ask(client, question)["stream_url"])
         assert answer.text == NOT_COVERED[language], question
         assert answer.names[-1] == "end"
+
+
+def test_the_offline_answer_quotes_the_sentence_that_names_the_fact(client: httpx.Client) -> None:
+    pages = [filler(1200 + n, 6) for n in range(4)]
+    pages[2] += (
+        " The printer has a duplex unit for two-sided printing. When the paper tray is empty, "
+        "the printer stops printing. The display then shows error E-07 until the tray is "
+        "refilled."
+    )
+    ingest(client, english_pdf(pages), "printer.pdf")
+    question = "What error does the printer show when its tray is empty?"
+    answer = read_stream(client, ask(client, question)["stream_url"])
+    assert answer.text.startswith(HEADER["en"])
+    assert "When the paper tray is empty, the printer stops printing." in answer.text
+    assert "error E-07" in answer.text

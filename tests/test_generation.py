@@ -131,6 +131,57 @@ def test_the_extractive_answer_skips_fragments_repeats_and_abbreviation_cuts() -
     assert not any(q.startswith("- ing ") or q.endswith("Fishermen light [1]") for q in quotes)
 
 
+def _quotes(answer: str) -> list[str]:
+    return [line for line in answer.splitlines() if line.startswith("- ")]
+
+
+def test_the_sentence_that_names_the_fact_is_quoted_with_the_one_restating_the_question() -> None:
+    manual = _source(
+        1,
+        "The printer has a duplex unit for two-sided printing. When the paper tray is empty, "
+        "the printer stops printing. The display then shows error E-07 until the tray is "
+        "refilled. Paper of 80 g/m² suits it best.",
+    )
+    answer, _ = _answer("What error does the printer show when its tray is empty?", [manual])
+    quote = _quotes(answer)[0]
+    assert "E-07" in quote
+    assert quote.index("When the paper tray is empty") < quote.index("E-07")  # document order
+    assert quote.endswith("[1]") and "duplex" not in quote
+    persian = _source(
+        1,
+        "چاپگر واحد دورو برای چاپ دو رویه دارد. وقتی سینی کاغذ خالی شود، چاپگر چاپ را متوقف "
+        "می‌کند. سپس روی صفحه خطای E-07 نمایش داده می‌شود تا سینی دوباره پر شود.",
+    )
+    answer, _ = _answer("وقتی سینی کاغذ خالی است چاپگر چه خطایی نشان می‌دهد؟", [persian])
+    assert "E-07" in _quotes(answer)[0]
+
+
+def test_a_sentence_that_announces_code_is_quoted_with_the_code() -> None:
+    guide = _source(
+        1,
+        "Fonts are chosen in the preamble.\nTo load the package with Persian support, write:\n"
+        "\\usepackage[bidi=basic]{xepersian}\nOther packages come before it.",
+    )
+    answer, _ = _answer("How do I load the package with Persian support?", [guide])
+    quote = _quotes(answer)[0]
+    assert quote.startswith("- To load the package with Persian support, write:")
+    assert "`\\usepackage[bidi=basic]{xepersian}`" in quote
+    # Asked about the code line itself, its explanation comes with it.
+    answer, _ = _answer("What does \\usepackage[bidi=basic]{xepersian} do?", [guide])
+    assert "write: `\\usepackage[bidi=basic]{xepersian}`" in _quotes(answer)[0]
+
+
+def test_a_list_item_is_quoted_with_the_sentence_that_leads_the_list() -> None:
+    guide = _source(
+        1,
+        "The harbour has three lights.\nThe lantern is lit when:\n- the fog horn sounds twice,"
+        "\n- a ship is expected after dark,\n- the harbour master orders it.\nIt burns oil.",
+    )
+    answer, _ = _answer("Is the lantern lit when a ship is expected after dark?", [guide])
+    quote = _quotes(answer)[0]
+    assert quote.startswith("- The lantern is lit when:") and "a ship is expected" in quote
+
+
 def test_code_and_bracketed_numbers_in_a_quote_are_not_citations() -> None:
     assert quoted("\\usefont{T1}[1]") == "`\\usefont{T1}[1]`"
     assert quoted("See reference [2] for details.") == "`See reference [2] for details.`"

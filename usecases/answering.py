@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -20,6 +21,7 @@ from db.chat import JOB_STATUS, ChatTask, FinishedAnswer, load_chat_task, save_a
 from db.engine import unit_of_work
 from db.jobs import claim_job, finish_job
 from db.models import Job
+from db.search import term_counts
 from pipeline.chunking import count_tokens
 from pipeline.errors import (
     ContextOverflow,
@@ -28,6 +30,7 @@ from pipeline.errors import (
     ProviderUnavailable,
 )
 from pipeline.generation import Finished
+from pipeline.lexicon import TermCounts
 from pipeline.prompting import Prompt, Source, Turn, build_prompt
 from pipeline.retrieval import embed_question
 from transport import events
@@ -107,8 +110,9 @@ def _raising(error: PipelineError) -> Iterator[str | Finished]:
 def _prompt(
     resources: WorkerParts, tenant_id: uuid.UUID, job: Job, task: ChatTask
 ) -> tuple[Prompt, ContextOverflow | None]:
-    """Retrieve the question's sources (its embedding is counted with the search) and fit
-    them to the model's window; a question that cannot fit comes back as the error."""
+    """Retrieve the question's sources (its embedding is counted with the search), with how
+    many of the tenant's chunks hold each of its words, and fit them to the model's window; a
+    question that cannot fit comes back as the error."""
     query = embed_question(task.question, resources.embedder)
     with unit_of_work(resources.engine, tenant_id) as session:
         hits = search_chunks(
@@ -120,6 +124,7 @@ def _prompt(
             task.document_ids or None,
             job_id=job.id,
         )
+        counts = term_counts(session, tenant_id, query.text) if hits else TermCounts()
     sources = [
         Source(
             n, h.chunk_id, h.document_id, h.filename, h.page_start, h.page_end, h.text, h.section
@@ -140,7 +145,7 @@ def _prompt(
         )
     except ContextOverflow as exc:
         return build_prompt(task.question, [], [], settings.max_context_tokens), exc
-    return prompt, None
+    return replace(prompt, term_counts=counts), None
 
 
 def _citation(source: Source) -> events.Citation:
