@@ -59,11 +59,9 @@ BROKEN_DOC = {
 
 
 def _broken_font() -> list[str]:
-    from bench.quality import eval_pdfs  # downloads the package on first use
+    from bench.check_qa import fetch  # downloads the package on first use
 
-    path = eval_pdfs({"documents": {"Persian-bib-userguide.pdf": BROKEN_DOC}})[
-        "Persian-bib-userguide.pdf"
-    ]
+    path = fetch({"Persian-bib-userguide.pdf": BROKEN_DOC})["Persian-bib-userguide.pdf"]
     pages = count_pages(path, ReadLimits(max_pages=1000))
     report = []
     for ocr in (OcrOptions(), None):

@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from bench.check_qa import fetch
 from bench.stack import bench_tenant, fresh_stack, wait_healthy
 from core.settings import Settings
 from db.engine import unit_of_work
@@ -73,21 +74,6 @@ UNRELATED = [
 ]
 NOT_COVERED_STARTS = ("The documents do not", "به نظر می‌رسد اسناد")
 SMALL_CONTEXT = 2048
-
-
-def eval_pdfs(qa: dict[str, Any]) -> dict[str, Path]:
-    """A question set's PDFs, unpacked from their Debian packages under .bench/debs."""
-    debs = WORK / "debs"
-    paths: dict[str, Path] = {}
-    for name, doc in qa["documents"].items():
-        folder = debs / doc["deb"]
-        if not (folder / doc["path"]).exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["apt-get", "download", doc["deb"]], cwd=folder, check=True)
-            for deb in folder.glob("*.deb"):
-                subprocess.run(["dpkg", "-x", str(deb), str(folder)], check=True)
-        paths[name] = folder / doc["path"]
-    return paths
 
 
 def _found(question: dict[str, Any], ids: dict[str, str], hits: list[tuple[str, int, int]]) -> bool:
@@ -124,7 +110,7 @@ def _stop(*processes: subprocess.Popen[bytes]) -> None:
 
 def _upload_all(client: httpx.Client, qa: dict[str, Any]) -> dict[str, str]:
     ids = {}
-    for name, path in eval_pdfs(qa).items():
+    for name, path in fetch(qa["documents"]).items():
         response = client.post(
             "/v1/files", files={"file": (name, path.read_bytes(), "application/pdf")}
         )
