@@ -216,7 +216,7 @@ def test_a_slow_reader_gets_its_deltas_coalesced_with_exact_ids(services: Servic
 
     async def scenario() -> tuple[list[Any], str]:
         reader = redis.asyncio.Redis.from_url(services.redis_url)
-        hub = StreamHub(reader, reader, block_ms=500)
+        hub = StreamHub(reader, reader)
         hub.start()
         try:
             subscription = await hub.subscribe(stream_key(job_id), "0-0")
