@@ -47,7 +47,8 @@ from transport.events import (
 
 log = logging.getLogger("docuchat.transport")
 
-BATCH = 1000  # entries per XRANGE
+BATCH = 1000  # entries per XRANGE, channels per SUBSCRIBE
+REPAIR_BATCH = 100  # streams read again in one round trip
 COALESCE_AFTER = 32  # events waiting for a reader before its deltas merge
 REPAIR_SECONDS = 5.0  # a quiet stream is read this often; the connection is pinged as often
 CONFIRM_SECONDS = 5.0  # a subscription Redis has not confirmed by then fails its reader
@@ -118,6 +119,11 @@ class Subscription:
         if self._waiting:
             self._ready.set()
 
+    def _hold(self) -> None:
+        """Keep what comes live until `_caught_up` (a backlog is being read)."""
+        if self._early is None:
+            self._early = []
+
     def _caught_up(self, backlog: list[Entry]) -> None:
         """The backlog is read: it goes first, then what came live meanwhile, in id order."""
         early, self._early = self._early or [], None
@@ -132,8 +138,10 @@ class Subscription:
         """What arrived since the last call, waiting up to `seconds` for something (an
         empty list: nothing came). Raises HubClosed when the hub stopped."""
         if not self._waiting and self._closed is None:
+            # asyncio.timeout, not wait_for: no task made per call, and this runs per event.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), seconds)
+                async with asyncio.timeout(seconds):
+                    await self._ready.wait()
         self._ready.clear()
         if not self._waiting and self._closed is not None:
             raise self._closed
@@ -346,6 +354,9 @@ class StreamHub:
         """On a new connection: every channel subscribed again, every stream read again
         after what its readers have; a reader whose last event the stream lost is told."""
         channels = list(self._channels.values())
+        for channel in channels:
+            for reader in channel.readers:
+                reader._hold()
         for start in range(0, len(channels), BATCH):
             chunk = channels[start : start + BATCH]
             names = [live_channel(channel.key).encode() for channel in chunk]
@@ -374,11 +385,14 @@ class StreamHub:
             quiet = time.monotonic() - self._repair_seconds
             await self._repair([c for c in self._channels.values() if c.heard_at <= quiet], False)
 
-    async def _repair(self, channels: list[_Channel], check_lost: bool) -> None:
+    async def _repair(self, channels: list[_Channel], reconnected: bool) -> None:
         """Read these streams after the position of their furthest-behind reader, in one
-        round trip per BATCH streams, and hand each reader what it lacks."""
-        for start in range(0, len(channels), BATCH):
-            chunk = channels[start : start + BATCH]
+        round trip per REPAIR_BATCH streams, and hand each reader what it lacks. After a
+        reconnection the readers hold what comes live until then: one whose stream cannot
+        be read now, or lost what it read, is told (it resumes with Last-Event-ID), so none
+        reads on past a gap."""
+        for start in range(0, len(channels), REPAIR_BATCH):
+            chunk = channels[start : start + REPAIR_BATCH]
             pipe = self._reader.pipeline(transaction=False)
             for channel in chunk:
                 behind = min((r.cursor for r in channel.readers), default=(0, 0))
@@ -386,25 +400,27 @@ class StreamHub:
             try:
                 replies = await pipe.execute(raise_on_error=False)
             except (RedisError, OSError) as exc:
-                log.warning("the stream hub could not repair its streams: %s", exc)
-                return  # the connection failed: its loss is repaired when it is back
+                log.warning("the stream hub could not repair %d streams: %s", len(chunk), exc)
+                replies = [exc] * len(chunk)
             for channel, reply in zip(chunk, replies, strict=True):
                 channel.heard_at = time.monotonic()
                 try:
                     if isinstance(reply, Exception):
                         raise reply
                     entries = _entries(reply)
-                except (RedisError, KeyError, ValueError) as exc:
-                    log.warning("stream %s cannot be read: %r", channel.key, exc)
-                    for reader in list(channel.readers):
-                        self._end(reader, _unavailable(exc))
-                    continue
+                except (RedisError, OSError, KeyError, ValueError) as exc:
+                    if reconnected or not isinstance(exc, (RedisError, OSError)):
+                        for reader in list(channel.readers):
+                            self._end(reader, _unavailable(exc))
+                    continue  # a quiet stream's reader has missed nothing yet: next time
                 held = {position for position, _ in entries}
                 for reader in list(channel.readers):
-                    if check_lost and reader.anchored and reader.cursor not in held:
+                    if not reconnected:
+                        reader._feed(entries)
+                    elif reader.anchored and reader.cursor not in held:
                         self._end(reader, _unavailable("its stream lost what this reader read"))
                     else:
-                        reader._feed(entries)
+                        reader._caught_up(entries)
 
     # ---- stopping ---------------------------------------------------------------------
 
