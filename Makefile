@@ -7,7 +7,7 @@ PORT ?= 8000
 # Root installs with apt directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test test-fast lint browser ocr proxy bench bench-load clean
+.PHONY: dev test test-fast lint browser ocr proxy bench bench-load bench-relay clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "DocuChat needs Python 3.11 or newer"'
@@ -69,6 +69,7 @@ bench: $(VENV)/.installed-test ocr
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.ocr
 	$(BIN)/python -m bench.chat
+	$(BIN)/python -m bench.relay
 	$(BIN)/python -m bench.usage
 	$(BIN)/python -m bench.signin
 	$(BIN)/python -m bench.fairness
@@ -76,3 +77,6 @@ bench: $(VENV)/.installed-test ocr
 
 bench-load: $(VENV)/.installed-test
 	$(BIN)/python -m bench.load
+
+bench-relay: $(VENV)/.installed-test
+	$(BIN)/python -m bench.relay
