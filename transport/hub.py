@@ -10,10 +10,11 @@ The seam between what a reader missed and what comes live is exact. The hub wait
 to confirm the channel's subscription before it reads the backlog (XRANGE after the reader's
 id), so every event is in the backlog or comes live, and a reader drops what it already has
 (ids only grow). A gap is repaired from the stream, never guessed: when the connection is
-lost and made again, every stream is read again after what its readers have; a reader whose
-last event is no longer in its stream (Redis lost it) is told, and resumes with
-Last-Event-ID. A stream that brought nothing for `repair_seconds` is read too, in case a
-writer did not publish. Only the readers of a stream Redis refuses to read are told.
+lost and made again, readers hold the live tail until their stream is read again after what
+they have; a reader whose stream cannot be read then, or no longer holds its last event
+(Redis lost it), is told, and resumes with Last-Event-ID. A stream that brought nothing for
+`repair_seconds` is read too, in case a writer did not publish. Only the readers of a
+stream Redis refuses to read are told.
 
 A reader slower than its answer is produced (`COALESCE_AFTER` events still waiting when more
 arrive) gets its deltas coalesced: consecutive `delta` events become one, with the text of
