@@ -14,7 +14,7 @@ LATEST := .venv-latest
 # Root installs with apt directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: dev test test-fast test-latest lint lock browser ocr proxy bench bench-load clean
+.PHONY: dev test test-fast test-latest lint lock browser ocr proxy bench bench-load bench-relay clean
 
 # A fresh environment whenever a lock changes: pip installs what a lock names but never removes
 # what it no longer names, and tests/test_lock.py checks that nothing else is installed.
@@ -112,6 +112,7 @@ bench: $(VENV)/.installed-test ocr
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.ocr
 	$(BIN)/python -m bench.chat
+	$(BIN)/python -m bench.relay
 	$(BIN)/python -m bench.usage
 	$(BIN)/python -m bench.signin
 	$(BIN)/python -m bench.fairness
@@ -120,3 +121,6 @@ bench: $(VENV)/.installed-test ocr
 # Only the load bench: 200 chat streams and 20 uploaders for 60 s.
 bench-load: $(VENV)/.installed-test
 	$(BIN)/python -m bench.load
+
+bench-relay: $(VENV)/.installed-test
+	$(BIN)/python -m bench.relay

@@ -1,11 +1,12 @@
 """Following a job's event stream for a reader, whatever carries it (SSE or WebSocket).
 
-`follow` subscribes to the process's `StreamHub` (one XREAD for every reader) and yields:
-the `StoredEvent`s after the reader's position, as a list of what arrived together (ids
-exact, deltas coalesced for a slow reader), so a relay writes them in one go; `None` when
-nothing came for a keep-alive interval; and an `AnswerEvent` the relay makes itself (never
-stored, no id) when it must stop: the server drains (`reconnect`), Redis fails, the stream
-expired, or the reader lost their membership. It ends after the answer's last event.
+`follow` subscribes to the process's `StreamHub` (one pub/sub connection for every reader,
+each reader's backlog read from its stream) and yields: the `StoredEvent`s after the
+reader's position, as a list of what arrived together (ids exact, deltas coalesced for a
+slow reader), so a relay writes them in one go; `None` when nothing came for a keep-alive
+interval; and an `AnswerEvent` the relay makes itself (never stored, no id) when it must
+stop: the server drains (`reconnect`), Redis fails, the stream expired, or the reader lost
+their membership. It ends after the answer's last event.
 
 A stream that is missing while its job is unfinished was lost with a Redis restart: the
 reaper sends the job again and its new attempt starts the stream afresh, so it waits.

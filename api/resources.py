@@ -31,7 +31,7 @@ from db.job_watch import JobWatch
 from db.migrate import check_schema
 from db.roles import check_app_login
 from pipeline.embedding import Embedder
-from transport.hub import StreamHub
+from transport.hub import REPAIR_SECONDS, StreamHub
 from usecases.documents import ocr_off
 
 log = logging.getLogger("docuchat.api")
@@ -43,7 +43,7 @@ class ApiResources:
     state."""
 
     services: Services
-    hub: StreamHub  # the one reader of every answer stream this process relays
+    hub: StreamHub  # the one listener for every answer stream this process relays
     job_watch: JobWatch  # the one listener for job changes
     capacity: Capacity  # open streams and uploads, per user, tenant and process
     streams: Pool  # answer streams, job events and sockets: one budget
@@ -154,10 +154,8 @@ def lifespan_for(settings: Settings, **given: Any):  # type: ignore[no-untyped-d
             raise
         if off := ocr_off(settings):
             log.warning(off)
-        keepalive = settings.sse_keepalive_seconds
-        hub = StreamHub(
-            services.stream_redis, services.async_redis, block_ms=int(min(10, keepalive + 5) * 1000)
-        )
+        repair = min(REPAIR_SECONDS, settings.sse_keepalive_seconds)
+        hub = StreamHub(services.stream_redis, services.async_redis, repair_seconds=repair)
         job_watch = JobWatch(libpq_url(settings))
         streams, uploads = stream_pool(settings), upload_pool(settings)
         capacity = Capacity(services.async_redis, streams, uploads)

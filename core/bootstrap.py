@@ -34,7 +34,7 @@ from pipeline.extractive import ExtractiveProvider
 from pipeline.generation import ChatProvider, OpenAIChatProvider
 from transport.broker import create_broker, redis_url
 
-# Connections of the API's Redis pool for its short calls (streams share one reader).
+# Connections of the API's Redis pool for its short calls (streams share one listener).
 REDIS_POOL_SIZE = 32
 
 T = TypeVar("T")
@@ -124,14 +124,10 @@ class Services:
 
     @_BuiltOnce
     def stream_redis(self) -> AsyncRedis:
-        """For the stream hub's one blocking XREAD (transport/hub.py): its socket timeout
-        outlasts the read's block (redis-py's 5 s default would cut it short)."""
-        settings = self.settings
+        """Makes the stream hub's one pub/sub connection (transport/hub.py), which waits
+        for messages as long as it takes: the hub pings it to know it is alive."""
         return AsyncRedis.from_url(
-            redis_url(settings),
-            socket_timeout=settings.sse_keepalive_seconds + 10,
-            socket_connect_timeout=5,
-            max_connections=2,
+            redis_url(self.settings), socket_timeout=5, socket_connect_timeout=5, max_connections=1
         )
 
     @_BuiltOnce

@@ -27,7 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from core.bootstrap import REDIS_POOL_SIZE
 from core.settings import Settings
-from tests.chat_helpers import ask, bare_client, read_stream
+from tests.chat_helpers import Answer, Event, ask, bare_client, read_stream
 from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, copied_database
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload
 from tests.openai_standin import StandIn
@@ -165,7 +165,7 @@ def test_job_events_are_the_owners_only(
         assert colleague.get(f"/v1/jobs/{asked['job_id']}/events").status_code == 404
 
 
-# ---- one reader per API process -----------------------------------------------------------------
+# ---- one listener per API process ---------------------------------------------------------------
 
 
 def _connections(services: Services) -> int:
@@ -210,13 +210,79 @@ def test_open_streams_share_one_redis_reader(
     assert during - before <= REDIS_POOL_SIZE < readers, (before, during)
 
 
+def test_readers_joining_mid_answer_get_every_token_once(
+    client: httpx.Client, servers: tuple[LiveServer, ApiProcess], standin: StandIn
+) -> None:
+    """Readers join all through an answer, on either API process: each reads the part already
+    written from the stream and the rest live, and a third of them hang up after a few
+    deltas and resume with Last-Event-ID, so their seams fall mid-answer too."""
+    standin.piece_delay = 0.05  # about two seconds of answer
+    started = ask(client, "When is the lantern lit?")
+    shown: list[tuple[str, list[str]]] = []
+
+    def join(n: int) -> None:
+        time.sleep(0.12 * n)
+        with bare_client(servers[n % 2].url) as browser:
+            if n % 3:
+                answer = read_stream(browser, started["stream_url"])
+                shown.append((answer.text, [e.id for e in answer.events]))
+                return
+            head = read_stream(browser, started["stream_url"], stop_after_deltas=3)
+            rest = read_stream(browser, started["stream_url"], last_event_id=head.events[-1].id)
+            shown.append((head.text + rest.text, [e.id for e in head.events + rest.events]))
+
+    threads = [threading.Thread(target=join, args=(n,)) for n in range(18)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [text for text, _ in shown] == [SLOW_REPLY] * len(threads)
+    for _, ids in shown:  # in order, none twice
+        assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
+        assert len(set(ids)) == len(ids)
+
+
+def test_a_slow_reader_holds_back_no_other_reader(
+    client: httpx.Client, servers: tuple[LiveServer, ApiProcess], standin: StandIn
+) -> None:
+    """One reader opens the answer and reads nothing until eight others have read all of it;
+    then it reads the whole answer too."""
+    standin.piece_delay = 0.02
+    started = ask(client, "When is the lantern lit?")
+    texts: list[str] = []
+    with (
+        bare_client(servers[0].url) as slow_browser,
+        connect_sse(slow_browser, "GET", started["stream_url"], timeout=60) as slow,
+    ):
+        assert slow.response.status_code == 200
+
+        def read() -> None:
+            with bare_client(servers[0].url) as browser:
+                texts.append(read_stream(browser, started["stream_url"]).text)
+
+        fast = [threading.Thread(target=read) for _ in range(8)]
+        for thread in fast:
+            thread.start()
+        for thread in fast:
+            thread.join(timeout=60)
+        assert texts == [SLOW_REPLY] * len(fast)
+        late = Answer()
+        for sse in slow.iter_sse():
+            if sse.data:
+                late.events.append(Event(sse.event, sse.id, json.loads(sse.data)))
+            if sse.event == "end":
+                break
+    assert late.names[0] == "start" and late.names[-1] == "end"
+    assert late.text == SLOW_REPLY
+
+
 def test_a_slow_reader_gets_its_deltas_coalesced_with_exact_ids(services: Services) -> None:
     job_id = uuid.uuid4()
     writer = EventWriter(redis.Redis.from_url(services.redis_url), job_id, 60)
 
     async def scenario() -> tuple[list[Any], str]:
         reader = redis.asyncio.Redis.from_url(services.redis_url)
-        hub = StreamHub(reader, reader, block_ms=500)
+        hub = StreamHub(reader, reader)
         hub.start()
         try:
             subscription = await hub.subscribe(stream_key(job_id), "0-0")

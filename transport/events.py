@@ -8,10 +8,16 @@ Stream ids are the events' ids, so a client resuming with Last-Event-ID reads on
 where it was. A stream is capped and expires STREAM_RETENTION_SECONDS after its last event; a
 job is cancelled by setting its cancel key, which its worker polls.
 
-There is one writer, `append`, which queues events on a Redis pipeline, synchronous (the
-workers' `EventWriter`) or asynchronous (the API's `publish`), and one reader, `stored_events`,
-which turns what XREAD returns into `StoredEvent`s: their `data` goes to clients as it was
-written, and `.event` decodes it to the types below.
+The stream is the record; the job's pub/sub channel carries its live tail. There is one
+writer, `append`, which queues events on a Redis pipeline, synchronous (the workers'
+`EventWriter`) or asynchronous (the API's `publish`): each event is added to the stream and
+published with the id the stream gave it, in one script, so the channel's order is the
+stream's. One reader, `stored_events`, turns what XRANGE returns into `StoredEvent`s
+(`transport/hub.py` reads the channel): their `data` goes to clients as it was written, and
+`.event` decodes it to the types below.
+
+A job's keys and channel share the hash tag `{job id}`: in a Redis Cluster they sit on one
+slot, so one node holds the stream and carries its channel, and a script may touch both.
 """
 
 from __future__ import annotations
@@ -144,7 +150,7 @@ class StoredEvent:
 
 
 def stored_events(entries: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[StoredEvent]:
-    """The reader: one stream's entries, as XREAD or XRANGE return them."""
+    """The reader: one stream's entries, as XRANGE returns them."""
     return [
         StoredEvent(entry_id.decode(), fields[b"event"].decode(), fields[b"data"])
         for entry_id, fields in entries
@@ -167,20 +173,47 @@ def format_stream_id(parsed: tuple[int, int]) -> str:
 
 
 def stream_key(job_id: uuid.UUID | str) -> str:
-    return f"docuchat:job:{job_id}:events"
+    return f"docuchat:job:{{{job_id}}}:events"
+
+
+def live_channel(key: str) -> str:
+    """The channel that carries what is added to the stream `key`: the same name, `live`
+    for `events`, so the same hash tag."""
+    return key.removesuffix(":events") + ":live"
 
 
 def cancel_key(job_id: uuid.UUID | str) -> str:
-    return f"docuchat:job:{job_id}:cancel"
+    return f"docuchat:job:{{{job_id}}}:cancel"
+
+
+def parse_live_message(message: bytes) -> tuple[bytes, str, bytes]:
+    """A channel's message (`<stream id> <name> <data>`, as the script below publishes it):
+    the stream id, the event's name and its data; ValueError when it is not one."""
+    stream_id, name, data = message.split(b" ", 2)
+    return stream_id, name.decode(), data
+
+
+# Each event added and published at once: a reader that saw the id live finds it in the stream.
+_APPEND_AND_PUBLISH = """
+local stream, channel = KEYS[1], ARGV[1]
+for i = 4, #ARGV, 2 do
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*',
+                        'event', ARGV[i], 'data', ARGV[i + 1])
+  redis.call('PUBLISH', channel, id .. ' ' .. ARGV[i] .. ' ' .. ARGV[i + 1])
+end
+redis.call('EXPIRE', stream, ARGV[2])
+"""
 
 
 def append(pipe: Any, job_id: uuid.UUID, events: Iterable[AnswerEvent], retention: int) -> None:
-    """The writer: queue these events, and the stream's new expiry, on a pipeline of either
-    client (a pipeline's commands only queue, whichever client made it)."""
+    """The writer: queue these events (added to the stream and published on its channel)
+    and the stream's new expiry, as one command on a pipeline of either client (a pipeline's
+    commands only queue, whichever client made it)."""
     key = stream_key(job_id)
+    fields: list[str | bytes] = []
     for event in events:
-        pipe.xadd(key, {"event": name_of(event), "data": data_of(event)}, maxlen=STREAM_MAXLEN)
-    pipe.expire(key, retention)
+        fields += [name_of(event), data_of(event)]
+    pipe.eval(_APPEND_AND_PUBLISH, 1, key, live_channel(key), retention, STREAM_MAXLEN, *fields)
 
 
 async def publish(
