@@ -56,11 +56,10 @@ def _job(resources: ApiResources, caller: Caller, job: Job | None) -> JobOut | N
 async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]:
     resources = resources_of(request)
     caller = request.user
-    settings = resources.settings
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         await require_quota(session, caller)  # before reading a byte of the upload
     async with await resources.capacity.take(resources.uploads, caller.user_id, caller.tenant_id):
-        received = await receive_upload(request, settings.max_upload_mb)
+        received = await receive_upload(request, resources.settings.max_upload_mb)
         try:
             stored = await documents.store_upload(resources, caller, received)
         finally:

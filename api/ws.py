@@ -154,14 +154,14 @@ class _Connection:
 
     async def close(self, code: int, reason: str) -> None:
         """Stop relaying and close the socket with `code`, once."""
-        await self._stop_relaying()
+        await self.stop_relaying()
         async with self._send:
             if not self.closed:
                 self.closed = True
                 with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                     await self.socket.close(code=code, reason=reason[:120])
 
-    async def _stop_relaying(self) -> None:
+    async def stop_relaying(self) -> None:
         task, self.relaying = self.relaying, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -371,7 +371,7 @@ async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watch
-            await connection._stop_relaying()
+            await connection.stop_relaying()
         finally:
             await connection.hold.release()
 
