@@ -13,63 +13,33 @@ How many streams one API process relays is `bench/relay.py`.
 
 from __future__ import annotations
 
-import os
-import shutil
 import statistics
-import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 from httpx_sse import connect_sse
 
-from api.signin.tokens import issue_access_token
-from bench.stack import database_environ, migrated_owner, wait_healthy
-from core.settings import Settings, load_settings
-from db.engine import unit_of_work
-from tests.openai_standin import StandIn
-from tests.pdfs import english_pdf, filler
+from bench.stack import (
+    WORK,
+    answered_by,
+    bench_tenant,
+    environment,
+    fresh_stack,
+    running,
+    wait_healthy,
+)
+from standins.documents import english_pdf, filler
+from standins.model_server import StandIn
 from tools.devstack import api_command, worker_command
-from tools.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from usecases.members import create_tenant, get_or_create_user
-
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".bench"
+from tools.embedded import free_port
 
 
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-@contextmanager
-def _process(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _environment(settings: Settings, redis_url: str, standin: StandIn) -> dict[str, str]:
-    return os.environ | {
-        "APP_ENV": "development",
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": redis_url,
-        "JWT_SECRET": settings.jwt_secret.get_secret_value(),
-        "RATE_LIMIT_PER_MINUTE": "10000000",
-        "OPENAI_BASE_URL": standin.base_url,
-        "CHAT_PROVIDER": "openai",
-    }
 
 
 def _first_token(client: httpx.Client, question: str) -> tuple[float, dict[str, Any]]:
@@ -146,46 +116,32 @@ def _cancellation(client: httpx.Client, standin: StandIn) -> list[str]:
 
 
 def main() -> None:
-    shutil.rmtree(WORK / "chat-stack", ignore_errors=True)
-    (WORK / "chat-stack").mkdir(parents=True)
-    postgres, embedded_redis = (
-        EmbeddedPostgres(WORK / "chat-stack"),
-        EmbeddedRedis(WORK / "chat-stack"),
-    )
-    redis_url = embedded_redis.start()
-    settings = load_settings(
-        {**database_environ(postgres), "REDIS_URL": redis_url, "JWT_SECRET": "b" * 40}
-    )
-    owner = migrated_owner(settings)
-    with unit_of_work(owner) as session:
-        tenant = create_tenant(session, f"bench-{uuid.uuid4().hex[:6]}", "Bench")
-        user = get_or_create_user(session, tenant, "bench@example.com")
-    token = issue_access_token(settings, user.id, tenant.id).token
-    headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant.slug}
+    stack = fresh_stack(WORK / "chat-stack", "b" * 40)
+    _, headers = bench_tenant(stack, "bench")
     report: list[str] = []
     port = free_port()
     try:
-        with (
-            StandIn() as standin,
-            _process(api_command("127.0.0.1", port), _environment(settings, redis_url, standin)),
-            _process(worker_command(1, 4), _environment(settings, redis_url, standin)),
-            httpx.Client(
-                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
-            ) as client,
-        ):
-            wait_healthy(client)
-            pages = ["The lantern is lit every evening by the fishermen. " + filler(7, 5)]
-            upload = client.post(
-                "/v1/files", files={"file": ("lantern.pdf", english_pdf(pages), "application/pdf")}
-            ).json()
-            while client.get(f"/v1/jobs/{upload['job']['id']}").json()["status"] != "succeeded":
-                time.sleep(0.05)
-            report += _time_to_first_token(client, standin)
-            report += _cancellation(client, standin)
+        with StandIn() as standin:
+            env = environment(stack.settings, **answered_by(standin))
+            with (
+                running(api_command("127.0.0.1", port), env),
+                running(worker_command(1, 4), env),
+                httpx.Client(
+                    base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
+                ) as client,
+            ):
+                wait_healthy(client)
+                pages = ["The lantern is lit every evening by the fishermen. " + filler(7, 5)]
+                upload = client.post(
+                    "/v1/files",
+                    files={"file": ("lantern.pdf", english_pdf(pages), "application/pdf")},
+                ).json()
+                while client.get(f"/v1/jobs/{upload['job']['id']}").json()["status"] != "succeeded":
+                    time.sleep(0.05)
+                report += _time_to_first_token(client, standin)
+                report += _cancellation(client, standin)
     finally:
-        owner.dispose()
-        embedded_redis.stop()
-        postgres.stop()
+        stack.stop()
     print("\n".join(report))
     sys.stdout.flush()
 

@@ -20,51 +20,32 @@ threads), then measures through the real HTTP API:
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 
-from api.signin.tokens import issue_access_token
-from bench.stack import database_environ, migrated_owner, wait_healthy
-from core.settings import Settings, load_settings
-from db.engine import unit_of_work
-from tests.chat_helpers import ask, read_stream
-from tests.pdfs import costly_pdf, english_pdf, filler
+from bench.stack import (
+    WORK,
+    Stack,
+    bench_tenant,
+    environment,
+    fresh_stack,
+    start_process,
+    stop_processes,
+    wait_healthy,
+)
+from standins.chat_client import ask, read_stream
+from standins.documents import costly_pdf, english_pdf, filler
 from tools.devstack import api_command, worker_command
-from tools.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from usecases.members import create_tenant, get_or_create_user
+from tools.embedded import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".bench" / "fairness"
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-def _environment(settings: Settings, **extra: str) -> dict[str, str]:
-    return (
-        os.environ
-        | {
-            "APP_ENV": "development",
-            "DATABASE_URL": settings.database_url or "",
-            "REDIS_URL": settings.redis_url or "",
-            "JWT_SECRET": settings.jwt_secret.get_secret_value(),
-            "RATE_LIMIT_PER_MINUTE": "1000000",
-            "READ_RATE_LIMIT_PER_MINUTE": "1000000",
-            "MAX_PAGES": "600",
-            "MAX_UPLOAD_MB": "100",
-            "CHAT_PROVIDER": "extractive",
-        }
-        | extra
-    )
 
 
 @contextmanager
@@ -74,27 +55,16 @@ def _workers(env: dict[str, str], ingest_processes: int = 1) -> Iterator[None]:
         worker_command(1, 8, queues=("chat",)),
         worker_command(ingest_processes, 2, queues=("ingest",)),
     ]
-    processes = [
-        subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
-        for command in commands
-    ]  # fmt: skip
+    processes = [start_process(command, env) for command in commands]
     try:
         time.sleep(3)  # the worker processes boot (and load the embedder on first use)
         yield
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=60)
+        stop_processes(*processes)
 
 
-def _client(settings: Settings, owner: Any, base: str, name: str) -> httpx.Client:
-    with unit_of_work(owner) as session:
-        tenant = create_tenant(session, f"{name}-{uuid.uuid4().hex[:6]}", name)
-        user = get_or_create_user(session, tenant, f"{name}@example.com")
-    token = issue_access_token(settings, user.id, tenant.id).token
-    headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant.slug}
+def _client(stack: Stack, base: str, name: str) -> httpx.Client:
+    _, headers = bench_tenant(stack, name)
     return httpx.Client(base_url=base, headers=headers, timeout=600)
 
 
@@ -142,20 +112,15 @@ def _ready(client: httpx.Client, job_ids: list[str]) -> int:
 
 
 def main() -> None:
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    postgres, redis = EmbeddedPostgres(WORK), EmbeddedRedis(WORK)
-    settings = load_settings({
-        **database_environ(postgres), "REDIS_URL": redis.start(), "JWT_SECRET": "b" * 40,
-    })  # fmt: skip
-    owner = migrated_owner(settings)
+    stack = fresh_stack(WORK / "fairness", "b" * 40)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = _environment(settings)
-    api = subprocess.Popen(api_command("127.0.0.1", port), env=env, cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = environment(
+        stack.settings, MAX_PAGES="600", MAX_UPLOAD_MB="100", CHAT_PROVIDER="extractive"
+    )
+    api = start_process(api_command("127.0.0.1", port), env)
     report: list[str] = []
-    clients = {name: _client(settings, owner, base, name) for name in ("a", "b", "c")}
+    clients = {name: _client(stack, base, name) for name in ("a", "b", "c")}
     a, b, c = clients["a"], clients["b"], clients["c"]
     try:
         wait_healthy(c)
@@ -212,7 +177,7 @@ def main() -> None:
         busy: dict[int, float] = {}
         for processes in (1, 2):
             with _workers(scaled_env, ingest_processes=processes):
-                client = _client(settings, owner, base, f"scale{processes}")
+                client = _client(stack, base, f"scale{processes}")
                 _wait(client, _upload(client, english_pdf([filler(7, 4)]), "warm.pdf"))
                 began, cpu = time.perf_counter(), psutil.cpu_times()
                 _wait(client, _upload(client, long_pdf, "long.pdf"))
@@ -227,11 +192,8 @@ def main() -> None:
     finally:
         for client in clients.values():
             client.close()
-        api.terminate()
-        api.wait(timeout=30)
-        owner.dispose()
-        redis.stop()
-        postgres.stop()
+        stop_processes(api)
+        stack.stop()
     print("\n".join(report))
     sys.stdout.flush()
 

@@ -13,9 +13,7 @@ Retrieval and answer quality on the dev set are bench/quality.py's.
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,30 +24,23 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.stack import bench_tenant, fresh_stack, wait_healthy
+from bench.stack import (
+    WORK,
+    bench_tenant,
+    environment,
+    fresh_stack,
+    start_process,
+    stop_processes,
+    wait_healthy,
+)
 from core.settings import Settings
 from pipeline.chunking import chunk_pages
 from pipeline.embedding import LocalE5Embedder
 from pipeline.ingest import normalised_pages
 from pipeline.pdf import opened_pdf
-from tests.pdfs import english_pdf, filler
+from standins.documents import english_pdf, filler
 from tools.devstack import api_command, worker_command
 from tools.embedded import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".bench"
-
-
-def _environment(settings: Settings) -> dict[str, str]:
-    return os.environ | {
-        "APP_ENV": "development",
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "JWT_SECRET": settings.jwt_secret.get_secret_value(),
-        "RATE_LIMIT_PER_MINUTE": "1000000",
-        "MAX_PAGES": "600",
-        "MAX_UPLOAD_MB": "100",
-    }
 
 
 def _wait_ready(client: httpx.Client, job_id: str) -> dict[str, Any]:
@@ -102,11 +93,9 @@ def main() -> None:
     settings = stack.settings
     _, headers = bench_tenant(stack, "bench")
     port = free_port()
-    env = _environment(settings)
-    api = subprocess.Popen(api_command("127.0.0.1", port), env=env, cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    worker = subprocess.Popen(worker_command(1, 2), env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = environment(settings, MAX_PAGES="600", MAX_UPLOAD_MB="100")
+    api = start_process(api_command("127.0.0.1", port), env)
+    worker = start_process(worker_command(1, 2), env)
     report: list[str] = []
     try:
         with httpx.Client(
@@ -149,9 +138,7 @@ def main() -> None:
                 f"({job['progress']['chunks_total']} chunks)"
             )
     finally:
-        for process in (api, worker):
-            process.terminate()
-            process.wait(timeout=30)
+        stop_processes(api, worker)
         stack.stop()
     print("\n".join(report))
     sys.stdout.flush()

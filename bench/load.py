@@ -22,7 +22,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import shutil
 import statistics
 import sys
 import threading
@@ -38,16 +37,20 @@ from typing import Any
 import httpx
 import psutil
 
-from api.signin.tokens import issue_access_token
-from bench.chat import WORK, _environment, _percentile, _process
-from bench.stack import database_environ, migrated_owner, wait_healthy
-from core.settings import load_settings
-from db.engine import unit_of_work
-from tests.openai_standin import StandIn
-from tests.pdfs import english_pdf, filler
+from bench.chat import _percentile
+from bench.stack import (
+    WORK,
+    answered_by,
+    bench_members,
+    environment,
+    fresh_stack,
+    running,
+    wait_healthy,
+)
+from standins.documents import english_pdf, filler
+from standins.model_server import StandIn
 from tools.devstack import WORKER_NICENESS, api_command, worker_command
-from tools.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from usecases.members import create_tenant, get_or_create_user
+from tools.embedded import free_port
 
 DURATION = float(os.environ.get("BENCH_LOAD_SECONDS", "60"))
 STREAMS = int(os.environ.get("BENCH_LOAD_STREAMS", "200"))
@@ -301,73 +304,52 @@ def _spread(seconds: list[float]) -> str:
 
 
 def main() -> None:
-    stack = WORK / "load-stack"
-    shutil.rmtree(stack, ignore_errors=True)
-    stack.mkdir(parents=True)
-    postgres, embedded_redis = EmbeddedPostgres(stack), EmbeddedRedis(stack)
-    redis_url = embedded_redis.start()
-    settings = load_settings(
-        {**database_environ(postgres), "REDIS_URL": redis_url, "JWT_SECRET": "b" * 40}
-    )
-    owner = migrated_owner(settings)
-    with unit_of_work(owner) as session:
-        tenant = create_tenant(session, f"load-{uuid.uuid4().hex[:6]}", "Load")
-        users = [get_or_create_user(session, tenant, f"u{n}@example.com") for n in range(USERS)]
-    headers = [
-        {
-            "Authorization": f"Bearer {issue_access_token(settings, user.id, tenant.id).token}",
-            "X-Tenant-ID": tenant.slug,
-        }
-        for user in users
-    ]
+    stack = fresh_stack(WORK / "load-stack", "b" * 40)
+    _, headers = bench_members(stack, "load", USERS)
     # Each upload is a document of its own (a repeated one would be recognised and skipped).
     pdfs = [english_pdf([filler(seed, 12)]) for seed in range(UPLOADERS * 12)]
     port = free_port()
     reply = " ".join(f"w{n}" for n in range(ANSWER_TOKENS))
     try:
-        with (
-            _standin_process(reply=reply, piece_delay=TOKEN_INTERVAL, stamp_pieces=True) as standin,
-            _process(
-                api_command("127.0.0.1", port), _environment(settings, redis_url, standin)
-            ) as api,
-            _process(
-                worker_command(WORKER_PROCESSES, WORKER_THREADS, NICE),
-                _environment(settings, redis_url, standin),
-            ) as worker,
-            httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers[0]) as client,
-        ):
-            wait_healthy(client)
-            seed = client.post(
-                "/v1/files",
-                files={
-                    "file": (
-                        "lantern.pdf",
-                        english_pdf(["The lantern is lit every evening. " + filler(9, 6)]),
-                        "application/pdf",
-                    )
-                },
-            ).json()
-            while client.get(f"/v1/jobs/{seed['job']['id']}").json()["status"] != "succeeded":
-                time.sleep(0.1)
-            groups = {
-                "API": [api.pid],
-                "workers": [worker.pid],
-                "stand-in": [standin_pid(standin)],
-                "bench client": [os.getpid()],
-                "Redis": [embedded_redis.pid or 0],
-                "Postgres": _postgres_pids(),
-            }
-            before = _cpu(groups)
-            wall = time.perf_counter()
-            tally = asyncio.run(_load(f"http://127.0.0.1:{port}", headers, pdfs))
-            wall = time.perf_counter() - wall
-            tally.cpu = {
-                name: (after - before[name]) / wall for name, after in _cpu(groups).items()
-            }
+        with _standin_process(
+            reply=reply, piece_delay=TOKEN_INTERVAL, stamp_pieces=True
+        ) as standin:
+            env = environment(stack.settings, **answered_by(standin))
+            with (
+                running(api_command("127.0.0.1", port), env) as api,
+                running(worker_command(WORKER_PROCESSES, WORKER_THREADS, NICE), env) as worker,
+                httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers[0]) as client,
+            ):
+                wait_healthy(client)
+                seed = client.post(
+                    "/v1/files",
+                    files={
+                        "file": (
+                            "lantern.pdf",
+                            english_pdf(["The lantern is lit every evening. " + filler(9, 6)]),
+                            "application/pdf",
+                        )
+                    },
+                ).json()
+                while client.get(f"/v1/jobs/{seed['job']['id']}").json()["status"] != "succeeded":
+                    time.sleep(0.1)
+                groups = {
+                    "API": [api.pid],
+                    "workers": [worker.pid],
+                    "stand-in": [standin_pid(standin)],
+                    "bench client": [os.getpid()],
+                    "Redis": [stack.redis.pid or 0],
+                    "Postgres": _postgres_pids(),
+                }
+                before = _cpu(groups)
+                wall = time.perf_counter()
+                tally = asyncio.run(_load(f"http://127.0.0.1:{port}", headers, pdfs))
+                wall = time.perf_counter() - wall
+                tally.cpu = {
+                    name: (after - before[name]) / wall for name, after in _cpu(groups).items()
+                }
     finally:
-        owner.dispose()
-        embedded_redis.stop()
-        postgres.stop()
+        stack.stop()
     print("\n".join(_report(tally, wall)))
     sys.stdout.flush()
 

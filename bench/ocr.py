@@ -1,6 +1,6 @@
 """OCR on this machine: seconds per scanned page, Persian and English.
 
-Run with `make bench`. Renders generated pages (tests/pdfs.py: Persian in Amiri, English) to
+Run with `make bench`. Renders generated pages (standins/documents.py: Persian in Amiri, English) to
 pictures at 300 DPI, as a scanner would, then reads each page the way ingestion does: PDFium
 renders it grey at OCR_DPI and Tesseract reads it in OCR_LANGUAGES, in a bounded child
 process (pipeline/pdf_isolation.py). Reports the median seconds per page, and the share of
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pipeline.ocr import OcrOptions, ocr_missing
 from pipeline.pdf_isolation import ReadLimits, SkippedPage, count_pages, read_page_range
-from tests.pdfs import english_pdf, filler, persian_filler, persian_pdf, scan_of
+from standins.documents import english_pdf, filler, persian_filler, persian_pdf, scan_of
 
 PAGES = 4
 

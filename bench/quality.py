@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -41,19 +39,25 @@ from typing import Any
 import httpx
 
 from bench.check_qa import fetch
-from bench.stack import bench_tenant, fresh_stack, wait_healthy
-from core.settings import Settings
+from bench.stack import (
+    WORK,
+    answered_by,
+    bench_tenant,
+    environment,
+    fresh_stack,
+    start_process,
+    stop_processes,
+    wait_healthy,
+)
 from db.engine import unit_of_work
 from db.search import SearchMode, TenantSearch
 from pipeline.embedding import LocalE5Embedder
 from pipeline.retrieval import embed_question
-from tests.chat_helpers import ask, read_stream
-from tests.openai_standin import StandIn
+from standins.chat_client import ask, read_stream
+from standins.model_server import StandIn
 from tools.devstack import api_command, worker_command
 from tools.embedded import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".bench"
 # The question sets, by name: those whose file exists are measured, in this order.
 SETS = {"dev": "dev_qa.json", "extra": "extra_qa.json", "fresh": "fresh_qa.json"}
 # Questions none of the sets' documents answer, in both languages: everyday ones, and ones
@@ -82,30 +86,6 @@ def _found(question: dict[str, Any], ids: dict[str, str], hits: list[tuple[str, 
         document == ids[question["doc"]] and wanted & set(range(start, end + 1))
         for document, start, end in hits
     )
-
-
-def _environment(settings: Settings, **extra: str) -> dict[str, str]:
-    return os.environ | {
-        "APP_ENV": "development",
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "JWT_SECRET": settings.jwt_secret.get_secret_value(),
-        "RATE_LIMIT_PER_MINUTE": "1000000",
-        "READ_RATE_LIMIT_PER_MINUTE": "1000000",  # the bench polls its ingestion jobs
-        **extra,
-    }
-
-
-def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-
-def _stop(*processes: subprocess.Popen[bytes]) -> None:
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=60)
 
 
 def _upload_all(client: httpx.Client, qa: dict[str, Any]) -> dict[str, str]:
@@ -261,9 +241,9 @@ def main() -> None:
     stack = fresh_stack(WORK / "quality", "q" * 40)
     tenant_id, headers = bench_tenant(stack, "quality")
     port = free_port()
-    env = _environment(stack.settings)
-    api = _start(api_command("127.0.0.1", port), env)
-    worker = _start(worker_command(1, 2), env)
+    env = environment(stack.settings)
+    api = start_process(api_command("127.0.0.1", port), env)
+    worker = start_process(worker_command(1, 2), env)
     report: list[str] = []
     figures: dict[str, dict[str, str]] = {}
     try:
@@ -294,19 +274,18 @@ def main() -> None:
                 figures[name]["unrelated quoted"] = f"{shared + quoted}/{len(UNRELATED) + len(own)}"
             report += _table(figures)
             if only is None:
-                _stop(worker)
+                stop_processes(worker)
                 with StandIn() as standin:
-                    provider_env = _environment(
+                    provider_env = environment(
                         stack.settings,
-                        OPENAI_BASE_URL=standin.base_url,
-                        CHAT_PROVIDER="openai",
+                        **answered_by(standin),
                         MODEL_CONTEXT_TOKENS=str(SMALL_CONTEXT),
                         MAX_ANSWER_TOKENS="256",
                     )
-                    worker = _start(worker_command(1, 2), provider_env)
+                    worker = start_process(worker_command(1, 2), provider_env)
                     report += _provider(client, standin, sets["dev"])
     finally:
-        _stop(api, worker)
+        stop_processes(api, worker)
         stack.stop()
     print("\n".join(report))
     sys.stdout.flush()

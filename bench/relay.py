@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -30,16 +29,20 @@ import httpx
 import psutil
 import redis
 
-from api.signin.tokens import issue_access_token
-from bench.chat import WORK, _cpu_seconds, _environment, _percentile, _process
-from bench.stack import database_environ, migrated_owner, wait_healthy
-from core.settings import load_settings
-from db.engine import unit_of_work
-from tests.openai_standin import StandIn
+from bench.chat import _cpu_seconds, _percentile
+from bench.stack import (
+    WORK,
+    answered_by,
+    bench_members,
+    environment,
+    fresh_stack,
+    running,
+    wait_healthy,
+)
+from standins.model_server import StandIn
 from tools.devstack import api_command
-from tools.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from tools.embedded import free_port
 from transport import events
-from usecases.members import create_tenant, get_or_create_user
 
 STREAM_COUNTS = [int(n) for n in os.environ.get("BENCH_STREAMS", "1000,2000").split(",")]
 APIS = int(os.environ.get("BENCH_RELAY_APIS", "1"))
@@ -47,10 +50,9 @@ DELTAS_PER_STREAM = int(os.environ.get("BENCH_RELAY_DELTAS", "100"))
 DELTA_INTERVAL = 0.05  # 20 deltas a second per stream, a typical model's pace
 USERS = 50
 OPENING = 50
-# The relay's limits out of the way: what is measured is the relay, not the doors.
+# The relay's limits out of the way (the stack's environment lifts the rate limits): what is
+# measured is the relay, not the doors.
 LIMITS = {
-    "RATE_LIMIT_PER_MINUTE": "10000000",
-    "READ_RATE_LIMIT_PER_MINUTE": "10000000",
     "MAX_STREAMS_PER_USER": "100000",
     "MAX_STREAMS_PER_TENANT": "100000",
     "MAX_STREAMS_PER_PROCESS": "50000",
@@ -235,31 +237,16 @@ async def _relay(
 
 
 def main() -> None:
-    folder = WORK / "relay-stack"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    postgres, embedded_redis = EmbeddedPostgres(folder), EmbeddedRedis(folder)
-    redis_url = embedded_redis.start()
-    settings = load_settings(
-        {**database_environ(postgres), "REDIS_URL": redis_url, "JWT_SECRET": "b" * 40}
-    )
-    owner = migrated_owner(settings)
-    with unit_of_work(owner) as session:
-        tenant = create_tenant(session, f"relay-{uuid.uuid4().hex[:6]}", "Relay")
-        users = [get_or_create_user(session, tenant, f"r{n}@example.com") for n in range(USERS)]
-    headers = [
-        {
-            "Authorization": f"Bearer {issue_access_token(settings, user.id, tenant.id).token}",
-            "X-Tenant-ID": tenant.slug,
-        }
-        for user in users
-    ]
+    stack = fresh_stack(WORK / "relay-stack", "b" * 40)
+    redis_url = stack.settings.redis_url or ""
+    _, headers = bench_members(stack, "relay", USERS)
     ports = [free_port() for _ in range(APIS)]
     try:
-        with StandIn() as standin, ExitStack() as stack:
-            environ = _environment(settings, redis_url, standin) | LIMITS
+        with StandIn() as standin, ExitStack() as processes:
+            environ = environment(stack.settings, **answered_by(standin), **LIMITS)
             apis = [
-                stack.enter_context(_process(api_command("127.0.0.1", p), environ)) for p in ports
+                processes.enter_context(running(api_command("127.0.0.1", p), environ))
+                for p in ports
             ]
             for port in ports:
                 with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
@@ -272,15 +259,13 @@ def main() -> None:
                 print(
                     "\n".join(
                         asyncio.run(
-                            _relay(ports, paths, redis_url, jobs, pids, embedded_redis.pid or 0)
+                            _relay(ports, paths, redis_url, jobs, pids, stack.redis.pid or 0)
                         )
                     )
                 )
                 sys.stdout.flush()
     finally:
-        owner.dispose()
-        embedded_redis.stop()
-        postgres.stop()
+        stack.stop()
 
 
 if __name__ == "__main__":

@@ -11,32 +11,26 @@ reports which plan Postgres chose.
 
 from __future__ import annotations
 
-import os
-import shutil
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.sql.expression import Executable
 
 from api.signin.tokens import issue_access_token
-from bench.chat import _percentile, _process
-from bench.stack import database_environ, migrated_owner, wait_healthy
+from bench.chat import _percentile
+from bench.stack import WORK, environment, fresh_stack, running, wait_healthy
 from core.bootstrap import bootstrap
-from core.settings import load_settings
 from db.engine import unit_of_work
 from db.usage import quota_statement, record_usage, windows_statement
 from tools.devstack import api_command
-from tools.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from tools.embedded import free_port
 from usecases.members import create_tenant, get_or_create_user, promote_user
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".bench"
 USERS = 50
 CALLS_PER_DAY = 10_000
 DAYS = 30
@@ -107,17 +101,8 @@ def _record_cost(owner: Engine, app: Engine, tenant: uuid.UUID, user: uuid.UUID)
 
 
 def main() -> None:
-    shutil.rmtree(WORK / "usage-stack", ignore_errors=True)
-    (WORK / "usage-stack").mkdir(parents=True)
-    postgres, embedded_redis = (
-        EmbeddedPostgres(WORK / "usage-stack"),
-        EmbeddedRedis(WORK / "usage-stack"),
-    )
-    redis_url = embedded_redis.start()
-    settings = load_settings(
-        {**database_environ(postgres), "REDIS_URL": redis_url, "JWT_SECRET": "b" * 40}
-    )
-    owner = migrated_owner(settings)
+    stack = fresh_stack(WORK / "usage-stack", "b" * 40)
+    settings, owner = stack.settings, stack.owner
     app = bootstrap(settings).engine
     report: list[str] = []
     try:
@@ -144,14 +129,7 @@ def main() -> None:
             f"{DAYS} days), written and vacuumed in {time.perf_counter() - started:.1f} s"
         )
         port = free_port()
-        environment = {
-            "APP_ENV": "development",
-            "DATABASE_URL": settings.database_url or "",
-            "REDIS_URL": redis_url,
-            "JWT_SECRET": settings.jwt_secret.get_secret_value(),
-            "RATE_LIMIT_PER_MINUTE": "10000000",
-        }
-        with _process(api_command("127.0.0.1", port), os.environ | environment):
+        with running(api_command("127.0.0.1", port), environment(settings)):
             for who, user, params in [
                 ("one member", member, {}),
                 ("the whole tenant (admin)", admin, {"scope": "tenant"}),
@@ -185,9 +163,7 @@ def main() -> None:
             report.append(_summary("quota check, tenant without a quota", ms))
     finally:
         app.dispose()
-        owner.dispose()
-        embedded_redis.stop()
-        postgres.stop()
+        stack.stop()
     print("\n".join(report))
     sys.stdout.flush()
 

@@ -35,9 +35,9 @@ from core.bootstrap import owner_engine
 from core.settings import Settings, load_settings
 from db.migrate import upgrade
 from db.roles import ensure_app_login
+from standins.model_server import StandIn
 from tests.auth_helpers import Inbox
 from tests.ingest_helpers import tenant_client
-from tests.openai_standin import StandIn
 from tools.embedded import APP_LOGIN, EmbeddedPostgres, EmbeddedRedis, free_port
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40

@@ -7,9 +7,9 @@ from __future__ import annotations
 import httpx
 
 from pipeline.extractive import HEADER, NOT_COVERED
-from tests.chat_helpers import ask, read_stream
+from standins.chat_client import ask, read_stream
+from standins.documents import english_pdf, filler
 from tests.ingest_helpers import ingest
-from tests.pdfs import english_pdf, filler
 
 HEADER_LINE = "Harbour Authority Handbook, second edition"
 FOOTER_LINE = "Prepared by the Port Office of Lisbon"

@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy import text
 
 from core.settings import Settings
-from tests.chat_helpers import Answer, ask, read_stream
+from standins.chat_client import Answer, ask, read_stream
 from tests.conftest import (
     TEST_JWT_SECRET,
     OwnDatabase,

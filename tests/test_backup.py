@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import make_url
 
-from tests.chat_helpers import ask, read_stream
+from standins.chat_client import ask, read_stream
+from standins.documents import english_pdf, filler
 from tests.conftest import (
     LiveServer,
     OwnDatabase,
@@ -23,7 +24,6 @@ from tests.conftest import (
     app_url_of,
 )
 from tests.ingest_helpers import ingest, tenant_client
-from tests.pdfs import english_pdf, filler
 from tools.cli import main
 
 LANTERN = "The copper lantern of the harbour is lit at dusk by the keeper. " + filler(3, 6)

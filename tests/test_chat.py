@@ -15,10 +15,10 @@ from sqlalchemy import Engine, text
 
 from core.settings import Settings
 from pipeline.extractive import HEADER, NOTHING_TO_ANSWER_FROM
-from tests.chat_helpers import ask, bare_client, read_stream
+from standins.chat_client import ask, bare_client, read_stream
+from standins.documents import english_pdf, filler, persian_filler, persian_pdf
 from tests.conftest import LiveServer, Services, settings_for
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, wait_for_job
-from tests.pdfs import english_pdf, filler, persian_filler, persian_pdf
 from transport.events import stream_key
 
 FA_PAGES = [

@@ -13,11 +13,11 @@ from sqlalchemy import Engine, text
 
 from core.settings import Settings
 from pipeline.chunking import count_tokens
-from tests.chat_helpers import ask, read_stream
+from standins.chat_client import ask, read_stream
+from standins.documents import english_pdf, filler
+from standins.model_server import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
 from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, copied_database
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, wait_for_job
-from tests.openai_standin import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
-from tests.pdfs import english_pdf, filler
 from transport.events import stream_key
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."

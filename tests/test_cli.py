@@ -7,9 +7,9 @@ from sqlalchemy import text
 
 from api.signin.tokens import decode_access_token
 from core.settings import Settings
+from standins.documents import english_pdf, filler, persian_filler, persian_pdf
 from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
 from tests.ingest_helpers import ingest, tenant_client
-from tests.pdfs import english_pdf, filler, persian_filler, persian_pdf
 from tools.cli import main
 from tools.embedded import free_port
 
@@ -298,7 +298,7 @@ def test_usage_prints_the_figures_of_the_usage_api(
     engine,
     api_settings: Settings,  # type: ignore[no-untyped-def]
 ) -> None:
-    from tests.chat_helpers import ask, read_stream
+    from standins.chat_client import ask, read_stream
     from tests.ingest_helpers import colleague_client
 
     with tenant_client(engine, api_settings, server.url) as member:

@@ -15,9 +15,9 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
+from standins.documents import english_pdf, filler
 from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, settings_for
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
-from tests.pdfs import english_pdf, filler
 from transport.broker import BROKER_NAMESPACE
 
 

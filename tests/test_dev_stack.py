@@ -14,8 +14,8 @@ import httpx
 import jwt
 import pytest
 
+from standins.documents import costly_pdf, filler
 from tests.ingest_helpers import upload, wait_for_job
-from tests.pdfs import costly_pdf, filler
 from tools.embedded import free_port
 
 pytestmark = pytest.mark.stack  # `docuchat dev` from nothing: its own Postgres and Redis

@@ -26,11 +26,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from api.signin.tokens import issue_access_token
 from core.settings import Settings
-from tests.chat_helpers import Answer, ask, read_stream
+from standins.chat_client import Answer, ask, read_stream
+from standins.documents import english_pdf, filler
+from standins.model_server import StandIn
 from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload
-from tests.openai_standin import StandIn
-from tests.pdfs import english_pdf, filler
 from transport.events import Delta, publish, stream_key
 from transport.hub import HubClosed, StreamHub
 

@@ -21,10 +21,10 @@ from sqlalchemy import Engine, text
 from core.bootstrap import bootstrap
 from db.batches import claim_batch, requeue_batch
 from db.engine import unit_of_work
-from tests.chat_helpers import ask, read_stream
+from standins.chat_client import ask, read_stream
+from standins.documents import costly_pdf, english_pdf, filler
 from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
-from tests.pdfs import costly_pdf, english_pdf, filler
 
 SKIP_REASON = "reading it took more than the 1 s of CPU a page may take (PDF_PAGE_CPU_SECONDS)"
 

@@ -22,8 +22,8 @@ from pipeline.extractive import (
 )
 from pipeline.generation import Finished, OpenAIChatProvider, TokenUsage
 from pipeline.prompting import WINDOW_MARGIN, Source, Turn, build_prompt, question_language
+from standins.model_server import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
 from tests.conftest import Services
-from tests.openai_standin import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
 from transport.events import EventWriter, cancel_key, stream_key
 from usecases.streaming import relay_generation
 

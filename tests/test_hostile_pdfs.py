@@ -19,10 +19,10 @@ from core.settings import Settings
 from pipeline.errors import CorruptPdf, PdfTooDemanding, PermanentError, TooManyPages
 from pipeline.pdf import PageText
 from pipeline.pdf_isolation import ReadLimits, count_pages, read_pdf
-from tests import hostile_pdfs
+from standins import hostile_pdfs
+from standins.documents import english_pdf, filler
 from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, copied_database
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
-from tests.pdfs import english_pdf, filler
 
 LIMITS = ReadLimits(max_pages=500, memory_mb=256, cpu_seconds=30, page_chars=100_000)
 

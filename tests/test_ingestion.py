@@ -10,9 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core.settings import Settings
-from tests.conftest import LiveServer, Services, settings_for
-from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload, wait_for_job
-from tests.pdfs import (
+from standins.documents import (
     blank_pdf,
     costly_pdf,
     encrypted_pdf,
@@ -22,6 +20,8 @@ from tests.pdfs import (
     persian_pdf,
     scanned_pdf,
 )
+from tests.conftest import LiveServer, Services, settings_for
+from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload, wait_for_job
 
 PAGE_ONE = "The copper lantern hangs in the old harbour. Fishermen light it every evening."
 PAGE_TWO = "The glacier above the village hides a quartz cave. Climbers reach it in summer."

@@ -13,6 +13,7 @@ import subprocess
 import httpx
 
 from core import logs
+from standins.documents import english_pdf, filler
 from tests.conftest import (
     TEST_JWT_SECRET,
     OwnDatabase,
@@ -21,7 +22,6 @@ from tests.conftest import (
     wait_until_healthy,
 )
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
-from tests.pdfs import english_pdf, filler
 from tools.devstack import api_command
 from tools.embedded import free_port
 

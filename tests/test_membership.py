@@ -19,10 +19,10 @@ from api.signin.tokens import issue_access_token
 from core.settings import Settings
 from db.accounts import find_tenant
 from db.engine import unit_of_work
+from standins.documents import english_pdf
 from tests.auth_helpers import Inbox, sign_in
 from tests.conftest import LiveServer, Services, auth_settings
 from tests.ingest_helpers import upload
-from tests.pdfs import english_pdf
 from usecases.members import create_tenant, get_or_create_user
 
 CODE = re.compile(r"^\s+\d{6}\s*$", re.MULTILINE)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.chat_helpers import ask, read_stream
+from standins.chat_client import ask, read_stream
+from standins.documents import english_pdf, filler
 from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import ingest, tenant_client
-from tests.pdfs import english_pdf, filler
 
 
 def _samples(body: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

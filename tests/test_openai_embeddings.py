@@ -15,10 +15,10 @@ from db.migrate import upgrade
 from db.roles import ensure_app_login
 from pipeline.embedding import OpenAIEmbedder
 from pipeline.errors import EmbeddingRejected, EmbeddingUnavailable
+from standins.documents import english_pdf, filler
+from standins.model_server import StandIn
 from tests.conftest import LiveServer, Services, WorkerProcess, app_url_of, settings_for
 from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
-from tests.openai_standin import StandIn
-from tests.pdfs import english_pdf, filler
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from pipeline.ocr import broken_text_layer
 from pipeline.pdf import PageText
 from pipeline.pdf_isolation import ReadLimits, count_pages, read_page_range, read_pdf
 from pipeline.sentences import split_sentences
-from tests.pdfs import (
+from standins.documents import (
     blank_pdf,
     broken_font_persian_pdf,
     encrypted_pdf,

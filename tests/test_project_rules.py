@@ -17,7 +17,7 @@ from transport.broker import INGEST_ACTOR, QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("core", "pipeline", "db", "migrations", "transport", "usecases", "api", "workers")
-PACKAGES += ("tools",)
+PACKAGES += ("tools", "standins")
 
 # Lower layers never import higher ones (docs/architecture.md draws them).
 LAYERS = {
@@ -31,6 +31,7 @@ LAYERS = {
     "workers": 5,
     "core.bootstrap": 6,  # builds the parts of every layer
     "tools": 7,
+    "standins": 8,  # what tests, benches and examples run against: the service never imports it
 }
 # The entry points that call bootstrap(settings): the API's lifespan, a worker process's
 # middleware, the `alembic` command's environment (and tools, tests, benchmarks).
@@ -171,3 +172,15 @@ def test_every_actor_sets_retries_and_a_time_limit() -> None:
         assert "max_retries" in actor.options, f"{name} must set max_retries"
         assert "time_limit" in actor.options, f"{name} must set time_limit"
         assert actor.queue_name in QUEUES, f"{name} uses an undeclared queue"
+
+
+def test_benches_examples_and_stand_ins_import_nothing_from_the_tests() -> None:
+    """What the tests share with the benches and examples lives in `standins/`."""
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {imported}"
+        for folder in ("bench", "examples", "standins")
+        for path in (ROOT / folder).rglob("*.py")
+        for imported in _imports(path)
+        if imported.split(".")[0] == "tests"
+    ]
+    assert wrong == []

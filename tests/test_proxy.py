@@ -22,10 +22,10 @@ from httpx_sse import connect_sse
 from PIL import Image
 from sqlalchemy import Engine
 
-from tests.chat_helpers import ask, read_stream
+from standins.chat_client import ask, read_stream
+from standins.documents import filler
 from tests.conftest import LiveServer, Services, settings_for
 from tests.ingest_helpers import tenant_client
-from tests.pdfs import filler
 from tools.embedded import free_port
 
 CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"

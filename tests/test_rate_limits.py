@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Engine
 
 from core.settings import Settings
+from standins.documents import english_pdf
 from tests.conftest import LiveServer, Services, settings_for
 from tests.ingest_helpers import tenant_client, upload
-from tests.pdfs import english_pdf
 
 
 @pytest.fixture

@@ -27,11 +27,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from core.bootstrap import REDIS_POOL_SIZE
 from core.settings import Settings
-from tests.chat_helpers import Answer, Event, ask, bare_client, read_stream
+from standins.chat_client import Answer, Event, ask, bare_client, read_stream
+from standins.documents import english_pdf, filler
+from standins.model_server import StandIn
 from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, copied_database
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload
-from tests.openai_standin import StandIn
-from tests.pdfs import english_pdf, filler
 from tests.test_api_shutdown import api_process
 from tools.embedded import free_port
 from transport import hub as hub_module

@@ -24,11 +24,11 @@ from sqlalchemy import text
 from core.bootstrap import bootstrap
 from db.batches import claim_batch
 from db.engine import unit_of_work
-from tests.chat_helpers import Answer, Event, ask, read_stream
+from standins.chat_client import Answer, Event, ask, read_stream
+from standins.documents import english_pdf, filler
+from standins.model_server import StandIn
 from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import ingest, tenant_client, upload
-from tests.openai_standin import StandIn
-from tests.pdfs import english_pdf, filler
 from tools.embedded import EmbeddedRedis
 from workers.reaper import MAX_REQUEUES, Fleet, Reaped, reap
 

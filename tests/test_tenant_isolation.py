@@ -22,10 +22,10 @@ from sqlalchemy import Engine
 from api.app import create_app
 from api.identity import PUBLIC
 from core.settings import Settings
-from tests.chat_helpers import ask, read_stream
+from standins.chat_client import ask, read_stream
+from standins.documents import english_pdf, filler
 from tests.conftest import LiveServer
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
-from tests.pdfs import english_pdf, filler
 
 PAGES = ["The copper lantern hangs in the old harbour. " + filler(1, 4)]
 # Not tenant data: the OpenAPI document, the health check and sign-in (public on purpose).

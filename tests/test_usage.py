@@ -16,9 +16,9 @@ from core.settings import Settings
 from db.usage import Tally, fold_windows, month_bounds, windows_statement
 from pipeline.chunking import count_tokens
 from pipeline.normalise import normalise_text
-from tests.chat_helpers import ask, read_stream
+from standins.chat_client import ask, read_stream
+from standins.documents import english_pdf, filler
 from tests.ingest_helpers import colleague_client, ingest, upload
-from tests.pdfs import english_pdf, filler
 from tools.cli import main
 
 PAGES = [

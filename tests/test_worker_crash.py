@@ -16,11 +16,11 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from tests.chat_helpers import ask, read_stream
+from standins.chat_client import ask, read_stream
+from standins.documents import costly_pdf, english_pdf, filler
+from standins.model_server import StandIn
 from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
-from tests.openai_standin import StandIn
-from tests.pdfs import costly_pdf, english_pdf, filler
 from transport.broker import HEARTBEATS_KEY
 
 REPLY = " ".join(f"word{i}" for i in range(40)) + " [1]."

@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import zlib
 
+from standins.documents import pdf_of_objects
+
 FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
 TEXT = b"BT /F1 12 Tf 72 720 Td (The harbour lantern is lit at dusk.) Tj ET"
 PAGE = (
     b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
     b"/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R %s>>"
 )
-
-
-def build_pdf(objects: list[bytes]) -> bytes:
-    """A PDF of these numbered objects (1 is the catalog) with a correct cross-reference table."""
-    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
 
 
 def _stream(data: bytes, compressed: bool = False) -> bytes:
@@ -38,7 +23,7 @@ def one_page(
     contents: bytes = b"", *, page_extra: bytes = b"", catalog_extra: bytes = b"", kids: bytes = b""
 ) -> bytes:
     """One page showing `contents` (a stream object; a line of text by default)."""
-    return build_pdf([
+    return pdf_of_objects([
         b"<< /Type /Catalog /Pages 2 0 R %s>>" % catalog_extra,
         kids or b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         PAGE % page_extra,
@@ -65,7 +50,7 @@ def page_count_lie() -> bytes:
 
 def page_tree_loop() -> bytes:
     """A page tree whose branch lists the root, and itself, among its children."""
-    return build_pdf([
+    return pdf_of_objects([
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R 6 0 R] /Count 3 >>",
         PAGE % b"",

@@ -1,4 +1,5 @@
-"""Asking questions and reading answers over real SSE, shared by the chat tests."""
+"""Asking questions and reading answers over real SSE, as a browser does: for the chat tests
+and the benches."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A stand-in for the paid OpenAI API, speaking its wire protocol over real HTTP.
+"""A stand-in for the paid OpenAI API, speaking its wire protocol over real HTTP: the model
+server of the tests, the benches and the examples.
 
 - `POST /v1/embeddings` answers with deterministic bag-of-words vectors (texts sharing words
   point the same way) and reports usage.
@@ -26,8 +27,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
-
-from tools.embedded import free_port
 
 DEFAULT_REPLY = "The lantern is lit every evening by the fishermen [1]."
 # What the stand-in reports as the prompt's size, so tests can tell its numbers from tiktoken's.
@@ -75,7 +74,6 @@ class StandIn:
     first_piece_timings: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.port = free_port()
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -185,8 +183,9 @@ class StandIn:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
-        self.server = _QuietServer(("127.0.0.1", self.port), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)  # a free port, taken at once
         self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def size(self, body: dict[str, Any]) -> int:

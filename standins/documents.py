@@ -1,5 +1,6 @@
-"""Real PDFs for the tests, written by fpdf2; Persian is shaped by HarfBuzz in the Amiri font,
-laid out right to left the way TeX and word processors write it."""
+"""Real PDFs for the tests and benches, written by fpdf2; Persian is shaped by HarfBuzz in the
+Amiri font, laid out right to left the way TeX and word processors write it. fpdf2, HarfBuzz and
+Amiri come with the test tools (`pip install -e '.[test]'`), not with the service."""
 
 from __future__ import annotations
 
@@ -202,6 +203,12 @@ def costly_pdf(pages: list[tuple[str, int]]) -> bytes:
     listed = b" ".join(b"%d 0 R" % kid for kid in kids)
     assert add(b"<< /Type /Pages /Kids [%s] /Count %d >>" % (listed, len(kids))) == tree
     catalog = add(b"<< /Type /Catalog /Pages %d 0 R >>" % tree)
+    return pdf_of_objects(objects, root=catalog)
+
+
+def pdf_of_objects(objects: list[bytes], root: int = 1) -> bytes:
+    """A PDF of these numbered objects (from 1; `root` is the catalog's number), with a correct
+    cross-reference table."""
     out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, 1):
@@ -210,7 +217,7 @@ def costly_pdf(pages: list[tuple[str, int]]) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    trailer = (len(objects) + 1, catalog, xref)
+    trailer = (len(objects) + 1, root, xref)
     out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % trailer
     return bytes(out)
 
