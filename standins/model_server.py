@@ -22,7 +22,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -74,6 +74,7 @@ class StandIn:
     first_piece_timings: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.epoch = 0  # how many resets: a request from before one is dropped, not answered
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -83,14 +84,16 @@ class StandIn:
                 return None
 
             def do_POST(self) -> None:
-                self.received = time.perf_counter()
+                self.received, epoch = time.perf_counter(), standin.epoch
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 standin.requests.append(
                     {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
                 )
                 if standin.stall_seconds and standin.stall_after is None:
                     time.sleep(standin.stall_seconds)
-                if standin.failures:
+                if standin.epoch != epoch:
+                    self.close_connection = True  # reset meanwhile: its failures are not ours
+                elif standin.failures:
                     status = standin.failures.pop(0)
                     self._send(status, {"error": {"message": f"stand-in failure {status}"}})
                 elif self.path == "/v1/embeddings":
@@ -187,6 +190,18 @@ class StandIn:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def reset(self, **settings: Any) -> None:
+        """Back to a new stand-in's settings, these apart, with nothing recorded and a stalled
+        request left unanswered (on the same port: whoever was given its address keeps it)."""
+        self.epoch += 1
+        for each in fields(self):
+            if each.name in settings:
+                setattr(self, each.name, settings[each.name])
+            elif callable(each.default_factory):
+                setattr(self, each.name, each.default_factory())
+            else:
+                setattr(self, each.name, each.default)
 
     def size(self, body: dict[str, Any]) -> int:
         """A prompt's size as a model's tokenizer might count it: words and symbols."""

@@ -16,8 +16,8 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from core.settings import load_settings
-from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, settings_for
 from tests.ingest_helpers import tenant_client
+from tests.stack import TEST_JWT_SECRET, LiveServer, Services, settings_for
 
 # The schema the app serves, built in-process so pytest can list its operations; the requests
 # themselves go over HTTP to a live server.

@@ -17,14 +17,14 @@ from sqlalchemy import text
 
 from core.settings import Settings
 from standins.chat_client import Answer, ask, read_stream
-from tests.conftest import (
+from tests.ingest_helpers import tenant_client
+from tests.stack import (
     TEST_JWT_SECRET,
     OwnDatabase,
     Services,
     WorkerProcess,
     wait_until_healthy,
 )
-from tests.ingest_helpers import tenant_client
 from tools.devstack import api_command
 from tools.embedded import free_port
 
@@ -49,10 +49,10 @@ def api_process(settings: Settings, port: int) -> Iterator[subprocess.Popen[byte
 
 
 def test_sigterm_ends_open_streams_with_reconnect_and_loses_nothing(
-    services: Services, own_database: OwnDatabase
+    services: Services, own_database: OwnDatabase, redis_database: str
 ) -> None:
     settings = own_database.settings(
-        services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/9"
+        services, REDIS_URL=redis_database
     )  # no worker yet: the answers wait, their streams stay open
     engine = own_database.engine
     port = free_port()

@@ -18,7 +18,7 @@ from api.signin.tokens import issue_access_token
 from core.settings import Settings
 from db.engine import unit_of_work
 from tests.auth_helpers import Inbox, sign_in
-from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, auth_settings
+from tests.stack import TEST_JWT_SECRET, LiveServer, Services, auth_settings
 from tools.cli import main
 from usecases.members import create_tenant, get_or_create_user
 

@@ -16,14 +16,14 @@ from sqlalchemy import make_url
 
 from standins.chat_client import ask, read_stream
 from standins.documents import english_pdf, filler
-from tests.conftest import (
+from tests.ingest_helpers import ingest, tenant_client
+from tests.stack import (
     LiveServer,
     OwnDatabase,
     Services,
     WorkerProcess,
     app_url_of,
 )
-from tests.ingest_helpers import ingest, tenant_client
 from tools.cli import main
 
 LANTERN = "The copper lantern of the harbour is lit at dusk by the keeper. " + filler(3, 6)
@@ -42,9 +42,9 @@ def test_a_dump_restored_into_an_empty_database_serves_the_same_tenant(
     cli: CliRunner,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    redis_database: str,
 ) -> None:
-    redis_url = services.redis_url.rsplit("/", 1)[0] + "/7"  # its own queue, its own worker
-    settings = own_database.settings(services, REDIS_URL=redis_url)
+    settings = own_database.settings(services, REDIS_URL=redis_database)  # its own worker
     with (
         WorkerProcess(settings),
         LiveServer(settings) as server,

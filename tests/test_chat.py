@@ -17,8 +17,8 @@ from core.settings import Settings
 from pipeline.extractive import HEADER, NOTHING_TO_ANSWER_FROM
 from standins.chat_client import ask, bare_client, read_stream
 from standins.documents import english_pdf, filler, persian_filler, persian_pdf
-from tests.conftest import LiveServer, Services, settings_for
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, wait_for_job
+from tests.stack import LiveServer, Services, settings_for
 from transport.events import stream_key
 
 FA_PAGES = [
@@ -283,10 +283,10 @@ def test_a_stream_token_counts_against_its_users_rate_limit(
 
 
 def test_deleting_a_session_ends_the_stream_of_an_answer_no_worker_took(
-    services: Services, engine: Engine
+    services: Services, engine: Engine, redis_database: str
 ) -> None:
     settings = settings_for(
-        services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/10"
+        services, REDIS_URL=redis_database
     )  # no worker serves these queues: the answer stays queued
     events = []
     with LiveServer(settings) as server, tenant_client(engine, settings, server.url) as client:

@@ -16,41 +16,27 @@ from pipeline.chunking import count_tokens
 from standins.chat_client import ask, read_stream
 from standins.documents import english_pdf, filler
 from standins.model_server import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
-from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, copied_database
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, wait_for_job
+from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess
 from transport.events import stream_key
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."
 
 
-@pytest.fixture(autouse=True)
-def fresh_standin(standin: StandIn) -> None:
-    standin.reply, standin.piece_delay, standin.failures = DEFAULT_REPLY, 0.0, []
-    standin.stall_seconds, standin.stall_after, standin.drop_after = 0.0, None, None
-    standin.report_usage, standin.context_tokens, standin.overflow = True, None, "error"
-
-
-def _redis_db(services: Services, db: int) -> str:
-    return services.redis_url.rsplit("/", 1)[0] + f"/{db}"
+@pytest.fixture(scope="module")
+def engine(fleet: OwnDatabase) -> Engine:
+    return fleet.engine
 
 
 @pytest.fixture(scope="module")
-def fleet_database(services: Services, template_database: str) -> Iterator[OwnDatabase]:
-    """The module's workers answer with the stand-in: a database of their own."""
-    with copied_database(services, template_database) as database:
-        yield database
-
-
-@pytest.fixture(scope="module")
-def engine(fleet_database: OwnDatabase) -> Engine:
-    return fleet_database.engine
-
-
-@pytest.fixture(scope="module")
-def llm_settings(services: Services, standin: StandIn, fleet_database: OwnDatabase) -> Settings:
-    return fleet_database.settings(
+def llm_settings(
+    services: Services, standin: StandIn, fleet: OwnDatabase, module_redis_database: str
+) -> Settings:
+    """The module's workers answer with the stand-in: a database of their own (`fleet`), and
+    queues of their own that the run's worker never sees."""
+    return fleet.settings(
         services,
-        REDIS_URL=_redis_db(services, 5),  # its own queues: the default worker never sees them
+        REDIS_URL=module_redis_database,
         OPENAI_BASE_URL=standin.base_url,
         OPENAI_TIMEOUT_SECONDS="1",
         OPENAI_MAX_RETRIES="2",
@@ -300,12 +286,16 @@ def test_a_persian_question_gets_persian_instructions(
 
 
 def test_a_queued_job_can_be_cancelled_and_its_stream_sends_keep_alives_within_limits(
-    services: Services, standin: StandIn, engine: Engine, fleet_database: OwnDatabase
+    services: Services,
+    standin: StandIn,
+    engine: Engine,
+    fleet: OwnDatabase,
+    redis_database: str,
 ) -> None:
     """No worker serves these queues: the job stays queued while the stream waits."""
-    settings = fleet_database.settings(
+    settings = fleet.settings(
         services,
-        REDIS_URL=_redis_db(services, 6),
+        REDIS_URL=redis_database,
         OPENAI_BASE_URL=standin.base_url,
         SSE_KEEPALIVE_SECONDS="0.2",
         MAX_STREAMS_PER_PROCESS="1",

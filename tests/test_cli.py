@@ -8,8 +8,8 @@ from sqlalchemy import text
 from api.signin.tokens import decode_access_token
 from core.settings import Settings
 from standins.documents import english_pdf, filler, persian_filler, persian_pdf
-from tests.conftest import LiveServer, Services, WorkerProcess, settings_for
 from tests.ingest_helpers import ingest, tenant_client
+from tests.stack import LiveServer, Services, WorkerProcess, settings_for
 from tools.cli import main
 from tools.embedded import free_port
 

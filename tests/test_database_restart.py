@@ -16,8 +16,8 @@ import redis
 from sqlalchemy import Engine, text
 
 from standins.documents import english_pdf, filler
-from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, settings_for
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
+from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess, settings_for
 from transport.broker import BROKER_NAMESPACE
 
 
@@ -61,13 +61,13 @@ def test_requests_while_the_database_is_down_are_503_and_the_api_recovers(
 
 
 def test_a_job_taken_while_the_database_is_down_is_retried_and_finishes_once(
-    own_database: OwnDatabase, database_down_for_a_while: Services
+    own_database: OwnDatabase, database_down_for_a_while: Services, redis_database: str
 ) -> None:
     services = database_down_for_a_while
     engine = own_database.engine
     settings = own_database.settings(
         services,
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/8",  # no worker listens here yet
+        REDIS_URL=redis_database,  # no worker listens here yet
         RATE_LIMIT_PER_MINUTE="100000",
     )
     pages = [filler(seed, 30) for seed in range(3)]

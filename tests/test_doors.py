@@ -29,8 +29,8 @@ from core.settings import Settings
 from standins.chat_client import Answer, ask, read_stream
 from standins.documents import english_pdf, filler
 from standins.model_server import StandIn
-from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload
+from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess
 from transport.events import Delta, publish, stream_key
 from transport.hub import HubClosed, StreamHub
 
@@ -38,10 +38,7 @@ REPLY = " ".join(f"word{i}" for i in range(40)) + " [1]."
 HUGE_ID = "0-18446744073709551616"  # 2**64: past what Redis keeps in an id's sequence
 FOREIGN_DIGITS_ID = "٠-٠"  # Arabic-Indic digits: Python's \d takes them, Redis does not
 
-
-@pytest.fixture(autouse=True)
-def fresh_standin(standin: StandIn) -> None:
-    standin.reply, standin.piece_delay, standin.failures = REPLY, 0.0, []
+pytestmark = pytest.mark.standin(reply=REPLY)
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +47,12 @@ def engine(fleet: OwnDatabase) -> Engine:
 
 
 @pytest.fixture(scope="module")
-def door_settings(services: Services, standin: StandIn, fleet: OwnDatabase) -> Settings:
+def door_settings(
+    services: Services, standin: StandIn, fleet: OwnDatabase, module_redis_database: str
+) -> Settings:
     return fleet.settings(
         services,
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/14",
+        REDIS_URL=module_redis_database,
         OPENAI_BASE_URL=standin.base_url,
         RATE_LIMIT_PER_MINUTE="100000",
         SSE_KEEPALIVE_SECONDS="1",
@@ -160,10 +159,10 @@ def test_a_huge_last_event_id_is_refused_and_other_tenants_streams_deliver_every
     assert reader.answer.names[-1] == "end" and reader.answer.text == REPLY
 
 
-def test_a_stream_whose_read_redis_refuses_ends_alone(services: Services) -> None:
+def test_a_stream_whose_read_redis_refuses_ends_alone(redis_database: str) -> None:
     """The hub's one connection carries every stream: when Redis refuses to read one stream
     (here a key that is not a stream), that stream's readers are told, the others read on."""
-    url = services.redis_url.rsplit("/", 1)[0] + "/14"
+    url = redis_database
     job, other = uuid.uuid4(), uuid.uuid4()
     plain = redis.Redis.from_url(url)
     plain.set(stream_key(other), b"not a stream")

@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 
 from core.settings import Settings
 from standins.documents import english_pdf, filler
-from tests.conftest import LiveServer, WorkerProcess
 from tests.ingest_helpers import tenant_client
+from tests.stack import LiveServer, WorkerProcess
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "python_client.py"
 

@@ -23,14 +23,10 @@ from db.batches import claim_batch, requeue_batch
 from db.engine import unit_of_work
 from standins.chat_client import ask, read_stream
 from standins.documents import costly_pdf, english_pdf, filler
-from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
+from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess
 
 SKIP_REASON = "reading it took more than the 1 s of CPU a page may take (PDF_PAGE_CPU_SECONDS)"
-
-
-def _redis(services: Services, db: int) -> str:
-    return services.redis_url.rsplit("/", 1)[0] + f"/{db}"
 
 
 def _slug_batches(engine: Engine, slug: str) -> Counter[str]:
@@ -47,14 +43,12 @@ def _slug_batches(engine: Engine, slug: str) -> Counter[str]:
 
 
 def test_the_claim_serves_tenants_in_turn_under_their_cap(
-    services: Services, own_database: OwnDatabase
+    services: Services, own_database: OwnDatabase, redis_database: str
 ) -> None:
     """No worker: the claim itself, called as a worker calls it, on batches made by uploads.
     The tenant served longest ago goes first, whatever the order of the uploads; a tenant at
     its cap is passed over; a batch held back after a failure waits for its backoff."""
-    settings = own_database.settings(
-        services, REDIS_URL=_redis(services, 14), INGEST_BATCH_PAGES="1"
-    )
+    settings = own_database.settings(services, REDIS_URL=redis_database, INGEST_BATCH_PAGES="1")
     parts = bootstrap(settings)
     try:
         with LiveServer(settings) as server:
@@ -108,14 +102,14 @@ def _tenant_ids(engine: Engine, names: dict[str, str]) -> dict[uuid.UUID, str]:
 
 
 def test_a_small_upload_is_ready_while_another_tenant_s_long_queue_still_waits(
-    services: Services, own_database: OwnDatabase
+    services: Services, own_database: OwnDatabase, redis_database: str
 ) -> None:
     """Tenant A queues six documents (eighteen batches) before tenant B sends one small
     file: B's is ready while most of A's batches are still waiting, and A's all finish."""
     engine = own_database.engine
     settings = own_database.settings(
         services,
-        REDIS_URL=_redis(services, 14),
+        REDIS_URL=redis_database,
         INGEST_BATCH_PAGES="2",
         TENANT_INGEST_CONCURRENCY="1",
         RATE_LIMIT_PER_MINUTE="100000",
@@ -149,7 +143,7 @@ def test_a_small_upload_is_ready_while_another_tenant_s_long_queue_still_waits(
 
 
 def test_a_question_is_answered_while_every_ingest_slot_reads_costly_pages(
-    services: Services, own_database: OwnDatabase
+    services: Services, own_database: OwnDatabase, redis_database: str
 ) -> None:
     """Both ingest slots busy with pages that each want seconds of CPU: a question is
     answered at once by the chat worker. Each costly page is cut off at its budget and
@@ -157,7 +151,7 @@ def test_a_question_is_answered_while_every_ingest_slot_reads_costly_pages(
     engine = own_database.engine
     settings = own_database.settings(
         services,
-        REDIS_URL=_redis(services, 15),
+        REDIS_URL=redis_database,
         PDF_PAGE_CPU_SECONDS="1",
         INGEST_BATCH_PAGES="4",
         TENANT_INGEST_CONCURRENCY="2",
@@ -199,12 +193,10 @@ def test_a_question_is_answered_while_every_ingest_slot_reads_costly_pages(
 
 
 def test_metrics_show_who_waits_and_who_runs_by_tenant_id(
-    services: Services, own_database: OwnDatabase
+    services: Services, own_database: OwnDatabase, redis_database: str
 ) -> None:
     """No worker: the queued work shows per queue and tenant id, for sizing the fleet."""
-    settings = own_database.settings(
-        services, REDIS_URL=_redis(services, 14), INGEST_BATCH_PAGES="1"
-    )
+    settings = own_database.settings(services, REDIS_URL=redis_database, INGEST_BATCH_PAGES="1")
     with (
         LiveServer(settings) as server,
         tenant_client(own_database.engine, settings, server.url) as client,

@@ -22,8 +22,8 @@ from pipeline.pdf import PageText
 from pipeline.pdf_isolation import ReadLimits, read_pdf
 from standins.chat_client import ask, read_stream
 from standins.documents import broken_font_persian_pdf, english_pdf, persian_pdf, scan_of
-from tests.conftest import LiveServer
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload, wait_for_job
+from tests.stack import LiveServer
 
 ARTICLE = """<!doctype html>
 <html><head><title>Harbour guide</title><style>body {{ color: red }}</style>

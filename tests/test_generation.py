@@ -23,7 +23,6 @@ from pipeline.extractive import (
 from pipeline.generation import Finished, OpenAIChatProvider, TokenUsage
 from pipeline.prompting import WINDOW_MARGIN, Source, Turn, build_prompt, question_language
 from standins.model_server import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
-from tests.conftest import Services
 from transport.events import EventWriter, cancel_key, stream_key
 from usecases.streaming import relay_generation
 
@@ -188,12 +187,6 @@ def test_code_and_bracketed_numbers_in_a_quote_are_not_citations() -> None:
     assert quoted("Plain prose stays as it is.") == "Plain prose stays as it is."
 
 
-@pytest.fixture
-def standin() -> Iterator[StandIn]:
-    with StandIn() as server:
-        yield server
-
-
 def _provider(standin: StandIn, retries: int = 2) -> OpenAIChatProvider:
     return OpenAIChatProvider(
         api_key="sk-test",
@@ -232,8 +225,8 @@ def test_the_provider_retries_only_before_the_first_piece(standin: StandIn) -> N
 
 
 @pytest.fixture
-def redis_client(services: Services) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(services.redis_url.rsplit("/", 1)[0] + "/7") as client:
+def redis_client(redis_database: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_database) as client:
         yield client
 
 

@@ -5,7 +5,7 @@ import sys
 
 import httpx
 
-from tests.conftest import (
+from tests.stack import (
     TEST_JWT_SECRET,
     LiveServer,
     Services,

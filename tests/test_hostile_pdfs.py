@@ -21,8 +21,8 @@ from pipeline.pdf import PageText
 from pipeline.pdf_isolation import ReadLimits, count_pages, read_pdf
 from standins import hostile_pdfs
 from standins.documents import english_pdf, filler
-from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, copied_database
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
+from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess
 
 LIMITS = ReadLimits(max_pages=500, memory_mb=256, cpu_seconds=30, page_chars=100_000)
 
@@ -107,22 +107,18 @@ def test_every_rejection_is_a_permanent_error() -> None:
 
 
 @pytest.fixture(scope="module")
-def limited_database(services: Services, template_database: str) -> Iterator[OwnDatabase]:
+def engine(fleet: OwnDatabase) -> Engine:
     """The limited worker's fleet: a database of its own."""
-    with copied_database(services, template_database) as database:
-        yield database
+    return fleet.engine
 
 
 @pytest.fixture(scope="module")
-def engine(limited_database: OwnDatabase) -> Engine:
-    return limited_database.engine
-
-
-@pytest.fixture(scope="module")
-def limited_settings(services: Services, limited_database: OwnDatabase) -> Settings:
-    return limited_database.settings(
+def limited_settings(
+    services: Services, fleet: OwnDatabase, module_redis_database: str
+) -> Settings:
+    return fleet.settings(
         services,
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/7",  # its own queues and worker
+        REDIS_URL=module_redis_database,  # its own queues and worker
         PDF_MEMORY_LIMIT_MB="256",
         RATE_LIMIT_PER_MINUTE="100000",
     )

@@ -18,8 +18,8 @@ from core.settings import Settings
 from db.engine import unit_of_work
 from standins.documents import english_pdf, filler
 from tests.auth_helpers import Inbox
-from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, WorkerProcess, auth_settings
 from tests.ingest_helpers import ingest
+from tests.stack import TEST_JWT_SECRET, LiveServer, Services, WorkerProcess, auth_settings
 from usecases.members import create_tenant
 
 

@@ -20,8 +20,8 @@ from standins.documents import (
     persian_pdf,
     scanned_pdf,
 )
-from tests.conftest import LiveServer, Services, settings_for
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload, wait_for_job
+from tests.stack import LiveServer, Services, settings_for
 
 PAGE_ONE = "The copper lantern hangs in the old harbour. Fishermen light it every evening."
 PAGE_TWO = "The glacier above the village hides a quartz cave. Climbers reach it in summer."

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from core.redaction import MASK, install_log_redaction, redact
 from db.engine import unit_of_work
 from tests.auth_helpers import Inbox, sign_in
-from tests.conftest import TEST_JWT_SECRET, Services, wait_until_healthy
+from tests.stack import TEST_JWT_SECRET, Services, wait_until_healthy
 from tools.devstack import api_command
 from tools.embedded import free_port
 from usecases.members import create_tenant

@@ -14,14 +14,14 @@ import httpx
 
 from core import logs
 from standins.documents import english_pdf, filler
-from tests.conftest import (
+from tests.ingest_helpers import tenant_client, upload, wait_for_job
+from tests.stack import (
     TEST_JWT_SECRET,
     OwnDatabase,
     Services,
     WorkerProcess,
     wait_until_healthy,
 )
-from tests.ingest_helpers import tenant_client, upload, wait_for_job
 from tools.devstack import api_command
 from tools.embedded import free_port
 
@@ -47,13 +47,11 @@ def test_a_record_becomes_one_json_line_with_the_ids_in_context() -> None:
 
 
 def test_api_and_worker_lines_are_json_with_request_tenant_and_job(
-    services: Services, own_database: OwnDatabase
+    services: Services, own_database: OwnDatabase, redis_database: str
 ) -> None:
     """The worker whose lines are read must be the one that ingests: a fleet of its own."""
     engine = own_database.engine
-    settings = own_database.settings(
-        services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/12"
-    )
+    settings = own_database.settings(services, REDIS_URL=redis_database)
     port = free_port()
     environ = os.environ | {
         "APP_ENV": "test",

@@ -21,8 +21,8 @@ from db.accounts import find_tenant
 from db.engine import unit_of_work
 from standins.documents import english_pdf
 from tests.auth_helpers import Inbox, sign_in
-from tests.conftest import LiveServer, Services, auth_settings
 from tests.ingest_helpers import upload
+from tests.stack import LiveServer, Services, auth_settings
 from usecases.members import create_tenant, get_or_create_user
 
 CODE = re.compile(r"^\s+\d{6}\s*$", re.MULTILINE)
@@ -225,7 +225,7 @@ def test_a_removed_member_is_locked_out_at_once_and_their_documents_stay(
 
 
 def test_a_removed_member_s_open_stream_ends_within_a_keep_alive(
-    services: Services, smtp: tuple[Inbox, int], engine: Engine
+    services: Services, smtp: tuple[Inbox, int], engine: Engine, redis_database: str
 ) -> None:
     # Its own Redis database, where no worker listens: the answer stays unwritten, the
     # stream open.
@@ -233,7 +233,7 @@ def test_a_removed_member_s_open_stream_ends_within_a_keep_alive(
         services,
         smtp[1],
         SSE_KEEPALIVE_SECONDS="0.5",
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/1",
+        REDIS_URL=redis_database,
     )
     with LiveServer(settings) as live:
         tenant = _tenant(engine, settings, live.url)

@@ -8,8 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from standins.chat_client import ask, read_stream
 from standins.documents import english_pdf, filler
-from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import ingest, tenant_client
+from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess
 
 
 def _samples(body: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -21,13 +21,11 @@ def _samples(body: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 def test_metrics_count_the_fleet_s_work_and_the_api_s_requests(
-    services: Services, own_database: OwnDatabase
+    services: Services, own_database: OwnDatabase, redis_database: str
 ) -> None:
     # A fleet of its own (Redis and database): its counters start at zero.
     engine = own_database.engine
-    settings = own_database.settings(
-        services, REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/13"
-    )
+    settings = own_database.settings(services, REDIS_URL=redis_database)
     pages = ["The copper lantern hangs in the harbour. " + filler(2, 8), filler(3, 8)]
     with (
         LiveServer(settings) as server,

@@ -3,8 +3,6 @@ and as the configured provider of the whole stack (API, worker, search)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from sqlalchemy import Engine
@@ -17,14 +15,8 @@ from pipeline.embedding import OpenAIEmbedder
 from pipeline.errors import EmbeddingRejected, EmbeddingUnavailable
 from standins.documents import english_pdf, filler
 from standins.model_server import StandIn
-from tests.conftest import LiveServer, Services, WorkerProcess, app_url_of, settings_for
 from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
-
-
-@pytest.fixture
-def standin() -> Iterator[StandIn]:
-    with StandIn(dimension=64) as server:
-        yield server
+from tests.stack import LiveServer, Services, WorkerProcess, app_url_of, settings_for
 
 
 def _embedder(standin: StandIn, **overrides: object) -> OpenAIEmbedder:
@@ -74,13 +66,13 @@ def test_a_stalled_provider_times_out(standin: StandIn) -> None:
 
 
 def test_the_whole_stack_runs_on_an_openai_compatible_embedder_by_configuration(
-    services: Services, empty_database: str, standin: StandIn
+    services: Services, empty_database: str, standin: StandIn, redis_database: str
 ) -> None:
     settings: Settings = settings_for(
         services,
         DATABASE_URL=app_url_of(empty_database),
         DATABASE_OWNER_URL=empty_database,
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/4",
+        REDIS_URL=redis_database,
         EMBEDDING_PROVIDER="openai",
         EMBEDDING_MODEL="standin-embed",
         EMBEDDING_DIMENSIONS="64",

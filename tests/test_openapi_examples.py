@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from core.settings import load_settings
-from tests.conftest import TEST_JWT_SECRET, LiveServer, Services, settings_for
+from tests.stack import TEST_JWT_SECRET, LiveServer, Services, settings_for
 
 DOCUMENT: dict[str, Any] = create_app(
     load_settings({"JWT_SECRET": TEST_JWT_SECRET})

@@ -175,12 +175,15 @@ def test_every_actor_sets_retries_and_a_time_limit() -> None:
 
 
 def test_benches_examples_and_stand_ins_import_nothing_from_the_tests() -> None:
-    """What the tests share with the benches and examples lives in `standins/`."""
+    """What the tests share with the benches and examples lives in `standins/`, and a test
+    module takes fixtures from conftest.py by name, never its classes by import (those are in
+    tests/stack.py)."""
     wrong = [
         f"{path.relative_to(ROOT)} imports {imported}"
-        for folder in ("bench", "examples", "standins")
+        for folder in ("bench", "examples", "standins", "tests")
         for path in (ROOT / folder).rglob("*.py")
         for imported in _imports(path)
-        if imported.split(".")[0] == "tests"
+        if (folder != "tests" and imported.split(".")[0] == "tests")
+        or imported in ("conftest", "tests.conftest")
     ]
     assert wrong == []

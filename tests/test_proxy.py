@@ -24,8 +24,8 @@ from sqlalchemy import Engine
 
 from standins.chat_client import ask, read_stream
 from standins.documents import filler
-from tests.conftest import LiveServer, Services, settings_for
 from tests.ingest_helpers import tenant_client
+from tests.stack import LiveServer, Services, settings_for
 from tools.embedded import free_port
 
 CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
@@ -172,12 +172,12 @@ def test_behind_trusted_proxies_each_client_has_its_own_budget(
 
 
 def test_an_idle_stream_outlives_nginx_read_timeout_through_its_keep_alives(
-    services: Services, engine: Engine, tmp_path: Path
+    services: Services, engine: Engine, tmp_path: Path, redis_database: str
 ) -> None:
     """deploy/nginx.conf's rule, shrunk to seconds: proxy_read_timeout (3 s here) above
     SSE_KEEPALIVE_SECONDS (1 s) keeps a stream that has nothing to say open for good."""
-    redis_url = services.redis_url.rsplit("/", 1)[0] + "/8"  # a queue no worker reads
-    settings = settings_for(services, REDIS_URL=redis_url, SSE_KEEPALIVE_SECONDS="1")
+    # A queue no worker reads.
+    settings = settings_for(services, REDIS_URL=redis_database, SSE_KEEPALIVE_SECONDS="1")
     with (
         LiveServer(settings) as server,
         nginx(server.url, tmp_path, read_timeout="3s") as running,

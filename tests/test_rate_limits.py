@@ -4,30 +4,25 @@ questions need, and the questions are still limited."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
-from sqlalchemy import Engine
 
 from core.settings import Settings
 from standins.documents import english_pdf
-from tests.conftest import LiveServer, Services, settings_for
-from tests.ingest_helpers import tenant_client, upload
+from tests.ingest_helpers import upload
+from tests.stack import Services, settings_for
 
 
-@pytest.fixture
-def client(services: Services, engine: Engine) -> Iterator[httpx.Client]:
+@pytest.fixture(scope="module")
+def api_settings(services: Services, module_redis_database: str) -> Settings:
     """The default budgets: 50 expensive requests and 600 reads a minute. Its own Redis
     database: the upload's job stays queued, there is always something to poll."""
-    settings: Settings = settings_for(
+    return settings_for(
         services,
         RATE_LIMIT_PER_MINUTE="50",
         READ_RATE_LIMIT_PER_MINUTE="600",
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/2",
+        REDIS_URL=module_redis_database,
     )
-    with LiveServer(settings) as server, tenant_client(engine, settings, server.url) as client:
-        yield client
 
 
 def test_polling_a_job_is_never_throttled_while_searches_are(client: httpx.Client) -> None:

@@ -30,8 +30,8 @@ from core.settings import Settings
 from standins.chat_client import Answer, Event, ask, bare_client, read_stream
 from standins.documents import english_pdf, filler
 from standins.model_server import StandIn
-from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, copied_database
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload
+from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.test_api_shutdown import api_process
 from tools.embedded import free_port
 from transport import hub as hub_module
@@ -40,22 +40,7 @@ from transport.hub import StreamHub
 
 SLOW_REPLY = " ".join(f"word{i}" for i in range(40)) + " [1]."
 
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[StandIn]:
-    with StandIn() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def fresh_standin(standin: StandIn) -> None:
-    standin.reply, standin.piece_delay, standin.failures = SLOW_REPLY, 0.0, []
-
-
-@pytest.fixture(scope="module")
-def fleet(services: Services, template_database: str) -> Iterator[OwnDatabase]:
-    with copied_database(services, template_database) as database:
-        yield database
+pytestmark = pytest.mark.standin(reply=SLOW_REPLY)
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +49,12 @@ def engine(fleet: OwnDatabase) -> Engine:
 
 
 @pytest.fixture(scope="module")
-def live_settings(services: Services, standin: StandIn, fleet: OwnDatabase) -> Settings:
+def live_settings(
+    services: Services, standin: StandIn, fleet: OwnDatabase, module_redis_database: str
+) -> Settings:
     return fleet.settings(
         services,
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/6",
+        REDIS_URL=module_redis_database,
         OPENAI_BASE_URL=standin.base_url,
         RATE_LIMIT_PER_MINUTE="100000",
         MAX_STREAMS_PER_USER="100",  # sixty readers of one answer share one reader here

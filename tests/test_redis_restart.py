@@ -27,18 +27,14 @@ from db.engine import unit_of_work
 from standins.chat_client import Answer, Event, ask, read_stream
 from standins.documents import english_pdf, filler
 from standins.model_server import StandIn
-from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import ingest, tenant_client, upload
+from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess
 from tools.embedded import EmbeddedRedis
 from workers.reaper import MAX_REQUEUES, Fleet, Reaped, reap
 
 REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."
 
-
-@pytest.fixture
-def standin() -> Iterator[StandIn]:
-    with StandIn(reply=REPLY, piece_delay=0.05) as server:
-        yield server
+pytestmark = pytest.mark.standin(reply=REPLY, piece_delay=0.05)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from core.settings import Settings
 from db.engine import unit_of_work
 from db.models import Document
 from db.roles import check_app_login, ensure_app_login
-from tests.conftest import TEST_JWT_SECRET, Services
+from tests.stack import TEST_JWT_SECRET, Services
 from tools.devstack import api_command
 from tools.embedded import free_port
 from usecases.members import create_tenant

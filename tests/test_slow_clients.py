@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from api.http_protocol import PROTOCOL, HeadTimeoutProtocol
-from tests.conftest import LiveServer, Services, settings_for
+from tests.stack import LiveServer, Services, settings_for
 from tools.devstack import api_command
 
 ROOT = Path(__file__).resolve().parent.parent

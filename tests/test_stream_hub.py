@@ -9,14 +9,13 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from tests.conftest import Services
 from transport.events import (
     NOTHING_SPENT,
     Delta,
@@ -34,10 +33,8 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-def url(services: Services) -> Iterator[str]:
-    url = services.redis_url.rsplit("/", 1)[0] + "/13"
-    yield url
-    redis.Redis.from_url(url).flushdb()
+def url(redis_database: str) -> str:
+    return redis_database
 
 
 def _with_hub(url: str, scenario: Callable[[StreamHub], Awaitable[T]], **options: Any) -> T:

@@ -24,8 +24,8 @@ from api.identity import PUBLIC
 from core.settings import Settings
 from standins.chat_client import ask, read_stream
 from standins.documents import english_pdf, filler
-from tests.conftest import LiveServer
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
+from tests.stack import LiveServer
 
 PAGES = ["The copper lantern hangs in the old harbour. " + filler(1, 4)]
 # Not tenant data: the OpenAPI document, the health check and sign-in (public on purpose).

@@ -24,8 +24,8 @@ from core.settings import Settings
 from db.engine import unit_of_work
 from standins.documents import costly_pdf, filler, persian_filler, persian_pdf
 from tests.auth_helpers import Inbox
-from tests.conftest import LiveServer, Services, WorkerProcess, auth_settings
 from tests.ingest_helpers import upload
+from tests.stack import LiveServer, Services, WorkerProcess, auth_settings
 from usecases.members import create_tenant, get_or_create_user
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

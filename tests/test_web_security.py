@@ -6,22 +6,14 @@ like any anonymous read."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 from playwright.sync_api import ConsoleMessage, expect, sync_playwright
 from sqlalchemy import Engine
 
 from api.web import render_plugins
-from tests.conftest import LiveServer, Services, settings_for
-
-
-@pytest.fixture(scope="module")
-def server(services: Services, engine: Engine) -> Iterator[LiveServer]:
-    with LiveServer(settings_for(services)) as live:
-        yield live
+from tests.stack import LiveServer, Services, settings_for
 
 
 def test_every_response_carries_the_security_headers(server: LiveServer) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,21 +18,17 @@ from sqlalchemy import Engine, text
 from standins.chat_client import ask, read_stream
 from standins.documents import costly_pdf, english_pdf, filler
 from standins.model_server import StandIn
-from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess
 from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
+from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess
 from transport.broker import HEARTBEATS_KEY
 
 REPLY = " ".join(f"word{i}" for i in range(40)) + " [1]."
 
-
-@pytest.fixture
-def standin() -> Iterator[StandIn]:
-    with StandIn(reply=REPLY, piece_delay=0.05) as server:
-        yield server
+pytestmark = pytest.mark.standin(reply=REPLY, piece_delay=0.05)
 
 
 def test_two_workers_share_a_document_s_batches_and_a_killed_one_loses_nothing(
-    services: Services, own_database: OwnDatabase
+    services: Services, own_database: OwnDatabase, redis_database: str
 ) -> None:
     """One document in six batches of two pages, on two worker processes: both take batches.
     One is SIGKILLed in the middle of a batch; once its heartbeat is past the timeout the
@@ -42,7 +37,7 @@ def test_two_workers_share_a_document_s_batches_and_a_killed_one_loses_nothing(
     engine = own_database.engine
     settings = own_database.settings(
         services,
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/3",
+        REDIS_URL=redis_database,
         WORKER_HEARTBEAT_TIMEOUT_SECONDS="2",
         REAPER_INTERVAL_SECONDS="1",
         INGEST_BATCH_PAGES="2",
@@ -124,12 +119,12 @@ def _running_batches(engine: Engine, document_id: str) -> list[tuple[str, str, i
 
 
 def test_a_killed_worker_s_answer_restarts_on_another_and_is_saved_once(
-    services: Services, own_database: OwnDatabase, standin: StandIn
+    services: Services, own_database: OwnDatabase, standin: StandIn, redis_database: str
 ) -> None:
     engine = own_database.engine
     settings = own_database.settings(
         services,
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/6",
+        REDIS_URL=redis_database,
         WORKER_HEARTBEAT_TIMEOUT_SECONDS="2",
         RATE_LIMIT_PER_MINUTE="100000",
         OPENAI_BASE_URL=standin.base_url,
@@ -169,12 +164,12 @@ def _messages(client: httpx.Client, session_id: str) -> list[dict[str, str]]:
 
 
 def test_sigterm_lets_a_worker_finish_the_answer_it_is_streaming(
-    services: Services, own_database: OwnDatabase, standin: StandIn
+    services: Services, own_database: OwnDatabase, standin: StandIn, redis_database: str
 ) -> None:
     engine = own_database.engine
     settings = own_database.settings(
         services,
-        REDIS_URL=services.redis_url.rsplit("/", 1)[0] + "/11",
+        REDIS_URL=redis_database,
         RATE_LIMIT_PER_MINUTE="100000",
         OPENAI_BASE_URL=standin.base_url,
     )
