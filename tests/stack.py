@@ -28,6 +28,7 @@ from api.app import create_app
 from api.http_protocol import HeadTimeoutProtocol
 from core.settings import Settings, load_settings
 from db.roles import ensure_app_login
+from tools.devstack import api_command
 from tools.embedded import APP_LOGIN, EmbeddedPostgres, EmbeddedRedis, free_port
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
@@ -237,6 +238,26 @@ def _check_one_fleet_per_database(settings: Settings) -> None:
     assert not (shared_database and settings.redis_url != SHARED.get("redis_url")), (
         "a worker on a Redis of its own needs a database of its own (the own_database fixture)"
     )
+
+
+@contextmanager
+def api_process(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """The API as the Procfile runs it (uvicorn in a process of its own) on `port`, healthy."""
+    environ = os.environ | {
+        "APP_ENV": "test",
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "RATE_LIMIT_PER_MINUTE": "100000",
+    }
+    process = subprocess.Popen(api_command("127.0.0.1", port), env=environ)
+    wait_until_healthy(f"http://127.0.0.1:{port}", process)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def wait_until_healthy(base: str, process: subprocess.Popen[Any], timeout: float = 60) -> None:

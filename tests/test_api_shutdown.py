@@ -4,48 +4,22 @@ there, and a client that reconnects to the next API with Last-Event-ID reads the
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 from sqlalchemy import text
 
-from core.settings import Settings
 from standins.chat_client import Answer, ask, read_stream
 from tests.ingest_helpers import tenant_client
 from tests.stack import (
-    TEST_JWT_SECRET,
     OwnDatabase,
     Services,
     WorkerProcess,
-    wait_until_healthy,
+    api_process,
 )
-from tools.devstack import api_command
 from tools.embedded import free_port
-
-
-@contextmanager
-def api_process(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    environ = os.environ | {
-        "APP_ENV": "test",
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "RATE_LIMIT_PER_MINUTE": "100000",
-    }
-    process = subprocess.Popen(api_command("127.0.0.1", port), env=environ)
-    wait_until_healthy(f"http://127.0.0.1:{port}", process)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def test_sigterm_ends_open_streams_with_reconnect_and_loses_nothing(

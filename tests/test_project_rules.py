@@ -176,8 +176,8 @@ def test_every_actor_sets_retries_and_a_time_limit() -> None:
 
 def test_benches_examples_and_stand_ins_import_nothing_from_the_tests() -> None:
     """What the tests share with the benches and examples lives in `standins/`, and a test
-    module takes fixtures from conftest.py by name, never its classes by import (those are in
-    tests/stack.py)."""
+    module takes fixtures from conftest.py by name, never its classes by import, nor another
+    test module's helpers (what they share is in tests/stack.py)."""
     wrong = [
         f"{path.relative_to(ROOT)} imports {imported}"
         for folder in ("bench", "examples", "standins", "tests")
@@ -185,5 +185,6 @@ def test_benches_examples_and_stand_ins_import_nothing_from_the_tests() -> None:
         for imported in _imports(path)
         if (folder != "tests" and imported.split(".")[0] == "tests")
         or imported in ("conftest", "tests.conftest")
+        or imported.startswith("tests.test_")
     ]
     assert wrong == []

@@ -31,8 +31,7 @@ from standins.chat_client import Answer, Event, ask, bare_client, read_stream
 from standins.documents import english_pdf, filler
 from standins.model_server import StandIn
 from tests.ingest_helpers import colleague_client, ingest, tenant_client, upload
-from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess
-from tests.test_api_shutdown import api_process
+from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess, api_process
 from tools.embedded import free_port
 from transport import hub as hub_module
 from transport.events import NOTHING_SPENT, Delta, End, EventWriter, stream_key
