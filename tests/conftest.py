@@ -10,6 +10,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -187,10 +188,16 @@ def module_redis_database(redis_databases: RedisDatabases) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def fleet(services: Services, template_database: str) -> Iterator[OwnDatabase]:
-    """A database for a module's own workers (see `own_database`)."""
-    with copied_database(services, template_database) as database:
-        yield database
+def fleet(
+    services: Services, template_database: str, redis_databases: RedisDatabases
+) -> Iterator[OwnDatabase]:
+    """A database and a Redis database for a module's own workers and servers (see
+    `own_database`): its settings use both."""
+    with (
+        copied_database(services, template_database) as database,
+        redis_databases.lease() as redis_url,
+    ):
+        yield replace(database, redis_url=redis_url)
 
 
 @pytest.fixture(scope="module")

@@ -76,14 +76,17 @@ def auth_settings(services: Services, smtp_port: int, **overrides: str) -> Setti
 
 @dataclass
 class OwnDatabase:
-    """A migrated database of a test's own."""
+    """A migrated database of a test's own (and, for a fleet, a Redis database too)."""
 
     owner_url: str
     app_url: str  # the app's login
     engine: Engine  # the owner's
+    redis_url: str | None = None
 
     def settings(self, services: Services, **overrides: str) -> Settings:
         urls = {"DATABASE_URL": self.app_url, "DATABASE_OWNER_URL": self.owner_url}
+        if self.redis_url:
+            urls["REDIS_URL"] = self.redis_url
         return settings_for(services, **(urls | overrides))
 
 

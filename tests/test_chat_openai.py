@@ -29,14 +29,11 @@ def engine(fleet: OwnDatabase) -> Engine:
 
 
 @pytest.fixture(scope="module")
-def llm_settings(
-    services: Services, standin: StandIn, fleet: OwnDatabase, module_redis_database: str
-) -> Settings:
-    """The module's workers answer with the stand-in: a database of their own (`fleet`), and
-    queues of their own that the run's worker never sees."""
+def llm_settings(services: Services, standin: StandIn, fleet: OwnDatabase) -> Settings:
+    """The module's workers answer with the stand-in: a database and queues of their own
+    (`fleet`), which the run's worker never sees."""
     return fleet.settings(
         services,
-        REDIS_URL=module_redis_database,
         OPENAI_BASE_URL=standin.base_url,
         OPENAI_TIMEOUT_SECONDS="1",
         OPENAI_MAX_RETRIES="2",

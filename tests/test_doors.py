@@ -47,12 +47,9 @@ def engine(fleet: OwnDatabase) -> Engine:
 
 
 @pytest.fixture(scope="module")
-def door_settings(
-    services: Services, standin: StandIn, fleet: OwnDatabase, module_redis_database: str
-) -> Settings:
+def door_settings(services: Services, standin: StandIn, fleet: OwnDatabase) -> Settings:
     return fleet.settings(
         services,
-        REDIS_URL=module_redis_database,
         OPENAI_BASE_URL=standin.base_url,
         RATE_LIMIT_PER_MINUTE="100000",
         SSE_KEEPALIVE_SECONDS="1",

@@ -108,17 +108,14 @@ def test_every_rejection_is_a_permanent_error() -> None:
 
 @pytest.fixture(scope="module")
 def engine(fleet: OwnDatabase) -> Engine:
-    """The limited worker's fleet: a database of its own."""
+    """The limited worker's fleet: a database and queues of its own."""
     return fleet.engine
 
 
 @pytest.fixture(scope="module")
-def limited_settings(
-    services: Services, fleet: OwnDatabase, module_redis_database: str
-) -> Settings:
+def limited_settings(services: Services, fleet: OwnDatabase) -> Settings:
     return fleet.settings(
         services,
-        REDIS_URL=module_redis_database,  # its own queues and worker
         PDF_MEMORY_LIMIT_MB="256",
         RATE_LIMIT_PER_MINUTE="100000",
     )

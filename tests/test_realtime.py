@@ -48,12 +48,9 @@ def engine(fleet: OwnDatabase) -> Engine:
 
 
 @pytest.fixture(scope="module")
-def live_settings(
-    services: Services, standin: StandIn, fleet: OwnDatabase, module_redis_database: str
-) -> Settings:
+def live_settings(services: Services, standin: StandIn, fleet: OwnDatabase) -> Settings:
     return fleet.settings(
         services,
-        REDIS_URL=module_redis_database,
         OPENAI_BASE_URL=standin.base_url,
         RATE_LIMIT_PER_MINUTE="100000",
         MAX_STREAMS_PER_USER="100",  # sixty readers of one answer share one reader here
