@@ -139,8 +139,13 @@ def test_a_20_mb_upload_and_its_progress_stream_through_nginx(
     started = ask(through, "What does the document say?")
     answer = read_stream(through, started["stream_url"])
     assert answer.names[0] == "start" and answer.names[-1] == "end" and answer.text
-    log = proxy.access_log.read_text()
-    assert re.search(r'"GET /v1/chat/[0-9a-f-]+/stream HTTP/1.1" 200', log), log[-2000:]
+    streamed = r'"GET /v1/chat/[0-9a-f-]+/stream HTTP/1.1" 200'
+    deadline = time.monotonic() + 10  # nginx logs a request once it has closed it
+    while not re.search(streamed, log := proxy.access_log.read_text()):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert re.search(streamed, log), log[-2000:]
     assert "token=" not in log and "eyJ" not in log
 
 
