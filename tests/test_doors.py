@@ -365,15 +365,18 @@ def test_a_json_body_that_stops_coming_gets_408(tenant_a: httpx.Client, server: 
 def test_concurrent_uploads_are_capped_per_user(
     tenant_a: httpx.Client, engine: Engine, door_settings: Settings, server: LiveServer
 ) -> None:
+    # Made first: the two uploads below are held open for less than BODY_IDLE_SECONDS.
+    third = english_pdf(["A third upload at once."])
+    colleagues = english_pdf(["A colleague's upload."])
     with _connect(server) as one, _connect(server) as two:
         for sock in (one, two):
             sock.sendall(_upload_head(tenant_a, 100_000) + PART_HEAD)
         time.sleep(0.5)
-        refused = upload(tenant_a, english_pdf(["A third upload at once."]))
+        refused = upload(tenant_a, third)
         assert refused.status_code == 429, refused.text
         assert "MAX_UPLOADS_PER_USER" in refused.json()["detail"]
         with colleague_client(engine, door_settings, tenant_a) as colleague:  # not theirs
-            assert upload(colleague, english_pdf(["A colleague's upload."])).status_code == 202
+            assert upload(colleague, colleagues).status_code == 202
     time.sleep(0.5)  # the two left: their places come back
     assert upload(tenant_a, english_pdf(["Now it fits."])).status_code == 202
 
