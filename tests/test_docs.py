@@ -1,11 +1,15 @@
 """Guard tests for the documentation: the README stays a short front door whose test command is
 the one CI runs, every English page has a Persian mirror of the same shape, every relative link
-leads somewhere, and every route and setting the service has is documented where it belongs."""
+leads somewhere, every route is in the API reference, and every setting and command the docs
+name exists."""
 
 from __future__ import annotations
 
 import re
+from importlib.metadata import entry_points
 from pathlib import Path
+
+import click
 
 from api.app import create_app
 from core.settings import load_settings
@@ -111,3 +115,21 @@ def test_every_setting_the_docs_name_exists() -> None:
         named |= set(re.findall(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)(?:=[^`]*)?`", page.read_text()))
     assert named & settings, "no setting was found in the docs"
     assert sorted(named - settings - NOT_SETTINGS) == []
+
+
+def test_every_docuchat_command_the_docs_name_exists() -> None:
+    (script,) = entry_points(group="console_scripts", name="docuchat")
+    main = script.load()
+    named = set()
+    for page in pages():
+        found = re.findall(
+            r"(?:`|^|/bin/)docuchat ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?", page.read_text(), re.M
+        )
+        named |= set(found)
+    assert len(named) >= 10  # the commands were found
+    unknown = []
+    for command, sub in sorted(named):
+        found = main.commands.get(command)
+        if found is None or (isinstance(found, click.Group) and sub not in found.commands):
+            unknown.append(f"docuchat {command} {sub}".strip())
+    assert unknown == []
