@@ -24,15 +24,16 @@ from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from api.signin.codes import SigninCodes
-from api.signin.mailer import ConsoleMailer, Mailer, SmtpMailer
-from api.signin.rate_limits import RateLimiter, limits_uri
 from core.settings import EXTRACTIVE_MODEL, Settings
 from db.engine import app_connect_args, sqlalchemy_url
 from pipeline.embedding import Embedder, LocalE5Embedder, OpenAIEmbedder
 from pipeline.extractive import ExtractiveProvider
 from pipeline.generation import ChatProvider, OpenAIChatProvider
 from transport.broker import create_broker, redis_url
+from transport.mail import ConsoleMailer, SmtpMailer
+from transport.rate_limits import RateLimiter, limits_uri
+from transport.signin_codes import SigninCodes
+from usecases.ports import Mailer
 
 # Connections of the API's Redis pool for its short calls (streams share one listener).
 REDIS_POOL_SIZE = 32
