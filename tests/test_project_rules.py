@@ -1,6 +1,7 @@
 """Guard tests for project rules, read from the code itself: how the packages depend on one
 another, where engines and Redis clients are made, what the pipeline may import, that
-importing the service connects to nothing, and that every actor states its retry policy."""
+importing the service connects to nothing, that migrating imports no more than settings and
+the schema, and that every actor states its retry policy."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import sys
 from pathlib import Path
 
 import dramatiq
+from sqlalchemy import create_engine
 
+from db.migrate import current_revision, head_revision
 from transport.broker import INGEST_ACTOR, QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,9 +35,9 @@ LAYERS = {
     "core.bootstrap": 6,  # builds the parts of every layer
     "tools": 7,
 }
-# The entry points that call bootstrap(settings): the API's lifespan, a worker process's
-# middleware, the `alembic` command's environment (and tools, tests, benchmarks).
-BOOTSTRAP_CALLERS = {"api.resources", "workers.services", "migrations.env"}
+# The entry points that call bootstrap(settings): the API's lifespan and a worker process's
+# middleware (and tools, tests, benchmarks).
+BOOTSTRAP_CALLERS = {"api.resources", "workers.services"}
 
 
 def _modules() -> dict[str, Path]:
@@ -88,13 +91,15 @@ BUILDS_A_CONNECTION = re.compile(
 )
 
 
-def test_engines_and_redis_clients_are_built_in_exactly_one_module() -> None:
+def test_engines_and_redis_clients_are_built_only_by_the_composition_root() -> None:
+    """And by the `alembic` command's environment: a program of its own, which must migrate
+    without importing the application the root builds."""
     builders = {
         module
         for module, path in _modules().items()
         if BUILDS_A_CONNECTION.search(path.read_text())
     }
-    assert builders == {"core.bootstrap"}
+    assert builders == {"core.bootstrap", "migrations.env"}
 
 
 PIPELINE_MAY_NOT_IMPORT = (
@@ -140,22 +145,54 @@ print("no connection")
 """
 
 
-def test_importing_the_service_and_making_the_app_connects_to_nothing() -> None:
-    """Nothing connects, reads the environment or builds a client at import: the actors, the
-    broker's module, the CLI, and the app itself before its lifespan starts."""
+def _run_python(script: str, **environ: str) -> str:
+    """What `script` prints, run by a fresh interpreter without the service's settings from
+    this environment, with `environ` instead."""
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "JWT_"))
     }
     run = subprocess.run(
-        [sys.executable, "-c", NO_CONNECTIONS],
+        [sys.executable, "-c", script],
         cwd=ROOT,
-        env=environment,
+        env=environment | environ,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip() == "no connection"
+    return run.stdout.strip()
+
+
+def test_importing_the_service_and_making_the_app_connects_to_nothing() -> None:
+    """Nothing connects, reads the environment or builds a client at import: the actors, the
+    broker's module, the CLI, and the app itself before its lifespan starts."""
+    assert _run_python(NO_CONNECTIONS) == "no connection"
+
+
+# What `alembic upgrade head` runs, and which of the application's heavy parts it loaded.
+ALEMBIC_UPGRADE = """
+import sys
+from alembic import command
+from alembic.config import Config
+
+command.upgrade(Config("alembic.ini"), "head")
+print(sorted(m for m in ("openai", "numpy", "dramatiq", "litestar", "redis") if m in sys.modules))
+"""
+
+
+def test_the_alembic_command_migrates_without_importing_the_application(
+    empty_database: str,
+) -> None:
+    """The `alembic` command builds its engine from settings alone: migrating imports no
+    provider (openai, numpy), no queue (dramatiq) and no web framework."""
+    loaded = _run_python(ALEMBIC_UPGRADE, DATABASE_OWNER_URL=empty_database, JWT_SECRET="x" * 40)
+    assert loaded == "[]"
+    engine = create_engine(empty_database)
+    try:
+        with engine.connect() as conn:
+            assert current_revision(conn) == head_revision()
+    finally:
+        engine.dispose()
 
 
 def test_every_actor_sets_retries_and_a_time_limit() -> None:
