@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.capacity import Capacity, Pool, stream_pool, upload_pool
-from core.bootstrap import Services, bootstrap
+from bootstrap import Services, bootstrap
 from core.errors import ConfigurationError
 from core.settings import Settings
 from db.engine import libpq_url
@@ -38,7 +38,7 @@ log = logging.getLogger("docuchat.api")
 
 @dataclass
 class ApiResources:
-    """The process's Services (core/bootstrap.py), as the API uses them, and the relay's own
+    """The process's Services (bootstrap.py), as the API uses them, and the relay's own
     state."""
 
     services: Services

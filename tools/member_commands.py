@@ -12,7 +12,7 @@ import click
 import msgspec
 
 from api.usage import usage_out
-from core.bootstrap import bootstrap
+from bootstrap import bootstrap
 from core.errors import NotFound
 from db.accounts import find_tenant, tenant_overview
 from db.engine import unit_of_work

@@ -2,11 +2,12 @@
 clients, the broker, the embedding and chat providers, the mailer, the rate limiter and the
 sign-in codes.
 
-Every entry point calls `bootstrap(settings)`: the API's lifespan, each worker process once it
-has booted (workers/services.py), the CLI, the tests and the benchmarks. Nothing is built at
-import, and each part is built on first use, so a command that needs only the database never
-asks for Redis. Nothing here connects: engines and clients connect when first used. Tests
-may hand in stand-ins for the paid providers, and nothing else.
+It sits above every layer whose parts it builds and below the entry points, which all call
+`bootstrap(settings)`: the API's lifespan, each worker process's `workers.broker:setup`, the
+CLI, the tests and the benchmarks. Nothing is built at import, and each part is built on
+first use, so a command that needs only the database never asks for Redis. Nothing here
+connects: engines and clients connect when first used. Tests may hand in stand-ins for the
+paid providers, and nothing else.
 """
 
 from __future__ import annotations
@@ -75,8 +76,7 @@ class Services:
         self._lock = threading.RLock()
 
     def given(self, **parts: Any) -> Services:
-        """Use these instead of building them (a stand-in provider in a test, the broker a
-        worker process already has)."""
+        """Use these instead of building them (a stand-in for a paid provider in a test)."""
         for name, part in parts.items():
             if not isinstance(getattr(type(self), name, None), _BuiltOnce):
                 raise AttributeError(f"Services has no part {name!r}")
@@ -227,7 +227,7 @@ class Services:
 
 def bootstrap(settings: Settings, **given: Any) -> Services:
     """The service's parts for these settings; `given` hands in ready-made ones (a stand-in
-    for a paid provider, a worker process's broker)."""
+    for a paid provider)."""
     return Services(settings).given(**given)
 
 
