@@ -27,7 +27,7 @@ from sqlalchemy.sql.expression import Executable
 from api.signin.tokens import issue_access_token
 from bench.chat import _percentile, _process
 from bench.stack import database_environ, migrated_owner, wait_healthy
-from core.bootstrap import bootstrap
+from bootstrap import bootstrap
 from core.settings import load_settings
 from db.engine import unit_of_work
 from db.usage import quota_statement, record_usage, windows_statement

@@ -1,5 +1,5 @@
 """Connection URLs and transactions. The caller owns the transaction: helpers here never
-commit. The engines themselves are built in one place, core/bootstrap.py."""
+commit. The engines themselves are built in one place, bootstrap.py."""
 
 from __future__ import annotations
 

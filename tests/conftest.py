@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 
 from api.app import create_app
 from api.http_protocol import HeadTimeoutProtocol
-from core.bootstrap import owner_engine
+from bootstrap import owner_engine
 from core.settings import Settings, load_settings
 from db.migrate import upgrade
 from db.roles import ensure_app_login

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from core.bootstrap import REDIS_POOL_SIZE
+from bootstrap import REDIS_POOL_SIZE
 from core.settings import Settings
 from tests.chat_helpers import Answer, Event, ask, bare_client, read_stream
 from tests.conftest import LiveServer, OwnDatabase, Services, WorkerProcess, copied_database

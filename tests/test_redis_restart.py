@@ -21,7 +21,7 @@ import redis
 from httpx_sse import connect_sse
 from sqlalchemy import text
 
-from core.bootstrap import bootstrap
+from bootstrap import bootstrap
 from db.batches import claim_batch
 from db.engine import unit_of_work
 from tests.chat_helpers import Answer, Event, ask, read_stream

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from core.bootstrap import owner_engine
+from bootstrap import owner_engine
 from core.errors import ConfigurationError
 from core.settings import WS_MAX_FRAME_BYTES, Settings
 from db.engine import unit_of_work

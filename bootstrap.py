@@ -2,11 +2,12 @@
 clients, the broker, the embedding and chat providers, the mailer, the rate limiter and the
 sign-in codes.
 
-Every entry point calls `bootstrap(settings)`: the API's lifespan, each worker process once it
-has booted (workers/services.py), the CLI, the tests and the benchmarks. Nothing is built at
-import, and each part is built on first use, so a command that needs only the database never
-asks for Redis. Nothing here connects: engines and clients connect when first used. Tests
-may hand in stand-ins for the paid providers, and nothing else.
+It sits above every layer whose parts it builds and below the entry points, which all call
+`bootstrap(settings)`: the API's lifespan, each worker process's `workers.broker:setup`, the
+CLI, the tests and the benchmarks. Nothing is built at import, and each part is built on
+first use, so a command that needs only the database never asks for Redis. Nothing here
+connects: engines and clients connect when first used. Tests may hand in stand-ins for the
+paid providers, and nothing else.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from api.signin.codes import SigninCodes
-from api.signin.mailer import ConsoleMailer, Mailer, SmtpMailer
-from api.signin.rate_limits import RateLimiter, limits_uri
 from core.settings import EXTRACTIVE_MODEL, Settings
 from db.engine import app_connect_args, sqlalchemy_url
 from pipeline.embedding import Embedder, LocalE5Embedder, OpenAIEmbedder
 from pipeline.extractive import ExtractiveProvider
 from pipeline.generation import ChatProvider, OpenAIChatProvider
 from transport.broker import create_broker, redis_url
+from transport.mail import ConsoleMailer, SmtpMailer
+from transport.rate_limits import RateLimiter, limits_uri
+from transport.signin_codes import SigninCodes
+from usecases.ports import Mailer
 
 # Connections of the API's Redis pool for its short calls (streams share one listener).
 REDIS_POOL_SIZE = 32
@@ -74,8 +76,7 @@ class Services:
         self._lock = threading.RLock()
 
     def given(self, **parts: Any) -> Services:
-        """Use these instead of building them (a stand-in provider in a test, the broker a
-        worker process already has)."""
+        """Use these instead of building them (a stand-in for a paid provider in a test)."""
         for name, part in parts.items():
             if not isinstance(getattr(type(self), name, None), _BuiltOnce):
                 raise AttributeError(f"Services has no part {name!r}")
@@ -226,7 +227,7 @@ class Services:
 
 def bootstrap(settings: Settings, **given: Any) -> Services:
     """The service's parts for these settings; `given` hands in ready-made ones (a stand-in
-    for a paid provider, a worker process's broker)."""
+    for a paid provider)."""
     return Services(settings).given(**given)
 
 
