@@ -17,9 +17,9 @@ first time) through the real HTTP API, then reports:
    (its `unrelated` list), then a table of the four figures per set.
 
 dev_qa.json is the set the answerer was developed on; extra_qa.json, questions the team wrote
-on two other documents; fresh_qa.json, when present, a held-out set on other documents;
-holdout_qa.json, a set on yet other documents that is never tuned on: it measures, and nothing
-is changed to raise its figures. Then:
+on two other documents; fresh_qa.json, a set on seven other documents (held out when written,
+tuned on since); holdout_qa.json, a set on yet other documents that is never tuned on: it
+measures, and nothing is changed to raise its figures. Then:
 
 4. with the OpenAI stand-in as the provider, a model of small context (MODEL_CONTEXT_TOKENS):
    how many sources fit and how large the prompts are, and what a server that refuses an
