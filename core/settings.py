@@ -145,10 +145,16 @@ class Settings(BaseSettings):
     ws_max_frame_bytes: int = Field(default=WS_MAX_FRAME_BYTES, ge=1024, le=16 << 20)
 
     worker_heartbeat_timeout_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # Every Redis call (API, workers, broker) gives up after this long without an answer, and
+    # is tried once more: a frozen Redis costs a request a few seconds, not a minute.
+    redis_timeout_seconds: float = Field(default=2.0, ge=1, le=60)
+    # How long a worker holds an answer's unsent text for Redis to come back, then goes on
+    # where it was; past it the attempt fails and the answer starts again on a retry.
+    redis_outage_wait_seconds: float = Field(default=120.0, ge=0, le=3600)
     # Every worker's reaper looks this often for unfinished jobs whose queue message is gone
     # (Redis lost it) and sends them again; a job younger than the grace is left alone.
-    reaper_interval_seconds: float = Field(default=30.0, ge=0.5, le=3600)
-    reaper_grace_seconds: float = Field(default=60.0, ge=1, le=3600)
+    reaper_interval_seconds: float = Field(default=10.0, ge=0.5, le=3600)
+    reaper_grace_seconds: float = Field(default=20.0, ge=1, le=3600)
 
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, gt=0, lt=65536)
