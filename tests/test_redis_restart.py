@@ -77,17 +77,23 @@ def _resume(client: httpx.Client, url: str, last_event_id: str, timeout: float =
     raise AssertionError("the answer never ended after Redis came back")
 
 
-@pytest.mark.parametrize("outage", [0.0, 3.0], ids=["blip", "three-seconds"])
+@pytest.mark.parametrize(
+    ("outage", "wait"),
+    [(0.0, "120"), (3.0, "120"), (3.0, "0")],
+    ids=["blip", "three-seconds", "three-seconds-worker-gives-up"],
+)
 def test_an_answer_survives_redis_losing_everything_mid_stream(
     services: Services,
     own_database: OwnDatabase,
     standin: StandIn,
     own_redis: EmbeddedRedis,
     outage: float,
+    wait: str,
 ) -> None:
-    """A blip: the worker's next write reaches the new Redis, and the client resumes where it
-    was. Three seconds: the worker's write fails, the job's message is gone with Redis, the
-    reaper sends it again and the client gets the whole answer after a `restart`."""
+    """The worker holds what it could not write until Redis is back (REDIS_OUTAGE_WAIT_SECONDS),
+    finds the new Redis without what it wrote before and writes the answer so far again, after
+    a `restart`. A worker that does not wait: its write fails, the job's message is gone with
+    Redis, the reaper sends it again. Either way the client shows the whole answer once."""
     engine = own_database.engine
     settings = own_database.settings(
         services,
@@ -96,12 +102,13 @@ def test_an_answer_survives_redis_losing_everything_mid_stream(
         OPENAI_BASE_URL=standin.base_url,
         REAPER_INTERVAL_SECONDS="0.5",
         REAPER_GRACE_SECONDS="1",
+        REDIS_OUTAGE_WAIT_SECONDS=wait,
     )
     pages = ["The copper lantern hangs in the old harbour. " + filler(1, 4)]
     with (
         LiveServer(settings) as server,
         tenant_client(engine, settings, server.url) as client,
-        WorkerProcess(settings, threads=1),
+        WorkerProcess(settings, threads=1, REDIS_OUTAGE_WAIT_SECONDS=wait),
     ):
         ingest(client, english_pdf(pages), "harbour.pdf")
         started = ask(client, "Where does the copper lantern hang?")
@@ -118,9 +125,10 @@ def test_an_answer_survives_redis_losing_everything_mid_stream(
     shown = resumed.text if "restart" in resumed.names else broken.text + resumed.text
     assert shown == REPLY  # what the client shows: nothing lost, nothing twice
     assert job["status"] == "succeeded"
-    if outage:
-        assert "restart" in resumed.names
-        assert requeues == 1  # the reaper found its message gone and sent it again
+    assert "restart" in resumed.names  # what the client had shown is gone with Redis
+    # A worker that waited wrote the answer so far again; one that gave up left its job to
+    # the reaper, which found its message gone and sent it again.
+    assert requeues == (1 if wait == "0" else 0)
 
 
 def test_the_reaper_resends_lost_answers_and_gives_up_after_its_limit(

@@ -118,6 +118,7 @@ class Reconnect(_Event, frozen=True, tag="reconnect"):
 
 AnswerEvent = Start | Citations | Delta | End | Error | Restart | Reconnect
 TERMINAL = ("end", "error")
+STREAM_LOST = "the answer's stream was lost (Redis restarted empty); here it is again"
 CANCELLED = End("cancelled", NOTHING_SPENT)
 
 
@@ -208,7 +209,8 @@ def parse_live_message(message: bytes) -> tuple[bytes, str, bytes]:
 # Each event added and published at once: a reader that saw the id live finds it in the stream.
 # A worker's writer marks its events with its own id and a sequence number, and an event the
 # mark says was added already is skipped: a write sent again after a timeout (Redis frozen,
-# the first copy still in its socket) adds nothing twice.
+# the first copy still in its socket) adds nothing twice. When the mark is gone, so is what it
+# marked (Redis restarted empty): the script adds nothing and returns -1.
 _APPEND_AND_PUBLISH = """
 local stream, mark, channel = KEYS[1], KEYS[2], ARGV[1]
 local writer, first = ARGV[4], tonumber(ARGV[5])
@@ -218,6 +220,8 @@ if writer ~= '' then
   if last then
     local by, seq = string.match(last, '^(.*) (%d+)$')
     if by == writer then skip = tonumber(seq) - first + 1 end
+  elseif first > 1 then
+    return -1  -- what this writer added is gone (Redis restarted empty): it starts over
   end
 end
 local n = 0
@@ -233,6 +237,7 @@ if writer ~= '' and n > skip then
   redis.call('SET', mark, writer .. ' ' .. (first + n - 1), 'EX', ARGV[2])
 end
 redis.call('EXPIRE', stream, ARGV[2])
+return n - skip
 """
 
 
@@ -311,6 +316,7 @@ class EventWriter:
         self._id = uuid.uuid4().hex
         self._written = 0  # the number of the last event Redis confirmed
         self._unsent: list[AnswerEvent] = []  # numbered from _written + 1
+        self._added: list[AnswerEvent] = []  # what Redis confirmed, since the last `Restart`
         self._pending: list[str] = []
         self._last_write = 0.0
         self._last_poll = 0.0
@@ -377,11 +383,21 @@ class EventWriter:
         self.cancelled = self.cancelled or cancelled
 
     def _send(self) -> bool:
-        """Add the unsent events; returns whether the job is cancelled."""
+        """Add the unsent events; returns whether the job is cancelled. When Redis lost what
+        was added before (it restarted empty), the answer so far is added again after a
+        `Restart`, so that readers who resume drop what they showed and miss nothing."""
         pipe = self._redis.pipeline(transaction=False)
         append(pipe, self._job_id, self._unsent, self._retention, (self._id, self._written + 1))
         pipe.exists(self._cancel_key)
-        results = pipe.execute()
+        added, cancelled = pipe.execute()
+        if added == -1:
+            log.warning(
+                "Redis lost the events of job %s; its answer so far goes again", self._job_id
+            )
+            self._unsent = [Restart(STREAM_LOST), *self._added, *self._unsent]
+            self._written, self._added = 0, []
+            return self._send()
         self._written += len(self._unsent)
+        self._added += [event for event in self._unsent if not isinstance(event, Restart)]
         self._unsent = []
-        return bool(results[-1])
+        return bool(cancelled)
