@@ -91,7 +91,7 @@ class Services:
             sqlalchemy_url(self.settings),
             pool_pre_ping=True,
             pool_size=8,
-            connect_args=app_connect_args(),
+            connect_args=app_connect_args(self.settings),
         )
 
     @_BuiltOnce
@@ -101,7 +101,8 @@ class Services:
             sqlalchemy_url(self.settings),
             pool_pre_ping=True,
             pool_size=10,
-            connect_args=app_connect_args(),
+            pool_timeout=self.settings.request_deadline_seconds,
+            connect_args=app_connect_args(self.settings, self.settings.request_deadline_seconds),
         )
 
     @_BuiltOnce

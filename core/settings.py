@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     ws_max_frame_bytes: int = Field(default=WS_MAX_FRAME_BYTES, ge=1024, le=16 << 20)
 
     worker_heartbeat_timeout_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # No request waits longer than this for its answer to begin (the body's arrival not
+    # counted): past it, 503 with Retry-After. API statements are cancelled by Postgres at it.
+    request_deadline_seconds: float = Field(default=10.0, ge=1, le=600)
+    # Connecting to Postgres gives up after this long (API and workers).
+    database_connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
     # Every Redis call (API, workers, broker) gives up after this long without an answer, and
     # is tried once more: a frozen Redis costs a request a few seconds, not a minute.
     redis_timeout_seconds: float = Field(default=2.0, ge=1, le=60)
