@@ -29,6 +29,7 @@ from tests.ingest_helpers import ingest, tenant_client, upload
 from tests.openai_standin import StandIn
 from tests.pdfs import english_pdf, filler
 from tools.embedded import EmbeddedRedis
+from transport.broker import HEARTBEATS_KEY
 from workers.reaper import MAX_REQUEUES, Fleet, Reaped, reap
 
 REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."
@@ -128,7 +129,8 @@ def test_an_answer_survives_redis_losing_everything_mid_stream(
     assert "restart" in resumed.names  # what the client had shown is gone with Redis
     # A worker that waited wrote the answer so far again; one that gave up left its job to
     # the reaper, which found its message gone and sent it again.
-    assert requeues == (1 if wait == "0" else 0)
+    # (More than once when a worker fetched the sent message just as Redis failed again.)
+    assert requeues >= 1 if wait == "0" else requeues == 0
 
 
 def test_the_reaper_resends_lost_answers_and_gives_up_after_its_limit(
@@ -194,6 +196,7 @@ def test_the_reaper_hands_on_the_batches_of_a_dead_worker_and_sends_lost_turns(
             assert reap_now().turns == 0  # it has its turn
             _lose(queued, "ingest", None)  # Redis lost the turn
             assert reap_now().turns == 1
+            queued.zadd(HEARTBEATS_KEY, {"a-worker-that-died": 1})  # its last beat, long ago
             with unit_of_work(parts.engine) as session:
                 claimed = claim_batch(session, "a-worker-that-died", 1)
             assert claimed is not None

@@ -126,11 +126,30 @@ def reap(
     return done
 
 
-def live_workers(redis: Redis, timeout: timedelta) -> set[str]:
-    """The broker ids whose heartbeat is younger than `timeout`."""
-    since = int((time.time() - timeout.total_seconds()) * 1000)
-    members = redis.zrangebyscore(HEARTBEATS_KEY, since, "+inf")
-    return {member.decode() if isinstance(member, bytes) else str(member) for member in members}
+@dataclass(frozen=True)
+class LiveWorkers:
+    """Who counts as alive: a worker whose heartbeat is younger than the timeout, and, while
+    Redis itself is younger than that (it restarted without its data), any worker it has not
+    heard from yet: a live one beats within a quarter of the timeout."""
+
+    fresh: set[str]
+    unheard_may_live: bool
+    heard: set[str]
+
+    def __contains__(self, worker: object) -> bool:
+        return worker in self.fresh or (self.unheard_may_live and worker not in self.heard)
+
+
+def live_workers(redis: Redis, timeout: timedelta) -> LiveWorkers:
+    since = (time.time() - timeout.total_seconds()) * 1000
+    scored: list[tuple[bytes, float]] = redis.zrange(HEARTBEATS_KEY, 0, -1, withscores=True)  # type: ignore[assignment]
+    beats = {_text(member): score for member, score in scored}
+    uptime = float(redis.info("server")["uptime_in_seconds"])
+    return LiveWorkers(
+        fresh={worker for worker, beat in beats.items() if beat >= since},
+        unheard_may_live=uptime < timeout.total_seconds(),
+        heard=set(beats),
+    )
 
 
 def _reap_chat(
@@ -139,7 +158,7 @@ def _reap_chat(
     broker: Broker,
     grace: timedelta,
     retention_seconds: int,
-    live: set[str],
+    live: LiveWorkers,
     done: Reaped,
 ) -> None:
     """Send again (or, past MAX_REQUEUES, fail) every unfinished chat job whose message is
@@ -172,7 +191,7 @@ def _reap_chat(
         done.requeued.append(job.id)
 
 
-def _may_be_lost(job: UnfinishedJob, grace: timedelta, live: set[str]) -> bool:
+def _may_be_lost(job: UnfinishedJob, grace: timedelta, live: LiveWorkers) -> bool:
     """A queued job idle past the grace should have a message; a running one may still be on
     a live worker (whose message Redis lost) until its attempt's time limit has passed."""
     if job.status == "queued" or (job.claimed_by and job.claimed_by not in live):
@@ -181,7 +200,7 @@ def _may_be_lost(job: UnfinishedJob, grace: timedelta, live: set[str]) -> bool:
 
 
 def _release_batches(
-    session: Session, batches: list[OpenBatch], live: set[str], grace: timedelta, done: Reaped
+    session: Session, batches: list[OpenBatch], live: LiveWorkers, grace: timedelta, done: Reaped
 ) -> None:
     """Running batches whose worker is gone, or that stalled past a turn's time limit, go
     back to the queue; the worker that held a stalled one stops at its next report."""
