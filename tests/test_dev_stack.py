@@ -113,10 +113,7 @@ def test_dev_stack_starts_from_nothing_serves_health_and_stops_cleanly(tmp_path:
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0
     finally:
-        if dev.poll() is None:
-            dev.kill()
-        log.seek(0)
-        output = log.read()
+        output = _ended(dev, log)
     assert "DocuChat is running" in output and f"http://127.0.0.1:{port}/healthz" in output
     assert "Traceback" not in output
     assert not (data_dir / "postgres" / "postmaster.pid").exists()  # Postgres stopped
@@ -182,13 +179,18 @@ def test_dev_stack_starts_again_whatever_part_crashes(tmp_path: Path) -> None:
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0
     finally:
-        if dev.poll() is None:
-            dev.kill()
-        log.seek(0)
-        output = log.read()
+        output = _ended(dev, log)
     assert "api was killed by SIGKILL; starting it again in 1 s" in output
     assert "worker-chat was killed by SIGKILL" in output
     assert "Traceback" not in output
+
+
+def _ended(dev: subprocess.Popen[bytes], log: IO[str]) -> str:
+    """What `docuchat dev` printed, once it has ended (killed if a test failed mid-way)."""
+    if dev.poll() is None:
+        dev.kill()
+    log.seek(0)
+    return log.read()
 
 
 def _said(log: IO[str], line: str, deadline: float) -> bool:
