@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     top_k: int = Field(default=6, ge=1, le=50)
     max_upload_mb: int = Field(default=25, ge=1, le=1024)
     max_pages: int = Field(default=500, ge=1, le=20000)
+    # Uploads are refused (507) while DATA_DIR's volume has less free space than this beyond
+    # the largest upload; /healthz and /metrics report it. 0 turns the check off.
+    min_free_disk_mb: int = Field(default=512, ge=0)
     # Each PDF is read in a child process held to these (pipeline/pdf_isolation.py).
     pdf_memory_limit_mb: int = Field(default=1024, ge=256, le=65536)
     pdf_cpu_seconds: int = Field(default=300, ge=5, le=3600)
