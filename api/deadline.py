@@ -6,7 +6,8 @@ that would enforce it is the one not answering. Here the app's work on a request
 task; when it has not begun its answer by the deadline, the client gets 503 with
 `Retry-After` and a sentence, and the task is cancelled in the background (its later sends are
 dropped). The time the client takes to send its body is not counted (BodyPaceMiddleware times
-that), and an answer once begun (a stream) is not timed.
+that), and an answer once begun (a stream) is not timed. An upload has PDF_CPU_SECONDS more:
+its file is read, in a child process held to that, before it is stored.
 """
 
 from __future__ import annotations
@@ -47,9 +48,12 @@ class RequestDeadlineMiddleware:
             await self.app(scope, receive, send)
             return
         resources: ApiResources = scope["app"].state.resources
-        await _Deadline(resources.settings.request_deadline_seconds, receive, send).run(
-            self.app, scope
-        )
+        settings = resources.settings
+        seconds = settings.request_deadline_seconds
+        handler = scope.get("route_handler")
+        if handler is not None and handler.opt.get("upload"):
+            seconds += settings.pdf_cpu_seconds  # the file is read, in a bounded child, first
+        await _Deadline(seconds, receive, send).run(self.app, scope)
 
 
 class _Deadline:
@@ -104,7 +108,7 @@ class _Deadline:
         )
         detail = (
             f"the service could not answer within {self.seconds:g} s: its database or queue "
-            f"is not answering; try again in {RETRY_AFTER_SECONDS} s"
+            f"is not answering, or the work took too long; try again in {RETRY_AFTER_SECONDS} s"
         )
         body = msgspec.json.encode({"status": 503, "detail": detail})
         start: HTTPResponseStartEvent = {
