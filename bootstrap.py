@@ -22,6 +22,7 @@ from limits.aio.storage import RedisStorage
 from redis import Redis
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry as AsyncRetry
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -30,7 +31,7 @@ from db.engine import app_connect_args, sqlalchemy_url
 from pipeline.embedding import Embedder, LocalE5Embedder, OpenAIEmbedder
 from pipeline.extractive import ExtractiveProvider
 from pipeline.generation import ChatProvider, OpenAIChatProvider
-from transport.broker import create_broker, redis_url
+from transport.broker import create_broker, redis_timeouts, redis_url
 from transport.mail import ConsoleMailer, SmtpMailer
 from transport.rate_limits import RateLimiter, limits_uri
 from transport.signin_codes import SigninCodes
@@ -91,7 +92,7 @@ class Services:
             sqlalchemy_url(self.settings),
             pool_pre_ping=True,
             pool_size=8,
-            connect_args=app_connect_args(),
+            connect_args=app_connect_args(self.settings),
         )
 
     @_BuiltOnce
@@ -101,25 +102,25 @@ class Services:
             sqlalchemy_url(self.settings),
             pool_pre_ping=True,
             pool_size=10,
-            connect_args=app_connect_args(),
+            pool_timeout=self.settings.request_deadline_seconds,
+            connect_args=app_connect_args(self.settings, self.settings.request_deadline_seconds),
         )
 
     @_BuiltOnce
     def redis(self) -> Redis:
-        """Synchronous Redis with 5 s timeouts (workers)."""
-        return Redis.from_url(redis_url(self.settings), socket_timeout=5, socket_connect_timeout=5)
+        """Synchronous Redis with REDIS_TIMEOUT_SECONDS timeouts (workers)."""
+        return Redis.from_url(redis_url(self.settings), **redis_timeouts(self.settings))
 
     @_BuiltOnce
     def async_redis(self) -> AsyncRedis:
-        """Asynchronous Redis with 5 s timeouts (the API), on at most REDIS_POOL_SIZE
-        connections: a burst of a thousand readers opening their streams waits its turn for
-        a connection instead of opening a thousand."""
+        """Asynchronous Redis with REDIS_TIMEOUT_SECONDS timeouts (the API), on at most
+        REDIS_POOL_SIZE connections: a burst of a thousand readers opening their streams waits
+        its turn for a connection instead of opening a thousand."""
         pool = BlockingConnectionPool.from_url(
             redis_url(self.settings),
             max_connections=REDIS_POOL_SIZE,
             timeout=5,
-            socket_timeout=5,
-            socket_connect_timeout=5,
+            **redis_timeouts(self.settings, AsyncRetry),
         )
         return AsyncRedis(connection_pool=pool)
 
@@ -128,7 +129,9 @@ class Services:
         """Makes the stream hub's one pub/sub connection (transport/hub.py), which waits
         for messages as long as it takes: the hub pings it to know it is alive."""
         return AsyncRedis.from_url(
-            redis_url(self.settings), socket_timeout=5, socket_connect_timeout=5, max_connections=1
+            redis_url(self.settings),
+            max_connections=1,
+            **redis_timeouts(self.settings, AsyncRetry),
         )
 
     @_BuiltOnce

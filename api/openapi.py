@@ -78,7 +78,11 @@ MEANING = {
         "`RateLimit-Policy` names the one that answered"
     ),
     431: "the request's headers are larger than 32 KiB",
-    503: "a dependency (database, Redis, queue) is unavailable; retry after Retry-After",
+    503: (
+        "a dependency (database, Redis, queue) is unavailable or did not answer within "
+        "REQUEST_DEADLINE_SECONDS; retry after Retry-After"
+    ),
+    507: "the server is low on disk space (MIN_FREE_DISK_MB): uploads wait until it is freed",
 }
 # What an upload's body looks like: one multipart field, the PDF.
 UPLOAD_BODY = RequestBody(
@@ -131,7 +135,7 @@ def _document(operation: Operation, handler: HTTPRouteHandler, route: HTTPRoute)
         statuses.add(404)
     if handler.opt.get("upload"):
         operation.request_body = UPLOAD_BODY
-        statuses |= {408, 413, 415}
+        statuses |= {408, 413, 415, 507}
     elif operation.request_body is not None:
         statuses |= {400, 408, 413}  # malformed JSON; a stalled body; a body over 1 MiB
     responses = operation.responses or {}
@@ -283,6 +287,11 @@ RESPONSE_EXAMPLES: dict[tuple[str, str], Any] = {
                 "status": "ok",
                 "latency_ms": 0.8,
                 "detail": {"workers": 2, "queued_ingest": 0, "queued_chat": 1},
+            },
+            "disk": {
+                "status": "ok",
+                "latency_ms": 0.1,
+                "detail": {"free_mb": 48213, "needed_mb": 537},
             },
         },
         "ocr": {"available": True, "languages": "fas+eng", "missing": []},
@@ -469,6 +478,11 @@ PROBLEM_EXAMPLES = {
     },
     431: {"status": 431, "detail": "the request's headers take 40,960 bytes; at most 32,768"},
     503: {"status": 503, "detail": "the database is unavailable; try again shortly"},
+    507: {
+        "status": 507,
+        "detail": "the server is low on disk space (310 MB free, 537 MB needed to take an "
+        "upload): uploads are refused until space is freed; deleting documents frees theirs",
+    },
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
+from sqlalchemy import Engine, text
 
 
 @dataclass
@@ -79,3 +80,23 @@ def read_stream(
 def bare_client(base_url: str) -> httpx.Client:
     """A client with no token and no tenant header, like a browser's EventSource."""
     return httpx.Client(base_url=base_url, timeout=30)
+
+
+def assert_saved_once(
+    client: httpx.Client, engine: Engine, started: dict[str, Any], reply: str
+) -> int:
+    """The answer `started` is saved once, as `reply`, its usage counted once per kind;
+    returns how many times the sweep sent its job again."""
+    messages = client.get(f"/v1/sessions/{started['session_id']}/messages").json()
+    assistant = [m["content"] for m in messages["messages"] if m["role"] == "assistant"]
+    assert assistant == [reply]
+    with engine.connect() as conn:
+        kinds = conn.execute(
+            text("SELECT kind FROM usage_records WHERE job_id = :j ORDER BY kind"),
+            {"j": started["job_id"]},
+        ).scalars()
+        assert list(kinds) == ["chat", "embedding"]  # counted once each
+        requeues = conn.execute(
+            text("SELECT requeues FROM jobs WHERE id = :j"), {"j": started["job_id"]}
+        ).scalar_one()
+    return int(requeues)

@@ -359,6 +359,19 @@ def standin() -> Iterator[StandIn]:
         yield server
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own, which it may kill, stop (SIGSTOP) or empty."""
+    server = EmbeddedRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.pid:
+            os.kill(server.pid, signal.SIGCONT)  # a test that failed mid-freeze leaves it stopped
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def fleet(services: Services, template_database: str) -> Iterator[OwnDatabase]:
     """A database for a module's own workers (see `own_database`)."""
