@@ -28,7 +28,7 @@ const STATUS_SENTENCES = {
   },
 };
 
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(message, status, retryAfter) {
     super(message);
     this.status = status;
