@@ -19,6 +19,7 @@ COPY transport ./transport
 COPY usecases ./usecases
 COPY tools ./tools
 COPY migrations ./migrations
+COPY bootstrap.py ./
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && useradd --system --create-home docuchat
 USER docuchat

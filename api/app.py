@@ -13,6 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from api.auth import me, request_code, verify_code
 from api.body_pace import BodyPaceMiddleware
 from api.chat import STREAM_PATH, ask, stream_answer
+from api.deadline import RequestDeadlineMiddleware
 from api.errors import EXCEPTION_HANDLERS
 from api.files import (
     delete_file,
@@ -113,6 +114,7 @@ def create_app(settings: Settings, **given: Any) -> Litestar:
         middleware=[
             request_context,
             header_limit,
+            RequestDeadlineMiddleware,
             RateLimitMiddleware,
             BodyPaceMiddleware,
             DefineMiddleware(

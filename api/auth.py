@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from limits import RateLimitItemPerHour, RateLimitItemPerSecond
 from litestar import Request, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.params import JSONBody
@@ -17,14 +14,10 @@ from api.identity import PUBLIC, Caller, find_active_tenant, tenant_header
 from api.openapi import problem_responses
 from api.rate_limiting import client_ip
 from api.resources import resources_of
-from api.signin.mailer import deliver, not_a_member_mail, signin_code_mail
 from api.signin.tokens import issue_access_token
-from core.errors import InvalidInput, PermissionDenied, RateLimited
-from db.engine import async_unit_of_work
+from usecases import signin
 from usecases.identity import normalise_email
-from usecases.members import may_request_code, sign_in
-
-log = logging.getLogger("docuchat.api")
+from usecases.mail import deliver
 
 
 class CodeRequest(msgspec.Struct):
@@ -75,38 +68,14 @@ async def request_code(
     request: Request[Any, Any, Any], data: JSONBody[CodeRequest]
 ) -> Response[CodeRequested]:
     resources = resources_of(request)
-    settings = resources.settings
     tenant = await find_active_tenant(resources, tenant_header(request, resources))
-    email = normalise_email(data.email)
     ip = client_ip(request.scope, resources.trusted_proxies)
-    per_address = RateLimitItemPerSecond(1, settings.login_code_interval_seconds)
-    per_hour = RateLimitItemPerHour(settings.login_codes_per_hour)
-    for item, identity in (
-        (per_address, (str(tenant.id), email)),
-        (per_hour, (str(tenant.id), email, ip)),
-    ):
-        decision = await resources.rate_limiter.hit(item, "signin", *identity)
-        if not decision.allowed:
-            raise RateLimited(
-                f"a code was requested for this address too recently; retry in "
-                f"{decision.reset_after} s",
-                decision.reset_after,
-            )
-    async with async_unit_of_work(resources.engine, tenant.id) as session:
-        allowed = await session.run_sync(may_request_code, tenant, email)
-    # Every address costs the same work, so the answer's timing does not tell members apart;
-    # a code mailed to nobody is never redeemed (verify-code checks membership again).
-    code = await resources.signin_codes.issue(tenant.id, email)
-    if allowed:
-        minutes = max(1, settings.login_code_ttl_seconds // 60)
-        mail = signin_code_mail(email, code, tenant.name, minutes)
-    else:
-        mail = not_a_member_mail(email, tenant.name)
+    mail = await signin.request_code(resources, tenant, normalise_email(data.email), ip)
     # Mail goes out after the answer, so its timing says nothing about the address.
     return Response(
         CodeRequested(
             detail="If the address can receive mail, a sign-in code is on its way.",
-            expires_in=settings.login_code_ttl_seconds,
+            expires_in=resources.settings.login_code_ttl_seconds,
         ),
         status_code=202,
         background=BackgroundTask(deliver, resources.mailer, mail),
@@ -127,17 +96,7 @@ async def verify_code(
 ) -> AccessToken:
     resources = resources_of(request)
     tenant = await find_active_tenant(resources, tenant_header(request, resources))
-    email = normalise_email(data.email)
-    code = data.code.strip()
-    if len(code) != 6 or not code.isascii() or not code.isdigit():
-        raise InvalidInput("code", "the code is the 6 digits from the e-mail")
-    await resources.signin_codes.redeem(tenant.id, email, code)
-    async with async_unit_of_work(resources.engine, tenant.id) as session:
-        user = await session.run_sync(sign_in, tenant, email, datetime.now(UTC))
-    if user is None:
-        raise PermissionDenied(
-            f"{email} is not a member of {tenant.name}; ask one of its admins for an invitation"
-        )
+    user = await signin.verify_code(resources, tenant, normalise_email(data.email), data.code)
     issued = issue_access_token(resources.settings, user.id, tenant.id, user.token_version)
     return AccessToken(access_token=issued.token, expires_in=issued.expires_in)
 

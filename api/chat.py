@@ -30,7 +30,7 @@ from core.errors import (
     NotFound,
     PermissionDenied,
 )
-from db.chat import session_of_job
+from db.chat import AskedQuestion, session_of_job
 from db.engine import async_unit_of_work
 from db.jobs import FINISHED, get_job
 from db.models import Job
@@ -47,10 +47,27 @@ RECONNECT_MS = 1000
 
 
 class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A question, as `POST /v1/chat` takes it and a WebSocket's question frame carries it."""
+
     message: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
     session_id: str | None = None
     document_ids: Annotated[list[str], msgspec.Meta(max_length=100)] | None = None
     model: str | None = None
+
+
+async def ask_question(resources: ApiResources, caller: Caller, data: ChatRequest) -> AskedQuestion:
+    """Check a question's fields and queue it: the same for HTTP and WebSocket."""
+    question = text_field(data.message, "message").strip()
+    if not question:
+        raise InvalidInput("message", "the message is empty")
+    return await chat.ask(
+        resources,
+        caller,
+        question,
+        data.model,
+        parse_field_id(data.session_id, "session_id") if data.session_id else None,
+        parse_document_ids(data.document_ids),
+    )
 
 
 def stream_url(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> str:
@@ -64,17 +81,7 @@ def stream_url(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> st
 async def ask(request: Request[Caller, Any, Any], data: JSONBody[ChatRequest]) -> ChatStarted:
     resources = resources_of(request)
     caller = request.user
-    question = text_field(data.message, "message").strip()
-    if not question:
-        raise InvalidInput("message", "the message is empty")
-    asked = await chat.ask(
-        resources,
-        caller,
-        question,
-        data.model,
-        parse_field_id(data.session_id, "session_id") if data.session_id else None,
-        parse_document_ids(data.document_ids),
-    )
+    asked = await ask_question(resources, caller, data)
     return ChatStarted(
         job_id=str(asked.job.id),
         session_id=str(asked.chat_session.id),

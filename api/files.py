@@ -30,6 +30,7 @@ from db.documents import get_document, get_page, list_documents, page_summaries
 from db.engine import async_unit_of_work
 from db.models import Job
 from usecases import documents
+from usecases.disk_space import require_room_for_upload
 from usecases.quota import require_quota
 
 MAX_PAGE = 1_000_000
@@ -56,6 +57,7 @@ def _job(resources: ApiResources, caller: Caller, job: Job | None) -> JobOut | N
 async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]:
     resources = resources_of(request)
     caller = request.user
+    require_room_for_upload(resources.settings)  # before a byte of it is written to disk
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         await require_quota(session, caller)  # before reading a byte of the upload
     async with await resources.capacity.take(resources.uploads, caller.user_id, caller.tenant_id):

@@ -1,4 +1,5 @@
-"""`GET /healthz`: each dependency's state; 503 when any of them is down."""
+"""`GET /healthz`: each dependency's state, and the disk's; 503 when any of them is down
+(the disk: too low on space to take an upload)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from sqlalchemy import text
 
 from api.identity import PUBLIC
 from api.resources import resources_of
+from core.errors import InsufficientStorage
 from pipeline.ocr import ocr_languages, ocr_missing
 from transport.broker import HEARTBEATS_KEY, QUEUES, queue_key
+from usecases.disk_space import MB, disk_space
 from usecases.documents import configured_ocr
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -87,8 +90,14 @@ async def healthz(request: Request) -> Response[HealthReport]:
             f"queued_{queue}": int(depth) for queue, depth in zip(QUEUES, depths, strict=True)
         }
 
-    names = ("database", "redis", "broker")
-    results = await asyncio.gather(_timed(database), _timed(redis), _timed(broker))
+    async def disk() -> dict[str, int]:
+        space = disk_space(resources.settings)
+        if space.low:
+            raise InsufficientStorage(space.sentence())
+        return {"free_mb": space.free_bytes // MB, "needed_mb": space.needed_bytes // MB}
+
+    names = ("database", "redis", "broker", "disk")
+    results = await asyncio.gather(_timed(database), _timed(redis), _timed(broker), _timed(disk))
     checks = dict(zip(names, results, strict=True))
     healthy = all(check.status == "ok" for check in results)
     settings = resources.settings

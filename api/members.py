@@ -16,12 +16,12 @@ from api.identity import Caller
 from api.openapi import problem_responses
 from api.params import parse_id, text_field
 from api.resources import ApiResources, resources_of
-from api.signin.mailer import deliver, invitation_mail
 from core.errors import PermissionDenied
 from db.engine import async_unit_of_work
 from db.members import Member, list_members
 from db.models import Tenant
 from usecases.identity import normalise_email
+from usecases.mail import deliver, invitation_mail
 from usecases.members import change_role, invite, remove
 from usecases.membership import MEMBER_STATUSES
 

@@ -11,15 +11,30 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.types import HTTPScope
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from sqlalchemy import text
 
 from api.identity import PUBLIC
 from api.resources import resources_of
 from transport.broker import QUEUES, queue_key
 from transport.fleet_metrics import KEY, FleetCollector, FleetSnapshot
+from usecases.disk_space import disk_space
 
 REGISTRY = CollectorRegistry()
+DISK_FREE_BYTES = Gauge(
+    "docuchat_disk_free_bytes", "Free space of DATA_DIR's volume", registry=REGISTRY
+)
+DISK_LOW = Gauge(
+    "docuchat_disk_low",
+    "1 while uploads are refused for lack of disk space (MIN_FREE_DISK_MB), else 0",
+    registry=REGISTRY,
+)
 REQUEST_SECONDS = Histogram(
     "docuchat_http_request_duration_seconds",
     "Time to the start of each response, by route (an SSE stream: until it opened)",
@@ -37,6 +52,9 @@ def observe_request(scope: HTTPScope, status: int, seconds: float) -> None:
 @get("/metrics", opt={PUBLIC: True}, include_in_schema=False)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     resources = resources_of(request)
+    space = disk_space(resources.settings)
+    DISK_FREE_BYTES.set(space.free_bytes)
+    DISK_LOW.set(int(space.low))
     pipe = resources.redis.pipeline(transaction=False)
     pipe.hgetall(KEY)
     for queue in QUEUES:

@@ -6,12 +6,15 @@ statuses an operation can answer follows from what it is: every operation can be
 one that needs a token can be 401 or 403; one with an id in its path 404; one with a body 413.
 Statuses particular to one operation (409, 410, 415) sit on its decorator. A new route is
 documented by being in the app; the fuzz test (tests/test_api_fuzz.py) holds every response
-to this document.
+to this document. The examples on every body and response are data, in `openapi_examples.json`
+beside this module.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar
@@ -31,6 +34,9 @@ from litestar.openapi.spec.base import BaseSchemaObject
 from litestar.routes import HTTPRoute
 
 from api.identity import PUBLIC
+
+# What the document shows as examples: plain data, read when the document is built.
+EXAMPLES = Path(__file__).with_name("openapi_examples.json")
 
 PROBLEM = Schema(
     type=OpenAPIType.OBJECT,
@@ -78,7 +84,11 @@ MEANING = {
         "`RateLimit-Policy` names the one that answered"
     ),
     431: "the request's headers are larger than 32 KiB",
-    503: "a dependency (database, Redis, queue) is unavailable; retry after Retry-After",
+    503: (
+        "a dependency (database, Redis, queue) is unavailable or did not answer within "
+        "REQUEST_DEADLINE_SECONDS; retry after Retry-After"
+    ),
+    507: "the server is low on disk space (MIN_FREE_DISK_MB): uploads wait until it is freed",
 }
 # What an upload's body looks like: one multipart field, the PDF.
 UPLOAD_BODY = RequestBody(
@@ -131,7 +141,7 @@ def _document(operation: Operation, handler: HTTPRouteHandler, route: HTTPRoute)
         statuses.add(404)
     if handler.opt.get("upload"):
         operation.request_body = UPLOAD_BODY
-        statuses |= {408, 413, 415}
+        statuses |= {408, 413, 415, 507}
     elif operation.request_body is not None:
         statuses |= {400, 408, 413}  # malformed JSON; a stalled body; a body over 1 MiB
     responses = operation.responses or {}
@@ -173,305 +183,6 @@ RATE_LIMIT_HEADERS: dict[str, OpenAPIHeader | Reference] = {
 }
 
 
-# ---- examples ---------------------------------------------------------------------------------
-
-_ID = "6f1c2a4e-3b9d-4c8e-9a51-2d7e8f0b1c34"
-_JOB = "0b7e9c2d-5a41-4f3e-8d26-91c4a7e3f5b8"
-_AT = "2026-11-26T09:30:00Z"
-_SKIPPED = "reading it took more than the 5 s of CPU a page may take (PDF_PAGE_CPU_SECONDS)"
-_DOCUMENT = {
-    "id": _ID,
-    "filename": "manual.pdf",
-    "size_bytes": 482133,
-    "sha256": "9f2c" + "0" * 60,
-    "status": "ready",
-    "pages": 12,
-    "chunks": 31,
-    "error": None,
-    "uploaded_by": "1d2e3f4a-5b6c-4d7e-8f90-a1b2c3d4e5f6",
-    "created_at": _AT,
-    "updated_at": _AT,
-    "skipped_pages": [],
-    "page_report": None,
-}
-_BROKEN = (
-    "its text layer looks like a broken font: 41 of its 212 Arabic-script words hold letters "
-    "of another script (Coptic, Greek); read by OCR instead"
-)
-_PAGE_REPORT = {
-    "text_layer": {"count": 9, "pages": [1, 2, 4, 5, 6, 7, 8, 10, 12]},
-    "ocr": {
-        "count": 2,
-        "pages": [
-            {"page": 3, "reason": "read by OCR: it has no text layer (a scan or a picture)"},
-            {"page": 11, "reason": _BROKEN},
-        ],
-    },
-    "sections": {"count": 0, "pages": []},
-    "skipped": {"count": 1, "pages": [{"page": 9, "reason": _SKIPPED}]},
-    "flagged": {"count": 1, "pages": [{"page": 11, "reason": _BROKEN}]},
-}
-_JOB_OUT = {
-    "id": _JOB,
-    "kind": "ingest",
-    "status": "running",
-    "progress": {
-        "stage": "embedding",
-        "pages_done": 12,
-        "pages_total": 12,
-        "chunks_done": 16,
-        "chunks_total": 31,
-    },
-    "error": None,
-    "document_id": _ID,
-    "created_at": _AT,
-    "started_at": _AT,
-    "finished_at": None,
-    "stream_url": None,
-    "events_url": f"/v1/jobs/{_JOB}/events?token=eyJhbGciOiJIUzI1NiIs…",
-}
-_TOKENS = {
-    "prompt_tokens": 5000,
-    "completion_tokens": 880,
-    "total_tokens": 5880,
-    "requests": 7,
-    "estimated_tokens": 0,
-}
-_WINDOW = {
-    "since": _AT,
-    "prompt_tokens": 5120,
-    "completion_tokens": 880,
-    "total_tokens": 6000,
-    "requests": 14,
-    "estimated_tokens": 120,
-    "by_model": {"gpt-4o-mini": _TOKENS},
-    "by_kind": {
-        "chat": _TOKENS,
-        "embedding": {
-            "prompt_tokens": 120,
-            "completion_tokens": 0,
-            "total_tokens": 120,
-            "requests": 7,
-            "estimated_tokens": 120,
-        },
-    },
-}
-REQUEST_EXAMPLES: dict[tuple[str, str], Any] = {
-    ("post", "/v1/auth/request-code"): {"email": "you@example.com"},
-    ("post", "/v1/auth/verify-code"): {"email": "you@example.com", "code": "483920"},
-    ("post", "/v1/search"): {"query": "How do I reset the device?", "top_k": 6},
-    ("post", "/v1/chat"): {"message": "کتابخانه‌ی مرکزی در چه سالی ساخته شد؟"},
-    ("post", "/v1/members"): {"email": "sara@example.com", "role": "member"},
-    ("patch", "/v1/members/{member_id}"): {"role": "admin"},
-}
-_MEMBER = {
-    "id": "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e",
-    "email": "sara@example.com",
-    "role": "member",
-    "status": "invited",
-    "invited_by": {"id": "1d2e3f4a-5b6c-4d7e-8f90-a1b2c3d4e5f6", "email": "you@example.com"},
-    "created_at": _AT,
-    "last_sign_in": None,
-}
-RESPONSE_EXAMPLES: dict[tuple[str, str], Any] = {
-    ("get", "/healthz"): {
-        "status": "ok",
-        "checks": {
-            "database": {"status": "ok", "latency_ms": 1.9},
-            "redis": {"status": "ok", "latency_ms": 0.6},
-            "broker": {
-                "status": "ok",
-                "latency_ms": 0.8,
-                "detail": {"workers": 2, "queued_ingest": 0, "queued_chat": 1},
-            },
-        },
-        "ocr": {"available": True, "languages": "fas+eng", "missing": []},
-    },
-    ("post", "/v1/auth/request-code"): {
-        "detail": "If the address can receive mail, a sign-in code is on its way.",
-        "expires_in": 600,
-    },
-    ("post", "/v1/auth/verify-code"): {
-        "access_token": "eyJhbGciOiJIUzI1NiIs…",
-        "expires_in": 604800,
-        "token_type": "bearer",
-    },
-    ("get", "/v1/me"): {
-        "user_id": "1d2e3f4a-5b6c-4d7e-8f90-a1b2c3d4e5f6",
-        "email": "you@example.com",
-        "role": "member",
-        "tenant": {"id": "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d", "slug": "demo"},
-    },
-    ("get", "/v1/files"): {"items": [_DOCUMENT], "next_cursor": None},
-    ("post", "/v1/files"): {
-        "document": _DOCUMENT | {"status": "queued", "pages": 12, "chunks": 0},
-        "job": _JOB_OUT,
-    },
-    ("get", "/v1/files/{document_id}"): _DOCUMENT
-    | {"skipped_pages": [{"page": 9, "reason": _SKIPPED}], "page_report": _PAGE_REPORT},
-    ("get", "/v1/files/{document_id}/pages/{number}"): {
-        "document_id": _ID,
-        "filename": "manual.pdf",
-        "number": 11,
-        "source": "ocr",
-        "flagged": True,
-        "note": _BROKEN,
-        "section": None,
-        "text": "کتابخانه‌ی مرکزی شهر در سال ۱۳۵۰ ساخته شد…",
-    },
-    ("post", "/v1/files/{document_id}/retry"): {
-        "document": _DOCUMENT | {"status": "queued", "chunks": 0, "error": None},
-        "job": _JOB_OUT | {"status": "queued", "progress": {"stage": "queued"}},
-    },
-    ("get", "/v1/jobs/{job_id}"): _JOB_OUT,
-    ("post", "/v1/jobs/{job_id}/cancel"): _JOB_OUT | {"status": "cancelled", "finished_at": _AT},
-    ("post", "/v1/search"): {
-        "results": [
-            {
-                "chunk_id": "c4d5e6f7-a8b9-4c0d-9e1f-2a3b4c5d6e7f",
-                "document_id": _ID,
-                "filename": "manual.pdf",
-                "page_start": 7,
-                "page_end": 7,
-                "score": 0.0328,
-                "text": "To reset the device, hold the power button for ten seconds…",
-                "section": None,
-            }
-        ]
-    },
-    ("post", "/v1/chat"): {
-        "job_id": _JOB,
-        "session_id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
-        "message_id": "8e9f0a1b-2c3d-4e5f-9a0b-1c2d3e4f5a6b",
-        "stream_url": f"/v1/chat/{_JOB}/stream?token=eyJhbGciOiJIUzI1NiIs…",
-    },
-    ("get", "/v1/sessions"): {
-        "items": [
-            {
-                "id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
-                "title": "How do I reset…",
-                "created_at": _AT,
-                "updated_at": _AT,
-            }
-        ],
-        "next_cursor": None,
-    },
-    ("get", "/v1/sessions/{session_id}/messages"): {
-        "session": {
-            "id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
-            "title": "How do I reset…",
-            "created_at": _AT,
-            "updated_at": _AT,
-        },
-        "messages": [
-            {
-                "id": "5d6e7f8a-9b0c-4d1e-8f2a-3b4c5d6e7f8a",
-                "role": "user",
-                "content": "How do I reset the device?",
-                "status": "complete",
-                "citations": [],
-                "model": None,
-                "prompt_tokens": 0,
-                "completion_tokens": 0,
-                "job_id": _JOB,
-                "created_at": _AT,
-            },
-            {
-                "id": "8e9f0a1b-2c3d-4e5f-9a0b-1c2d3e4f5a6b",
-                "role": "assistant",
-                "content": "Hold the power button for ten seconds [1][2].",
-                "status": "complete",
-                "citations": [
-                    {
-                        "n": 1,
-                        "document_id": _ID,
-                        "filename": "manual.pdf",
-                        "page_start": 7,
-                        "page_end": 7,
-                        "chunk_id": "c4d5e6f7-a8b9-4c0d-9e1f-2a3b4c5d6e7f",
-                    },
-                    {  # a format without pages: its "pages" are sections, named
-                        "n": 2,
-                        "document_id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
-                        "filename": "handbook.docx",
-                        "page_start": 3,
-                        "page_end": 3,
-                        "chunk_id": "d5e6f7a8-b9c0-4d1e-8f2a-3b4c5d6e7f8a",
-                        "section": "Resetting the device",
-                    },
-                ],
-                "model": "gpt-4o-mini",
-                "prompt_tokens": 1830,
-                "completion_tokens": 12,
-                "job_id": _JOB,
-                "created_at": _AT,
-            },
-        ],
-    },
-    ("get", "/v1/members"): {
-        "items": [_MEMBER | {"status": "active", "last_sign_in": _AT}],
-        "next_cursor": None,
-    },
-    ("post", "/v1/members"): _MEMBER,
-    ("patch", "/v1/members/{member_id}"): _MEMBER | {"role": "admin", "status": "active"},
-    ("get", "/v1/usage"): {
-        "scope": "user",
-        "at": _AT,
-        "last_24h": _WINDOW,
-        "last_7d": _WINDOW,
-        "quota": {
-            "monthly_tokens": 2000000,
-            "used_tokens": 412000,
-            "remaining_tokens": 1588000,
-            "period_start": "2026-11-01T00:00:00Z",
-            "resets_at": "2026-12-01T00:00:00Z",
-        },
-    },
-}
-STREAM_EXAMPLE = (
-    'id: 1764149400000-0\nevent: start\ndata: {"job_id": "…", "model": "gpt-4o-mini"}\n\n'
-    'id: 1764149400120-0\nevent: citations\ndata: [{"n": 1, "filename": "manual.pdf", '
-    '"page_start": 7, "page_end": 7}]\n\n'
-    'id: 1764149400410-0\nevent: delta\ndata: {"text": "Hold the power button"}\n\n'
-    'id: 1764149401950-0\nevent: end\ndata: {"finish_reason": "stop", "usage": {…}}\n\n'
-)
-JOB_EVENTS_EXAMPLE = (
-    'id: 1796197800941030\nevent: progress\ndata: {"job_id": "…", "kind": "ingest", '
-    '"status": "running", "stage": "extracting", "pages_done": 12, "pages_total": 40, '
-    '"chunks_done": null, "chunks_total": null}\n\n'
-    'id: 1796197812394282\nevent: end\ndata: {"job_id": "…", "status": "succeeded", '
-    '"error": null}\n\n'
-)
-PROBLEM_EXAMPLES = {
-    400: {"status": 400, "detail": "JSON is malformed: invalid character (byte 0)"},
-    401: {"status": 401, "detail": "an `Authorization: Bearer <token>` header is required"},
-    403: {"status": 403, "detail": "this token belongs to another tenant than 'acme'"},
-    404: {"status": 404, "detail": f"no document '{_ID}'"},
-    408: {
-        "status": 408,
-        "detail": "no byte of the request's body arrived for 10 s (BODY_IDLE_SECONDS); send it "
-        "again",
-    },
-    409: {"status": 409, "detail": "the job has already succeeded; there is nothing to cancel"},
-    410: {"status": 410, "detail": "the live stream of this answer has expired"},
-    413: {"status": 413, "detail": "the file is larger than the 25 MB allowed"},
-    415: {"status": 415, "detail": "the file is not a PDF", "field": "file"},
-    422: {
-        "status": 422,
-        "detail": "message: Expected `str` of length >= 1",
-        "field": "message",
-        "errors": [{"field": "message", "message": "Expected `str` of length >= 1"}],
-    },
-    429: {
-        "status": 429,
-        "detail": "too many requests: reads (status, lists, streams) are limited to 600 a "
-        "minute; retry in 12 s",
-    },
-    431: {"status": 431, "detail": "the request's headers take 40,960 bytes; at most 32,768"},
-    503: {"status": 503, "detail": "the database is unavailable; try again shortly"},
-}
-
-
 @dataclass
 class _Verbatim(BaseSchemaObject):
     """An example served as written: Litestar drops None from what it serialises, and an
@@ -484,16 +195,19 @@ class _Verbatim(BaseSchemaObject):
 
 
 def document_examples(app: Litestar) -> None:
-    """Put an example on every request body and every response of the served document."""
+    """Put an example on every request body and every response of the served document, read
+    from `openapi_examples.json` beside this module."""
     assert app.openapi_schema.paths is not None
+    examples = json.loads(EXAMPLES.read_text(encoding="utf-8"))
+    requests, responses = examples["requests"], examples["responses"]
+    problems, streams = examples["problems"], examples["event_streams"]
     for path, item in app.openapi_schema.paths.items():
         for method in ("get", "post", "patch", "delete"):
             operation = getattr(item, method, None)
             if operation is None:
                 continue
-            body = REQUEST_EXAMPLES.get((method, path))
-            if (method, path) == ("post", "/v1/files"):
-                body = {"file": "(the PDF's bytes)"}
+            name = f"{method.upper()} {path}"
+            body = requests.get(name)
             if body is not None and isinstance(operation.request_body, RequestBody):
                 for media in (operation.request_body.content or {}).values():
                     media.example = _Verbatim(body)
@@ -501,19 +215,20 @@ def document_examples(app: Litestar) -> None:
                 if not isinstance(response, OpenAPIResponse) or not response.content:
                     continue
                 if path.endswith(("/stream", "/events")) and code == "200":
-                    sse = STREAM_EXAMPLE if path.endswith("/stream") else JOB_EVENTS_EXAMPLE
+                    events = streams["/stream" if path.endswith("/stream") else "/events"]
                     response.content = {
                         "text/event-stream": OpenAPIMediaType(
-                            schema=Schema(type=OpenAPIType.STRING), example=sse
+                            schema=Schema(type=OpenAPIType.STRING), example=_sse(events)
                         )
                     }
                     continue
-                example = (
-                    RESPONSE_EXAMPLES.get((method, path))
-                    if code.startswith("2")
-                    else PROBLEM_EXAMPLES.get(int(code))
-                )
+                example = responses.get(name) if code.startswith("2") else problems.get(code)
                 if code == "503" and path == "/healthz":
-                    example = RESPONSE_EXAMPLES[("get", "/healthz")] | {"status": "down"}
+                    example = responses["GET /healthz"] | {"status": "down"}
                 for media in response.content.values():
                     media.example = _Verbatim(example)
+
+
+def _sse(events: list[dict[str, str]]) -> str:
+    """Server-sent events as they come over the wire."""
+    return "".join(f"id: {e['id']}\nevent: {e['event']}\ndata: {e['data']}\n\n" for e in events)

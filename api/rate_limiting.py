@@ -33,9 +33,9 @@ from litestar.types import (
 
 from api.identity import parse_bearer
 from api.resources import ApiResources
-from api.signin.rate_limits import Decision
 from api.signin.tokens import InvalidToken, decode_access_token, decode_stream_token
 from core.settings import Settings
+from transport.rate_limits import Decision
 
 log = logging.getLogger("docuchat.api")
 # Health probes come from load balancers every few seconds; nothing else is exempt.

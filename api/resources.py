@@ -20,10 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.capacity import Capacity, Pool, stream_pool, upload_pool
-from api.signin.codes import SigninCodes
-from api.signin.mailer import Mailer
-from api.signin.rate_limits import RateLimiter
-from core.bootstrap import Services, bootstrap
+from bootstrap import Services, bootstrap
 from core.errors import ConfigurationError
 from core.settings import Settings
 from db.engine import libpq_url
@@ -32,14 +29,16 @@ from db.migrate import check_schema
 from db.roles import check_app_login
 from pipeline.embedding import Embedder
 from transport.hub import REPAIR_SECONDS, StreamHub
+from transport.rate_limits import RateLimiter
 from usecases.documents import ocr_off
+from usecases.ports import CodeStore, Mailer
 
 log = logging.getLogger("docuchat.api")
 
 
 @dataclass
 class ApiResources:
-    """The process's Services (core/bootstrap.py), as the API uses them, and the relay's own
+    """The process's Services (bootstrap.py), as the API uses them, and the relay's own
     state."""
 
     services: Services
@@ -86,7 +85,7 @@ class ApiResources:
         return self.services.rate_limiter
 
     @property
-    def signin_codes(self) -> SigninCodes:
+    def signin_codes(self) -> CodeStore:
         return self.services.signin_codes
 
     @property

@@ -28,7 +28,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import WebSocket, websocket
@@ -36,9 +36,9 @@ from litestar.exceptions import WebSocketDisconnect
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.capacity import Hold
-from api.chat import own_chat_job, resume_point, stream_url
+from api.chat import ChatRequest, ask_question, own_chat_job, resume_point, stream_url
 from api.identity import Caller, caller_of, parse_bearer
-from api.params import parse_document_ids, parse_field_id, parse_id, text_field
+from api.params import parse_field_id, parse_id
 from api.rate_limiting import refusal, spend, spender
 from api.relay import follow
 from api.resources import ApiResources, resources_of
@@ -54,7 +54,7 @@ from core.errors import (
 from db.jobs import FINISHED
 from transport import events
 from transport.events import stream_key
-from usecases import chat, jobs
+from usecases import jobs
 
 log = logging.getLogger("docuchat.api")
 
@@ -64,13 +64,6 @@ FORBIDDEN = 4403
 TOO_MANY = 4429
 TRY_AGAIN_LATER = 1013  # RFC 6455's registry: the server is overloaded
 MESSAGE_TOO_BIG = 1009
-
-
-class Question(msgspec.Struct, forbid_unknown_fields=True):
-    message: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
-    session_id: str | None = None
-    document_ids: Annotated[list[str], msgspec.Meta(max_length=100)] | None = None
-    model: str | None = None
 
 
 class ResumeAt(msgspec.Struct, forbid_unknown_fields=True):
@@ -232,7 +225,7 @@ class _Connection:
             elif "resume" in frame:
                 await self._resume(msgspec.convert(frame, Resume).resume)
             elif "message" in frame:
-                await self._ask(msgspec.convert(frame, Question))
+                await self._ask(msgspec.convert(frame, ChatRequest))
             else:
                 await self.send(_error_frame(
                     "bad_frame", "send {\"message\"}, {\"resume\"} or {\"cancel\"}"
@@ -252,21 +245,11 @@ class _Connection:
             )
         await self.authorise()
 
-    async def _ask(self, question: Question) -> None:
+    async def _ask(self, question: ChatRequest) -> None:
         await self._admit("POST")
         if self.busy:
             raise InvalidInput("message", "one question at a time: wait for its end, or cancel it")
-        text = text_field(question.message, "message").strip()
-        if not text:
-            raise InvalidInput("message", "the message is empty")
-        asked = await chat.ask(
-            self.resources,
-            self.caller,
-            text,
-            question.model,
-            parse_field_id(question.session_id, "session_id") if question.session_id else None,
-            parse_document_ids(question.document_ids),
-        )
+        asked = await ask_question(self.resources, self.caller, question)
         self._relay(asked.job.id, "0-0")
 
     async def _resume(self, at: ResumeAt) -> None:

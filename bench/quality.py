@@ -17,7 +17,9 @@ first time) through the real HTTP API, then reports:
    (its `unrelated` list), then a table of the four figures per set.
 
 dev_qa.json is the set the answerer was developed on; extra_qa.json, questions the team wrote
-on two other documents; fresh_qa.json, when present, a held-out set on other documents. Then:
+on two other documents; fresh_qa.json, a set on seven other documents (held out when written,
+tuned on since); holdout_qa.json, a set on yet other documents that is never tuned on: it
+measures, and nothing is changed to raise its figures. Then:
 
 4. with the OpenAI stand-in as the provider, a model of small context (MODEL_CONTEXT_TOKENS):
    how many sources fit and how large the prompts are, and what a server that refuses an
@@ -59,7 +61,12 @@ from tools.devstack import api_command, worker_command
 from tools.embedded import free_port
 
 # The question sets, by name: those whose file exists are measured, in this order.
-SETS = {"dev": "dev_qa.json", "extra": "extra_qa.json", "fresh": "fresh_qa.json"}
+SETS = {
+    "dev": "dev_qa.json",
+    "extra": "extra_qa.json",
+    "fresh": "fresh_qa.json",
+    "holdout": "holdout_qa.json",
+}
 # Questions none of the sets' documents answer, in both languages: everyday ones, and ones
 # close to the documents' field (TeX and typesetting) that they do not cover.
 UNRELATED = [

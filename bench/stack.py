@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy import Engine
 
 from api.signin.tokens import issue_access_token
-from core.bootstrap import owner_engine
+from bootstrap import owner_engine
 from core.settings import Settings, load_settings
 from db.engine import unit_of_work
 from db.migrate import upgrade

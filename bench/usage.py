@@ -24,7 +24,7 @@ from sqlalchemy.sql.expression import Executable
 from api.signin.tokens import issue_access_token
 from bench.chat import _percentile
 from bench.stack import WORK, environment, fresh_stack, running, wait_healthy
-from core.bootstrap import bootstrap
+from bootstrap import bootstrap
 from db.engine import unit_of_work
 from db.usage import quota_statement, record_usage, windows_statement
 from tools.devstack import api_command

@@ -10,6 +10,7 @@ DocuChatError
  ├── RateLimited             too many requests for now
  │    └── QuotaExceeded      the tenant spent its monthly tokens
  ├── ServiceUnavailable      a backing service (queue, database, provider) is down: retry later
+ ├── InsufficientStorage     the server's disk is too full to keep more: an operator frees space
  └── PipelineError           see pipeline/errors.py
 """
 
@@ -93,6 +94,10 @@ class QuotaExceeded(RateLimited):
             retry_after=math.ceil((resets_at - now).total_seconds()),
         )
         self.used, self.quota, self.resets_at = used, quota, resets_at
+
+
+class InsufficientStorage(DocuChatError):
+    """The server's disk is too full to keep what was sent (HTTP 507)."""
 
 
 class ServiceUnavailable(DocuChatError):

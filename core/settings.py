@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     top_k: int = Field(default=6, ge=1, le=50)
     max_upload_mb: int = Field(default=25, ge=1, le=1024)
     max_pages: int = Field(default=500, ge=1, le=20000)
+    # Uploads are refused (507) while DATA_DIR's volume has less free space than this beyond
+    # the largest upload; /healthz and /metrics report it. 0 turns the check off.
+    min_free_disk_mb: int = Field(default=512, ge=0)
     # Each PDF is read in a child process held to these (pipeline/pdf_isolation.py).
     pdf_memory_limit_mb: int = Field(default=1024, ge=256, le=65536)
     pdf_cpu_seconds: int = Field(default=300, ge=5, le=3600)
@@ -145,10 +148,21 @@ class Settings(BaseSettings):
     ws_max_frame_bytes: int = Field(default=WS_MAX_FRAME_BYTES, ge=1024, le=16 << 20)
 
     worker_heartbeat_timeout_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # No request waits longer than this for its answer to begin (the body's arrival not
+    # counted): past it, 503 with Retry-After. API statements are cancelled by Postgres at it.
+    request_deadline_seconds: float = Field(default=10.0, ge=1, le=600)
+    # Connecting to Postgres gives up after this long (API and workers).
+    database_connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    # Every Redis call (API, workers, broker) gives up after this long without an answer, and
+    # is tried once more: a frozen Redis costs a request a few seconds, not a minute.
+    redis_timeout_seconds: float = Field(default=2.0, ge=1, le=60)
+    # How long a worker holds an answer's unsent text for Redis to come back, then goes on
+    # where it was; past it the attempt fails and the answer starts again on a retry.
+    redis_outage_wait_seconds: float = Field(default=120.0, ge=0, le=3600)
     # Every worker's reaper looks this often for unfinished jobs whose queue message is gone
     # (Redis lost it) and sends them again; a job younger than the grace is left alone.
-    reaper_interval_seconds: float = Field(default=30.0, ge=0.5, le=3600)
-    reaper_grace_seconds: float = Field(default=60.0, ge=1, le=3600)
+    reaper_interval_seconds: float = Field(default=10.0, ge=0.5, le=3600)
+    reaper_grace_seconds: float = Field(default=20.0, ge=1, le=3600)
 
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, gt=0, lt=65536)

@@ -1,5 +1,5 @@
 """Connection URLs and transactions. The caller owns the transaction: helpers here never
-commit. The engines themselves are built in one place, core/bootstrap.py."""
+commit. The engines themselves are built in one place, bootstrap.py."""
 
 from __future__ import annotations
 
@@ -55,10 +55,17 @@ APP_ROLE = "docuchat_app"
 SCOPE_SQL = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
 
 
-def app_connect_args() -> dict[str, str]:
+def app_connect_args(
+    settings: Settings, statement_timeout_seconds: float | None = None
+) -> dict[str, str | int]:
     """What the app's connections send at start: act as the RLS-bound role (a login that is
-    a member of it switches to it; `docuchat_app` itself stays itself)."""
-    return {"options": f"-c role={APP_ROLE}"}
+    a member of it switches to it; `docuchat_app` itself stays itself), give up connecting
+    after DATABASE_CONNECT_TIMEOUT_SECONDS, and have Postgres cancel any statement running
+    longer than `statement_timeout_seconds` (the API's request deadline)."""
+    options = f"-c role={APP_ROLE}"
+    if statement_timeout_seconds is not None:
+        options += f" -c statement_timeout={int(statement_timeout_seconds * 1000)}"
+    return {"options": options, "connect_timeout": settings.database_connect_timeout_seconds}
 
 
 @contextmanager

@@ -39,6 +39,31 @@ SearchMode = Literal["hybrid", "vector", "text"]
 RRF_K = 60
 LEXICAL_WEIGHT = 0.5
 MIN_CANDIDATES = 40
+NAMED_WEIGHT = 1.0
+# Words of a file name that name no document in particular, and names too short to tell.
+GENERIC_NAMES = frozenset(
+    [
+        "doc",
+        "docs",
+        "document",
+        "documentation",
+        "guide",
+        "user",
+        "userguide",
+        "manual",
+        "readme",
+        "final",
+        "draft",
+        "copy",
+        "new",
+        "pdf",
+        "book",
+        "notes",
+        "en",
+        "fa",
+    ]
+)
+MIN_NAME_LENGTH = 3
 # Document frequencies are counted up to this many chunks: rarer is what matters.
 DF_CAP = 10_000
 
@@ -101,17 +126,49 @@ lexical_hits AS (
     LIMIT :candidates
 )"""
 
+# Chunks of the documents the question names (a word of it in a file's name: "todonotes" for
+# todonotes.pdf), nearest first: a question that names a document is about it, even when its
+# other words are in another language than the document.
+_NAMED_HITS = """
+named AS (
+    SELECT id FROM (
+        SELECT documents.id, count(*) AS names, max(count(*)) OVER () AS most
+        FROM documents, terms
+        WHERE documents.tenant_id = :tenant_id
+          AND char_length(terms.lexeme) >= :min_name_length
+          AND NOT terms.lexeme = ANY(:generic_names)
+          AND strpos(
+              '-' || translate(lower(documents.filename), '_. ', '---') || '-',
+              '-' || translate(terms.lexeme, '_. ', '---') || '-'
+          ) > 0
+        GROUP BY documents.id
+    ) AS matched
+    WHERE names = most
+),
+named_hits AS (
+    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
+    FROM (
+        SELECT id, embedding <=> :query_vector AS distance
+        FROM chunks
+        WHERE tenant_id = :tenant_id AND document_id IN (SELECT id FROM named) {document_filter}
+        ORDER BY embedding <=> :query_vector
+        LIMIT :candidates
+    ) AS nearest
+)"""
+
 _FUSED = """
-WITH {vector_hits}, {lexical_hits}
+WITH {vector_hits}, {lexical_hits}, {named_hits}
 SELECT chunks.id AS chunk_id, chunks.document_id, documents.filename, chunks.page_start,
        chunks.page_end, chunks.text, chunks.section,
        coalesce(1.0 / (:rrf_k + vector_hits.rank), 0)
          + coalesce(:lexical_weight / (:rrf_k + lexical_hits.rank), 0)
          + CASE WHEN lexical_hits.every_word THEN 1.0 / (:rrf_k + 1) ELSE 0 END
-         + CASE WHEN lexical_hits.phrase THEN 1.0 / (:rrf_k + 1) ELSE 0 END AS score
+         + CASE WHEN lexical_hits.phrase THEN 1.0 / (:rrf_k + 1) ELSE 0 END
+         + coalesce(:named_weight / (:rrf_k + named_hits.rank), 0) AS score
 FROM vector_hits
 FULL OUTER JOIN lexical_hits ON lexical_hits.id = vector_hits.id
-JOIN chunks ON chunks.id = coalesce(vector_hits.id, lexical_hits.id)
+FULL OUTER JOIN named_hits ON named_hits.id = coalesce(vector_hits.id, lexical_hits.id)
+JOIN chunks ON chunks.id = coalesce(vector_hits.id, lexical_hits.id, named_hits.id)
 JOIN documents ON documents.id = chunks.document_id
 ORDER BY score DESC, chunks.id
 LIMIT :top_k
@@ -146,7 +203,8 @@ def _sql(mode: SearchMode, document_filter: str) -> str:
         return _ONE_LIST.format(hits=vector_hits, name="vector_hits")
     if mode == "text":
         return _ONE_LIST.format(hits=lexical_hits, name="lexical_hits")
-    return _FUSED.format(vector_hits=vector_hits, lexical_hits=lexical_hits)
+    named_hits = _NAMED_HITS.format(document_filter=document_filter)
+    return _FUSED.format(vector_hits=vector_hits, lexical_hits=lexical_hits, named_hits=named_hits)
 
 
 def _statement(
@@ -168,6 +226,10 @@ def _statement(
         params.append(bindparam("stop_words", type_=ARRAY(Text())))
         values |= {"query_text": fold(query_text), "stop_words": sorted(STOP_WORDS)}
         values |= {"df_cap": DF_CAP, "lexical_weight": LEXICAL_WEIGHT}
+    if mode == "hybrid":
+        params.append(bindparam("generic_names", type_=ARRAY(Text())))
+        values |= {"named_weight": NAMED_WEIGHT, "min_name_length": MIN_NAME_LENGTH}
+        values["generic_names"] = sorted(GENERIC_NAMES)
     if document_ids:
         params.append(bindparam("document_ids", type_=ARRAY(UUID(as_uuid=True))))
         values["document_ids"] = list(document_ids)

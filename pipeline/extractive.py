@@ -39,7 +39,7 @@ import numpy as np
 from pipeline.chunking import count_tokens
 from pipeline.embedding import Embedder
 from pipeline.generation import Finished, TokenUsage
-from pipeline.lexicon import TermCounts, content_words, fold, technical_terms
+from pipeline.lexicon import TermCounts, content_words, fold, stem_forms, technical_terms
 from pipeline.normalise import looks_like_code
 from pipeline.passages import Sentence, candidates, cut_source, passage
 from pipeline.prompting import Language, Prompt, Source
@@ -87,6 +87,7 @@ WORD_WEIGHT = 0.2
 ADD_WEIGHT = 0.1
 # Added terms counted at most: a sentence of many identifiers is not worth more for them.
 MAX_ADDED = 3
+ADD_SCORE = 0.005
 # Question words in a term that make it the name of what was asked.
 NAMED_WORDS = 2
 # Best sentence similarity to the question below which the documents do not cover it, per
@@ -98,6 +99,7 @@ NAMED_WORDS = 2
 COVERED_SIMILARITY = {"multilingual-e5-small": 0.85}
 SURE_SIMILARITY = {"multilingual-e5-small": 0.887}
 MISSING_SHARE = 0.5
+SCRIPT_SHARE = 0.2
 # For an embedder not measured: the share of the question's content words a sentence holds.
 COVERED_WORD_SHARE = 0.6
 
@@ -117,7 +119,7 @@ def _weights(
 ) -> dict[str, float]:
     """The weight of each question word: its rarity among the tenant's chunks when counted,
     else among the candidate sentences."""
-    frequency = Counter(word for s in sentences for word in s.words & wanted)
+    frequency = Counter(word for s in sentences for word in s.holding(wanted))
     total = len(sentences) or 1
     weights = {}
     for word in wanted:
@@ -128,6 +130,14 @@ def _weights(
 
 def _script(word: str) -> str:
     return "latin" if word.isascii() else "other"
+
+
+def _scripts(sentences: Sequence[Sentence]) -> set[str]:
+    """The scripts the sources are written in: of at least `SCRIPT_SHARE` of their words (an
+    English guide quoting a Persian sample is English)."""
+    written = Counter(_script(w) for s in sentences for w in s.words)
+    total = sum(written.values()) or 1
+    return {script for script, n in written.items() if n >= SCRIPT_SHARE * total}
 
 
 def _added(sentence: Sentence, question: str, asked: frozenset[str], wanted: frozenset[str]) -> int:
@@ -167,7 +177,7 @@ def choose_passages(
     sentences = candidates(sources, pieces)
     weight = _weights(sentences, wanted, counts or TermCounts())
     whole = sum(weight.values()) or 1.0
-    shares = [sum(weight[w] for w in s.words & wanted) / whole for s in sentences]
+    shares = [sum(weight[w] for w in s.holding(wanted)) / whole for s in sentences]
     added = [
         _added(s, question, asked, wanted) if shares[k] > 0 else 0 for k, s in enumerate(sentences)
     ]
@@ -190,15 +200,15 @@ def choose_passages(
         closest = float(similarity.max())
         # Most of what was asked (by weight) in none of the sources: about something else,
         # unless the embedder is sure.
-        in_sources = frozenset().union(*(s.words for s in sentences))
-        scripts = {_script(w) for w in in_sources}  # a Persian word is not missing from English
-        absent = [w for w in wanted - in_sources if _script(w) in scripts]
+        in_sources = frozenset().union(*(s.forms for s in sentences))
+        scripts = _scripts(sentences)  # a Persian word is not missing from English sources
+        absent = [w for w in wanted if not stem_forms(w) & in_sources and _script(w) in scripts]
         missing = sum(weight[w] for w in absent) / whole
         sure = SURE_SIMILARITY[embedder.model]
         covered = closest >= threshold and (missing < MISSING_SHARE or closest >= sure)
     if not covered:
         return Choice([], False)
-    score = similarity + WORD_WEIGHT * share
+    score = similarity + WORD_WEIGHT * share + ADD_SCORE * np.asarray([added[k] for k in order])
     ranked = sorted(range(len(picked)), key=lambda k: -score[k])
     best = float(score[ranked[0]])
     floor = threshold + RELATIVE_CUTOFF * (best - threshold)

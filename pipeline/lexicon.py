@@ -10,6 +10,7 @@ store it, and "۱۹۷۸" matches "1978".
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -42,6 +43,34 @@ _TECHNICAL = re.compile(
     r"|\d+"  # numbers
     r"|[A-Za-z]*[a-z][A-Z]\w*|[A-Z]{2,}\w*|[A-Za-z]+\d\w*"  # camelCase, ACRONYMS, OT1
 )
+
+
+# Persian suffixes of plural, comparison, possession and the indefinite (on folded words, so
+# without the zero-width non-joiner that may have stood before them).
+_PERSIAN_SUFFIXES = (
+    "هایی", "هایم", "هایت", "هایش", "ترین", "های", "مان", "تان", "شان", "ها", "تر", "ای", "ام",
+    "اش", "ه", "ی",
+)  # fmt: skip
+_MIN_STEM = 3
+_ARABIC_LETTER = re.compile(r"[\u0600-\u06ff]")
+
+
+@functools.lru_cache(maxsize=65536)
+def stem_forms(word: str) -> frozenset[str]:
+    """A Persian word and what it may be without one or two inflectional suffixes: written
+    without the non-joiner "برنامهای" is a program or programs, so both "برنامه" and "برنام"
+    come out, and two words meet when their forms do. Other words are their only form."""
+    forms = {word}
+    if not _ARABIC_LETTER.match(word):
+        return frozenset(forms)
+    for _ in range(2):
+        forms |= {
+            form[: -len(suffix)]
+            for form in forms
+            for suffix in _PERSIAN_SUFFIXES
+            if form.endswith(suffix) and len(form) - len(suffix) >= _MIN_STEM
+        }
+    return frozenset(forms)
 
 
 def _is_plural(word: str) -> bool:

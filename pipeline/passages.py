@@ -6,6 +6,7 @@ A passage is the chosen sentence with, in document order: the code line it descr
 sentence that explains a code line (a manual gives a command's syntax, then what it does); the
 lead sentence of a list it is an item of; what a colon announces; and after a sentence that
 only restates the question, or names nothing new, the next one when it names what was asked.
+A sentence cut by the chunk's edge keeps an ellipsis where it was cut.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.lexicon import content_words, fold, technical_terms
+from pipeline.lexicon import content_words, fold, stem_forms, technical_terms
 from pipeline.normalise import looks_like_code
 from pipeline.prompting import Source
 from pipeline.sentences import split_sentences
 
 MIN_WORDS = 4
+# A sentence cut by the chunk's edge is quoted (marked `CUT`) when this many words are left.
+MIN_CUT_WORDS = 12
+CUT = "…"
 MAX_WORDS = 90
 # Words in one passage beyond its chosen sentence.
 MAX_NEIGHBOUR_WORDS = 60
@@ -40,6 +44,11 @@ class Sentence:
     words: frozenset[str]
     terms: frozenset[str]  # technical terms (`pipeline/lexicon.py`)
     code: bool
+    forms: frozenset[str]  # its words' inflected forms (`stem_forms`)
+
+    def holding(self, wanted: frozenset[str]) -> frozenset[str]:
+        """The words of `wanted` it holds, as written or inflected otherwise."""
+        return frozenset(w for w in wanted if w in self.words or stem_forms(w) & self.forms)
 
 
 @dataclass(frozen=True)
@@ -50,22 +59,32 @@ class Piece:
     code: list[bool]
 
 
-def is_fragment(text: str, last_in_source: bool, code: bool) -> bool:
-    """A cut-off piece: starts in the middle of a sentence, stops in one, or says too little."""
+def is_fragment(text: str, code: bool) -> bool:
+    """A piece that says too little to quote: a few words, or a short end of a sentence the
+    source's edge cut (`cut_source` marks those with an ellipsis)."""
     if code:
         return False
-    words = text.split()
-    if not MIN_WORDS <= len(words) <= MAX_WORDS:
+    words = len(text.split())
+    if not MIN_WORDS <= words <= MAX_WORDS:
         return True
+    return (text.startswith(CUT) or text.endswith(CUT)) and words < MIN_CUT_WORDS
+
+
+def _starts_cut(text: str) -> bool:
     # Latin prose starts with a capital (other scripts have none), or with a technical term.
-    if text[0].islower() and not technical_terms(words[0]):
-        return True
-    return last_in_source and not _ENDS.search(text)
+    return text[0].islower() and not technical_terms(text.split()[0])
 
 
 def cut_source(source: Source) -> Piece:
+    """The source's sentences and code lines; one the chunk's edge cut is marked where it was
+    cut, so that a quote of it says so."""
     texts = split_sentences(source.text)
-    return Piece(texts, [looks_like_code(text) for text in texts])
+    code = [looks_like_code(text) for text in texts]
+    if texts and not code[0] and _starts_cut(texts[0]):
+        texts[0] = f"{CUT} {texts[0]}"
+    if texts and not code[-1] and not _ENDS.search(texts[-1]):
+        texts[-1] = f"{texts[-1]} {CUT}"
+    return Piece(texts, code)
 
 
 def candidates(sources: Sequence[Source], pieces: Sequence[Piece]) -> list[Sentence]:
@@ -74,7 +93,7 @@ def candidates(sources: Sequence[Source], pieces: Sequence[Piece]) -> list[Sente
     for source, piece in zip(sources, pieces, strict=True):
         for index, text in enumerate(piece.texts):
             code = piece.code[index]
-            if is_fragment(text, index == len(piece.texts) - 1, code):
+            if is_fragment(text, code):
                 continue
             key = " ".join(fold(text).split())
             words = content_words(text)
@@ -82,13 +101,24 @@ def candidates(sources: Sequence[Source], pieces: Sequence[Piece]) -> list[Sente
                 continue
             seen.add(key)
             terms = technical_terms(_SECTION_NUMBER.sub("", text))
-            found.append(Sentence(text, source, index, words, terms, code))
+            forms = frozenset().union(*map(stem_forms, words))
+            found.append(Sentence(text, source, index, words, terms, code, forms))
     return found
 
 
 def restates(sentence: Sentence, wanted: frozenset[str]) -> bool:
     """Most of the sentence's words are the question's."""
-    return len(sentence.words & wanted) >= ECHO_SHARE * len(sentence.words)
+    return _echoes(sentence.text, wanted)
+
+
+def _echoes(text: str, wanted: frozenset[str]) -> bool:
+    words = content_words(text)
+    held = {
+        w
+        for w in wanted
+        if w in words or stem_forms(w) & frozenset().union(*map(stem_forms, words))
+    }
+    return bool(words) and len(held) >= ECHO_SHARE * len(words)
 
 
 def _list_goes_on(texts: Sequence[str], j: int) -> bool:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +23,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from core.bootstrap import owner_engine
+from bootstrap import owner_engine
 from core.settings import Settings
 from db.migrate import upgrade
 from db.roles import ensure_app_login
@@ -178,6 +180,19 @@ def redis_database(redis_databases: RedisDatabases) -> Iterator[str]:
     """The URL of an emptied Redis database of the test's own (queues no other test uses)."""
     with redis_databases.lease() as url:
         yield url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own, which it may kill, stop (SIGSTOP) or empty."""
+    server = EmbeddedRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.pid:
+            os.kill(server.pid, signal.SIGCONT)  # a test that failed mid-freeze leaves it stopped
+        server.stop()
 
 
 @pytest.fixture(scope="module")

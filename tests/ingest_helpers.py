@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from api.signin.tokens import issue_access_token
 from core.settings import Settings
@@ -78,3 +78,17 @@ def ingest(client: httpx.Client, data: bytes, name: str = "doc.pdf") -> dict[str
     assert job["status"] == "succeeded", job
     document: dict[str, Any] = client.get(f"/v1/files/{job['document_id']}").json()
     return document
+
+
+def assert_one_set_of_chunks(engine: Engine, document: dict[str, Any], pages: int) -> None:
+    """The document holds exactly one set of chunks (no ordinal twice) covering pages
+    1..`pages`: what a batch run again, on any worker, must leave."""
+    with engine.connect() as conn:
+        chunks = conn.execute(
+            text("SELECT ordinal, page_start, page_end FROM chunks WHERE document_id = :d"),
+            {"d": document["id"]},
+        ).all()
+    ordinals = [ordinal for ordinal, _, _ in chunks]
+    assert len(ordinals) == len(set(ordinals)) == document["chunks"], "one set of chunks"
+    covered = {page for _, start, end in chunks for page in range(start, end + 1)}
+    assert covered == set(range(1, pages + 1)), "every page is in it"

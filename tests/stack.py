@@ -1,6 +1,6 @@
 """The test stack's parts: settings, databases of a test's own, Redis databases handed out,
-the API in a thread and workers in child processes. conftest.py makes fixtures of them; a test
-module imports from here what it builds for itself."""
+the API in a thread and workers in child processes, and checks made through the database.
+conftest.py makes fixtures of them; a test module imports from here what it builds for itself."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import httpx
 import psycopg
 import redis
 import uvicorn
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
@@ -296,3 +296,23 @@ class RedisDatabases:
             yield url
         finally:
             self.free.append(number)
+
+
+def assert_saved_once(
+    client: httpx.Client, engine: Engine, started: dict[str, Any], reply: str
+) -> int:
+    """The answer `started` is saved once, as `reply`, its usage counted once per kind;
+    returns how many times the sweep sent its job again."""
+    messages = client.get(f"/v1/sessions/{started['session_id']}/messages").json()
+    assistant = [m["content"] for m in messages["messages"] if m["role"] == "assistant"]
+    assert assistant == [reply]
+    with engine.connect() as conn:
+        kinds = conn.execute(
+            text("SELECT kind FROM usage_records WHERE job_id = :j ORDER BY kind"),
+            {"j": started["job_id"]},
+        ).scalars()
+        assert list(kinds) == ["chat", "embedding"]  # counted once each
+        requeues = conn.execute(
+            text("SELECT requeues FROM jobs WHERE id = :j"), {"j": started["job_id"]}
+        ).scalar_one()
+    return int(requeues)

@@ -8,7 +8,7 @@ import httpx
 
 from pipeline.extractive import HEADER, NOT_COVERED
 from standins.chat_client import ask, read_stream
-from standins.documents import english_pdf, filler
+from standins.documents import english_pdf, filler, persian_filler, persian_pdf
 from tests.ingest_helpers import ingest
 
 HEADER_LINE = "Harbour Authority Handbook, second edition"
@@ -51,6 +51,25 @@ def test_an_exact_phrase_finds_its_page_among_similar_ones(client: httpx.Client)
     for query in ("TeX Conference at Cork in 1990", "Cork 1990"):
         first = _search(client, query)[0]
         assert first["document_id"] == document["id"] and first["page_start"] == 8, query
+
+
+def test_a_question_that_names_a_document_searches_it_even_in_another_language(
+    client: httpx.Client,
+) -> None:
+    """A Persian question naming an English guide by its file name ("tidewatch") finds the
+    guide's page, though a Persian document shares far more of its words."""
+    guide = [filler(400 + n, 6) for n in range(4)]
+    guide[2] += " Tidewatch redraws its tide table every six hours and sounds a bell at high water."
+    named = ingest(client, english_pdf(guide), "tidewatch-guide.pdf")
+    persian = [
+        persian_filler(500 + n, 8) + " جدول جزر و مد هر چند ساعت یک بار عوض می‌شود."
+        for n in range(4)
+    ]
+    ingest(client, persian_pdf(persian), "daftar.pdf")
+    question = "در tidewatch جدول جزر و مد هر چند ساعت یک بار دوباره کشیده می‌شود؟"
+    first = _search(client, question)[0]
+    assert first["document_id"] == named["id"]
+    assert int(str(first["page_start"])) <= 3 <= int(str(first["page_end"]))
 
 
 def test_a_question_the_documents_do_not_cover_is_answered_not_covered(

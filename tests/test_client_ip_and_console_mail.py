@@ -3,7 +3,8 @@ import io
 import ipaddress
 
 from api.rate_limiting import client_ip
-from api.signin.mailer import ConsoleMailer, signin_code_mail
+from transport.mail import ConsoleMailer
+from usecases.mail import signin_code_mail
 
 TRUSTED = [ipaddress.ip_network("10.0.0.0/8")]
 

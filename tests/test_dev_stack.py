@@ -113,10 +113,7 @@ def test_dev_stack_starts_from_nothing_serves_health_and_stops_cleanly(tmp_path:
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0
     finally:
-        if dev.poll() is None:
-            dev.kill()
-        log.seek(0)
-        output = log.read()
+        output = _ended(dev, log)
     assert "DocuChat is running" in output and f"http://127.0.0.1:{port}/healthz" in output
     assert "Traceback" not in output
     assert not (data_dir / "postgres" / "postmaster.pid").exists()  # Postgres stopped
@@ -154,3 +151,63 @@ def test_second_dev_on_the_same_data_folder_refuses(tmp_path: Path) -> None:
         )  # fmt: skip
     assert result.returncode == 2
     assert "another `docuchat dev` is already running" in result.stderr
+
+
+def test_dev_stack_starts_again_whatever_part_crashes(tmp_path: Path) -> None:
+    """The API, a worker, Redis and Postgres, each SIGKILLed in turn: `docuchat dev` says why
+    and starts it again, and the stack is healthy again, with a live worker, each time."""
+    data_dir = tmp_path / "data"
+    port = free_port()
+    log = (tmp_path / "dev.log").open("w+")
+    dev = subprocess.Popen(
+        [str(BIN / "docuchat"), "dev", "--port", str(port), "--data-dir", str(data_dir)],
+        env=_clean_env(data_dir), stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    health = f"http://127.0.0.1:{port}/healthz"
+    try:
+        _wait_for_workers(health, time.monotonic() + 120)
+        postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        for part, pid in [
+            ("api", _child(dev.pid, "uvicorn")),
+            ("worker-chat", _child(dev.pid, "--queues chat")),
+            ("Redis", _child(dev.pid, "redis-server")),
+            ("Postgres", postmaster),
+        ]:
+            os.kill(pid, signal.SIGKILL)
+            _wait_for_workers(health, time.monotonic() + 90)
+            assert _said(log, f"docuchat dev: {part} started again", time.monotonic() + 60)
+        dev.send_signal(signal.SIGINT)
+        assert dev.wait(timeout=60) == 0
+    finally:
+        output = _ended(dev, log)
+    assert "api was killed by SIGKILL; starting it again in 1 s" in output
+    assert "worker-chat was killed by SIGKILL" in output
+    assert "Traceback" not in output
+
+
+def _ended(dev: subprocess.Popen[bytes], log: IO[str]) -> str:
+    """What `docuchat dev` printed, once it has ended (killed if a test failed mid-way)."""
+    if dev.poll() is None:
+        dev.kill()
+    log.seek(0)
+    return log.read()
+
+
+def _said(log: IO[str], line: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        log.seek(0)
+        if line in log.read():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _child(parent: int, marker: str) -> int:
+    """The pid of `parent`'s child whose command line holds `marker`."""
+    for pid in subprocess.run(
+        ["pgrep", "-P", str(parent)], capture_output=True, text=True
+    ).stdout.split():
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        if marker in command:
+            return int(pid)
+    raise AssertionError(f"no child of {parent} runs {marker!r}")

@@ -18,7 +18,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
-from core.bootstrap import bootstrap
+from bootstrap import bootstrap
 from db.batches import claim_batch, requeue_batch
 from db.engine import unit_of_work
 from standins.chat_client import ask, read_stream

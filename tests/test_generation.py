@@ -21,6 +21,8 @@ from pipeline.extractive import (
     quoted,
 )
 from pipeline.generation import Finished, OpenAIChatProvider, TokenUsage
+from pipeline.lexicon import content_words, stem_forms
+from pipeline.passages import candidates, cut_source
 from pipeline.prompting import WINDOW_MARGIN, Source, Turn, build_prompt, question_language
 from standins.model_server import DEFAULT_REPLY, PROMPT_TOKENS_REPORTED, StandIn, pieces_of
 from transport.events import EventWriter, cancel_key, stream_key
@@ -132,6 +134,50 @@ def test_the_extractive_answer_skips_fragments_repeats_and_abbreviation_cuts() -
 
 def _quotes(answer: str) -> list[str]:
     return [line for line in answer.splitlines() if line.startswith("- ")]
+
+
+def test_a_long_sentence_cut_by_the_chunks_edge_is_quoted_and_marked_cut() -> None:
+    # The end of a chunk of the todonotes manual: its last sentence goes on in the next chunk.
+    text = (
+        "can be changed by options. Default values can be set by the color options when the "
+        "package is loaded. The border color (default bordercolor=black) around the inserted "
+        "text, the color behind the inserted text (default backgroundcolor=orange), the color "
+        "of the inserted text (default textcolor=black) and the color of the line connecting "
+        "the note to its location in the text (default"
+    )
+    answer, _ = _answer(
+        "Which background color do inserted notes get by default?", [_source(1, text)]
+    )
+    quotes = " ".join(_quotes(answer))
+    assert "backgroundcolor=orange" in quotes and "(default … [1]" in quotes
+    assert "can be changed by options" not in quotes  # a short cut piece stays out
+
+
+def test_persian_words_meet_in_their_inflected_forms() -> None:
+    sentence = candidates(
+        [source := _source(1, "هر فایل را در شاخهٔ قلم بگذارید و برنامه را اجرا کنید.")],
+        [cut_source(source)],
+    )[0]
+    asked = content_words("فایل‌های قلم‌ها را با کدام برنامه‌ای پیدا کنم؟")
+    assert {"فایلهای", "قلمها", "برنامهای"} <= sentence.holding(asked)
+    assert stem_forms("قلم") == frozenset({"قلم"}) and "apples" in stem_forms("apples")
+
+
+def test_a_persian_question_about_an_english_guide_quoting_persian_is_covered() -> None:
+    # xepersian-hm's guide is English with Persian samples: a sample does not make the
+    # question's Persian words "missing" from it.
+    guide = _source(
+        1,
+        "3 Package loading and options Please note that xepersian-hm loads xepersian "
+        "automatically, so you may only pass options to the package using the command "
+        "\\PassOptionsToPackage before loading xepersian-hm.",
+    )
+    sample = _source(2, "For example: این یک متن نمونه است که کشیده دارد.")
+    question = (
+        "xepersian-hm خودش xepersian را بارگذاری می‌کند؛ پس تنظیمات xepersian را چطور به آن بدهم؟"
+    )
+    text, _ = _answer(question, [guide, sample])
+    assert "\\PassOptionsToPackage" in " ".join(_quotes(text))
 
 
 def test_the_sentence_that_names_the_fact_is_quoted_with_the_one_restating_the_question() -> None:

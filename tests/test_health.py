@@ -26,6 +26,7 @@ def test_healthz_reports_each_dependency(services: Services, engine) -> None:  #
         "database": "ok",
         "redis": "ok",
         "broker": "ok",
+        "disk": "ok",
     }
     assert set(body["checks"]["broker"]["detail"]) == {"workers", "queued_ingest", "queued_chat"}
 

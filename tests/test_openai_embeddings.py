@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from core.bootstrap import bootstrap, owner_engine
+from bootstrap import bootstrap, owner_engine
 from core.settings import Settings
 from db.migrate import upgrade
 from db.roles import ensure_app_login

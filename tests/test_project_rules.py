@@ -1,6 +1,7 @@
 """Guard tests for project rules, read from the code itself: how the packages depend on one
 another, where engines and Redis clients are made, what the pipeline may import, that
-importing the service connects to nothing, and that every actor states its retry policy."""
+importing the service connects to nothing, that migrating imports no more than settings and
+the schema, and that every actor states its retry policy."""
 
 from __future__ import annotations
 
@@ -12,36 +13,39 @@ import sys
 from pathlib import Path
 
 import dramatiq
+from sqlalchemy import create_engine
 
+from db.migrate import current_revision, head_revision
 from transport.broker import INGEST_ACTOR, QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "pipeline", "db", "migrations", "transport", "usecases", "api", "workers")
-PACKAGES += ("tools", "standins")
 
-# Lower layers never import higher ones (docs/architecture.md draws them).
+# Each module's layer, lowest first; a module imports only from its own layer and those below
+# (docs/architecture.md draws them). The composition root sits above everything it builds,
+# and the entry points that call it (the API's lifespan, each worker process's broker setup,
+# the CLI) above it, as cosmicpython's entrypoints sit above its bootstrap.
 LAYERS = {
-    "core": 0,  # settings, errors, logs, redaction
+    "core": 0,  # settings, errors, logs, redaction: imports nothing of ours
     "pipeline": 1,
     "db": 2,
-    "migrations": 2,
-    "transport": 3,
+    "migrations": 2,  # the `alembic` command's environment: settings and the schema only
+    "transport": 3,  # the queue, the streams, and the use cases' adapters (mail, codes, limits)
     "usecases": 4,
-    "api": 5,
-    "workers": 5,
-    "core.bootstrap": 6,  # builds the parts of every layer
+    "bootstrap": 5,  # the composition root: builds the parts of every layer below
+    "api": 6,
+    "workers": 6,
     "tools": 7,
     "standins": 8,  # what tests, benches and examples run against: the service never imports it
 }
-# The entry points that call bootstrap(settings): the API's lifespan, a worker process's
-# middleware, the `alembic` command's environment (and tools, tests, benchmarks).
-BOOTSTRAP_CALLERS = {"api.resources", "workers.services", "migrations.env"}
 
 
 def _modules() -> dict[str, Path]:
     found = {}
-    for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
+    for top in LAYERS:
+        if (ROOT / f"{top}.py").is_file():
+            found[top] = ROOT / f"{top}.py"
+            continue
+        for path in (ROOT / top).rglob("*.py"):
             parts = path.relative_to(ROOT).with_suffix("").parts
             found[".".join(p for p in parts if p != "__init__")] = path
     return found
@@ -60,8 +64,14 @@ def _imports(path: Path) -> set[str]:
 
 
 def _layer(module: str) -> int | None:
-    matches = [name for name in LAYERS if module == name or module.startswith(name + ".")]
-    return LAYERS[max(matches, key=len)] if matches else None
+    return LAYERS.get(module.split(".")[0])
+
+
+def test_every_module_of_ours_has_a_layer() -> None:
+    tops = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    tops |= {path.stem for path in ROOT.glob("*.py")}
+    # Beside the service: the tests, the benchmarks and the examples, which may use any layer.
+    assert tops - {"tests", "bench", "examples"} == set(LAYERS)
 
 
 def test_no_module_imports_a_higher_layer() -> None:
@@ -70,15 +80,9 @@ def test_no_module_imports_a_higher_layer() -> None:
         own = _layer(module)
         for imported in _imports(path):
             theirs = _layer(imported)
-            if own is None or theirs is None or theirs <= own:
-                continue
-            calls_bootstrap = imported == "core.bootstrap" or imported.startswith("core.bootstrap.")
-            if calls_bootstrap and module in BOOTSTRAP_CALLERS:
-                continue
-            wrong.append(f"{module} imports {imported}")
-        top = module.split(".")[0]
-        for imported in _imports(path):
-            if {top, imported.split(".")[0]} == {"api", "workers"}:
+            if own is not None and theirs is not None and theirs > own:
+                wrong.append(f"{module} imports {imported}")
+            if {module.split(".")[0], imported.split(".")[0]} == {"api", "workers"}:
                 wrong.append(f"{module} imports {imported}: the API and the workers share no code")
     assert sorted(set(wrong)) == []
 
@@ -89,17 +93,19 @@ BUILDS_A_CONNECTION = re.compile(
 )
 
 
-def test_engines_and_redis_clients_are_built_in_exactly_one_module() -> None:
+def test_engines_and_redis_clients_are_built_only_by_the_composition_root() -> None:
+    """And by the `alembic` command's environment: a program of its own, which must migrate
+    without importing the application the root builds."""
     builders = {
         module
         for module, path in _modules().items()
         if BUILDS_A_CONNECTION.search(path.read_text())
     }
-    assert builders == {"core.bootstrap"}
+    assert builders == {"bootstrap", "migrations.env"}
 
 
 PIPELINE_MAY_NOT_IMPORT = (
-    "core.settings", "core.bootstrap", "litestar", "uvicorn", "starlette", "dramatiq", "redis",
+    "core.settings", "bootstrap", "litestar", "uvicorn", "starlette", "dramatiq", "redis",
     "sqlalchemy", "psycopg", "pgvector", "alembic", "api", "workers", "db", "transport",
     "usecases", "tools",
 )  # fmt: skip
@@ -141,22 +147,54 @@ print("no connection")
 """
 
 
-def test_importing_the_service_and_making_the_app_connects_to_nothing() -> None:
-    """Nothing connects, reads the environment or builds a client at import: the actors, the
-    broker's module, the CLI, and the app itself before its lifespan starts."""
+def _run_python(script: str, **environ: str) -> str:
+    """What `script` prints, run by a fresh interpreter without the service's settings from
+    this environment, with `environ` instead."""
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "JWT_"))
     }
     run = subprocess.run(
-        [sys.executable, "-c", NO_CONNECTIONS],
+        [sys.executable, "-c", script],
         cwd=ROOT,
-        env=environment,
+        env=environment | environ,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip() == "no connection"
+    return run.stdout.strip()
+
+
+def test_importing_the_service_and_making_the_app_connects_to_nothing() -> None:
+    """Nothing connects, reads the environment or builds a client at import: the actors, the
+    broker's module, the CLI, and the app itself before its lifespan starts."""
+    assert _run_python(NO_CONNECTIONS) == "no connection"
+
+
+# What `alembic upgrade head` runs, and which of the application's heavy parts it loaded.
+ALEMBIC_UPGRADE = """
+import sys
+from alembic import command
+from alembic.config import Config
+
+command.upgrade(Config("alembic.ini"), "head")
+print(sorted(m for m in ("openai", "numpy", "dramatiq", "litestar", "redis") if m in sys.modules))
+"""
+
+
+def test_the_alembic_command_migrates_without_importing_the_application(
+    empty_database: str,
+) -> None:
+    """The `alembic` command builds its engine from settings alone: migrating imports no
+    provider (openai, numpy), no queue (dramatiq) and no web framework."""
+    loaded = _run_python(ALEMBIC_UPGRADE, DATABASE_OWNER_URL=empty_database, JWT_SECRET="x" * 40)
+    assert loaded == "[]"
+    engine = create_engine(empty_database)
+    try:
+        with engine.connect() as conn:
+            assert current_revision(conn) == head_revision()
+    finally:
+        engine.dispose()
 
 
 def test_every_actor_sets_retries_and_a_time_limit() -> None:

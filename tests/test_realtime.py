@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from core.bootstrap import REDIS_POOL_SIZE
+from bootstrap import REDIS_POOL_SIZE
 from core.settings import Settings
 from standins.chat_client import Answer, Event, ask, bare_client, read_stream
 from standins.documents import english_pdf, filler

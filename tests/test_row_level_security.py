@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
-from core.bootstrap import bootstrap
+from bootstrap import bootstrap
 from core.errors import ConfigurationError
 from core.settings import Settings
 from db.engine import unit_of_work

@@ -18,7 +18,13 @@ from sqlalchemy import Engine, text
 from standins.chat_client import ask, read_stream
 from standins.documents import costly_pdf, english_pdf, filler
 from standins.model_server import StandIn
-from tests.ingest_helpers import ingest, tenant_client, upload, wait_for_job
+from tests.ingest_helpers import (
+    assert_one_set_of_chunks,
+    ingest,
+    tenant_client,
+    upload,
+    wait_for_job,
+)
 from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess
 from transport.broker import HEARTBEATS_KEY
 
@@ -75,11 +81,8 @@ def test_two_workers_share_a_document_s_batches_and_a_killed_one_loses_nothing(
             queues.close()
     assert job["status"] == "succeeded", job
     assert document["status"] == "ready" and document["pages"] == len(pages)
+    assert_one_set_of_chunks(engine, document, len(pages))
     with engine.connect() as conn:
-        chunks = conn.execute(
-            text("SELECT ordinal, page_start, page_end FROM chunks WHERE document_id = :d"),
-            {"d": document_id},
-        ).all()
         handed_on = conn.execute(
             text("SELECT attempts FROM ingest_batches WHERE id = :b"), {"b": held[0]}
         ).scalar_one()
@@ -87,10 +90,6 @@ def test_two_workers_share_a_document_s_batches_and_a_killed_one_loses_nothing(
             text("SELECT count(*) FROM usage_records WHERE job_id = :j AND kind = 'embedding'"),
             {"j": job_id},
         ).scalar_one()
-    ordinals = [ordinal for ordinal, _, _ in chunks]
-    assert len(ordinals) == len(set(ordinals)) == document["chunks"], "one set of chunks"
-    covered = {page for _, start, end in chunks for page in range(start, end + 1)}
-    assert covered == set(range(1, len(pages) + 1)), "every page is in it"
     assert handed_on == 2, "the killed worker's batch ran again, on the other"
     assert usage == 1, "the embedding usage is counted once"
 

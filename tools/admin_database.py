@@ -13,7 +13,7 @@ import click
 from dotenv import dotenv_values
 from sqlalchemy import Engine
 
-from core.bootstrap import owner_engine
+from bootstrap import owner_engine
 from core.settings import Settings, load_settings
 from db.migrate import check_schema, upgrade
 from db.roles import ensure_app_login

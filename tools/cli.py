@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine, select, text
 
 from api.signin.tokens import issue_access_token
-from core.bootstrap import bootstrap
+from bootstrap import bootstrap
 from core.errors import DocuChatError
 from db.accounts import find_tenant
 from db.batches import queue_reingestion

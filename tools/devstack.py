@@ -17,12 +17,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from core.bootstrap import owner_engine
+from bootstrap import owner_engine
 from core.errors import ConfigurationError
 from core.settings import WS_MAX_FRAME_BYTES, Settings
 from db.engine import unit_of_work
@@ -102,22 +102,94 @@ def exclusive_data_dir(data_dir: Path) -> Iterator[None]:
         yield
 
 
+# A crashed part is started again after a pause that doubles up to the longest; one that ran
+# for STEADY_SECONDS before it crashed starts again after the first pause.
+FIRST_PAUSE_SECONDS = 1.0
+LONGEST_PAUSE_SECONDS = 30.0
+STEADY_SECONDS = 60.0
+
+
+@dataclass
+class Part:
+    """One part of the stack the supervisor keeps running: `start` starts it, `down` says
+    why it is not running (None while it runs)."""
+
+    start: Callable[[], None]
+    down: Callable[[], str | None]
+    started_at: float = 0.0
+    pause: float = FIRST_PAUSE_SECONDS
+    restart_at: float | None = None
+
+
+def exit_reason(process: subprocess.Popen[bytes]) -> str | None:
+    """Why a child stopped (its exit code, or the signal that killed it), or None."""
+    code = process.poll()
+    if code is None:
+        return None
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
 @dataclass
 class Supervisor:
-    """Starts child processes, notices when one dies, and stops them all in order."""
+    """Starts the stack's parts, starts again with backoff any that crashes (and says why),
+    and stops the child processes in order. A process supervisor's job, for the laptop;
+    production leaves it to the process manager (systemd, compose, Kubernetes)."""
 
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    parts: dict[str, Part] = field(default_factory=dict)
     stopping: bool = False
 
     def spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        # A session of its own: a terminal Ctrl-C reaches only us, and we stop children in order.
-        self.children[name] = subprocess.Popen(command, env=env, start_new_session=True)
+        def start() -> None:
+            if name in self.children:  # what the crashed one started goes with it
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.children[name].pid, signal.SIGKILL)
+            # A session of its own: a terminal Ctrl-C reaches only us; we stop children in order.
+            self.children[name] = subprocess.Popen(command, env=env, start_new_session=True)
+
+        self.keep(name, start, lambda: exit_reason(self.children[name]))
+
+    def keep(self, name: str, start: Callable[[], None], down: Callable[[], str | None]) -> None:
+        """Start a part (a child process, an embedded server) and keep it running."""
+        part = self.parts[name] = Part(start, down)
+        start()
+        part.started_at = time.monotonic()
 
     def dead_child(self) -> str | None:
         for name, process in self.children.items():
             if process.poll() is not None:
                 return name
         return None
+
+    def heal(self, out: IO[str]) -> None:
+        """Notice parts that went down, and start each again once its pause is over."""
+        now = time.monotonic()
+        for name, part in self.parts.items():
+            if part.restart_at is None:
+                reason = part.down()
+                if reason is None:
+                    continue
+                if now - part.started_at >= STEADY_SECONDS:
+                    part.pause = FIRST_PAUSE_SECONDS
+                part.restart_at = now + part.pause
+                print(
+                    f"docuchat dev: {name} {reason}; starting it again in {part.pause:g} s",
+                    file=out,
+                    flush=True,
+                )
+                part.pause = min(2 * part.pause, LONGEST_PAUSE_SECONDS)
+            elif now >= part.restart_at:
+                try:
+                    part.start()
+                except Exception as exc:  # still failing: try again after a longer pause
+                    part.restart_at = now + part.pause
+                    print(f"docuchat dev: could not start {name}: {exc}", file=out, flush=True)
+                    part.pause = min(2 * part.pause, LONGEST_PAUSE_SECONDS)
+                    continue
+                part.started_at, part.restart_at = now, None
+                print(f"docuchat dev: {name} started again", file=out, flush=True)
 
     def stop_all(self) -> None:
         for process in self.children.values():
@@ -206,6 +278,10 @@ def run_dev(options: DevOptions, settings: Settings, out: IO[str] = sys.stdout) 
                 embedded.append("Redis")
             prepare_database(settings)
             record_api_url(options.data_dir, f"http://{options.host}:{options.port}")
+            if postgres is not None:
+                supervisor.parts["Postgres"] = _embedded_part(postgres.start, postgres.down)
+            if redis is not None:
+                supervisor.parts["Redis"] = _embedded_part(redis.start, redis.down)
             return _supervise(options, settings, supervisor, embedded, out)
         finally:
             forget_api_url(options.data_dir)
@@ -252,6 +328,15 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _embedded_part(start: Callable[[], object], down: Callable[[], str | None]) -> Part:
+    """An embedded server, already started, kept running (on the same port or socket)."""
+
+    def restart() -> None:
+        start()
+
+    return Part(restart, down, started_at=time.monotonic())
+
+
 def _supervise(
     options: DevOptions,
     settings: Settings,
@@ -274,11 +359,7 @@ def _supervise(
         if _wait_until_healthy(health, supervisor):
             banner(options, settings, embedded, out)
         while not supervisor.stopping:
-            dead = supervisor.dead_child()
-            if dead:
-                code = supervisor.children[dead].returncode
-                print(f"docuchat dev: the {dead} process exited ({code}); stopping", file=out)
-                return 1
+            supervisor.heal(out)
             time.sleep(0.2)
         print("docuchat dev: stopping...", file=out, flush=True)
         return 0

@@ -74,6 +74,12 @@ class EmbeddedPostgres:
         """Our database signed in as the app's own login (`docuchat migrate` makes it)."""
         return self.url(DATABASE_NAME, APP_LOGIN)
 
+    def down(self) -> str | None:
+        """Why the server is not running (its postmaster gone), or None while it runs."""
+        _, postmaster_info = _import_pgserver()
+        info = postmaster_info.read_from_pgdata(self.pgdata)
+        return None if info is not None and info.is_running() else "is not running"
+
     def stop(self) -> None:
         """Stop the server if this object started it; a server someone else runs is left alone."""
         if not self.started_here or self._server is None:
@@ -184,6 +190,11 @@ class EmbeddedRedis:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+    def down(self) -> str | None:
+        """Why the server this object started is not running, or None while it runs."""
+        code = self._process.poll() if self._process else None
+        return None if code is None else f"exited with code {code}"
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM makes redis save its dataset and exit; kill only if it hangs."""

@@ -11,9 +11,8 @@ from typing import Any, ClassVar
 import click
 import msgspec
 
-from api.signin.mailer import deliver, invitation_mail
 from api.usage import usage_out
-from core.bootstrap import bootstrap
+from bootstrap import bootstrap
 from core.errors import NotFound
 from db.accounts import find_tenant, tenant_overview
 from db.engine import unit_of_work
@@ -22,6 +21,7 @@ from db.models import Tenant
 from db.usage import quota_state_of, quota_statement, set_quota, usage_report_of
 from tools.admin_database import admin_database, data_dir_option, resolve_data_dir
 from usecases.identity import normalise_email
+from usecases.mail import deliver, invitation_mail
 from usecases.members import (
     create_tenant,
     invite,

@@ -14,6 +14,8 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from core.errors import ConfigurationError
 from core.settings import Settings
@@ -48,6 +50,18 @@ def redis_url(settings: Settings) -> str:
     return settings.redis_url
 
 
+def redis_timeouts(settings: Settings, retry: type[Any] = Retry) -> dict[str, Any]:
+    """A Redis client's timeouts: REDIS_TIMEOUT_SECONDS to connect and for each reply, and one
+    more try (redis-py's default is ten, which held a request for a minute on a frozen Redis).
+    `retry` is redis-py's Retry class of the client's kind (synchronous or asyncio)."""
+    seconds = settings.redis_timeout_seconds
+    return {
+        "socket_timeout": seconds,
+        "socket_connect_timeout": seconds,
+        "retry": retry(NoBackoff(), 1),
+    }
+
+
 def create_broker(settings: Settings) -> WakingRedisBroker:
     """The Redis broker with its middleware spelled out, every queue declared; idle workers
     wake as soon as a message is sent."""
@@ -69,6 +83,8 @@ def create_broker(settings: Settings) -> WakingRedisBroker:
             CurrentMessage(),
         ],
     )
+    # Dramatiq's client connects lazily: its connections are made with these timeouts.
+    broker.client.connection_pool.connection_kwargs.update(redis_timeouts(settings))
     for queue in QUEUES:
         broker.declare_queue(queue)
     return broker

@@ -22,6 +22,7 @@ slot, so one node holds the stream and carries its channel, and a script may tou
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -32,6 +33,9 @@ from typing import Any
 import msgspec
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import ConnectionError, TimeoutError
+
+log = logging.getLogger("docuchat.transport")
 
 # Far above any answer's event count; a cap only so a runaway writer cannot fill Redis.
 STREAM_MAXLEN = 100_000
@@ -42,6 +46,9 @@ MAX_ID_PART = 2**64 - 1
 DELTA_BATCH_SECONDS = 0.005
 # How often a worker looks at its job's cancel key while the provider is silent.
 CANCEL_POLL_SECONDS = 0.2
+# A write Redis did not take is sent again after this pause, doubling up to the maximum.
+OUTAGE_PAUSE_SECONDS = 0.2
+MAX_OUTAGE_PAUSE_SECONDS = 2.0
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -111,6 +118,7 @@ class Reconnect(_Event, frozen=True, tag="reconnect"):
 
 AnswerEvent = Start | Citations | Delta | End | Error | Restart | Reconnect
 TERMINAL = ("end", "error")
+STREAM_LOST = "the answer's stream was lost (Redis restarted empty); here it is again"
 CANCELLED = End("cancelled", NOTHING_SPENT)
 
 
@@ -186,6 +194,11 @@ def cancel_key(job_id: uuid.UUID | str) -> str:
     return f"docuchat:job:{{{job_id}}}:cancel"
 
 
+def written_key(job_id: uuid.UUID | str) -> str:
+    """The last event a worker's writer added to the job's stream (its id and number)."""
+    return f"docuchat:job:{{{job_id}}}:written"
+
+
 def parse_live_message(message: bytes) -> tuple[bytes, str, bytes]:
     """A channel's message (`<stream id> <name> <data>`, as the script below publishes it):
     the stream id, the event's name and its data; ValueError when it is not one."""
@@ -194,26 +207,57 @@ def parse_live_message(message: bytes) -> tuple[bytes, str, bytes]:
 
 
 # Each event added and published at once: a reader that saw the id live finds it in the stream.
+# A worker's writer marks its events with its own id and a sequence number, and an event the
+# mark says was added already is skipped: a write sent again after a timeout (Redis frozen,
+# the first copy still in its socket) adds nothing twice. When the mark is gone, so is what it
+# marked (Redis restarted empty): the script adds nothing and returns -1.
 _APPEND_AND_PUBLISH = """
-local stream, channel = KEYS[1], ARGV[1]
-for i = 4, #ARGV, 2 do
-  local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*',
-                        'event', ARGV[i], 'data', ARGV[i + 1])
-  redis.call('PUBLISH', channel, id .. ' ' .. ARGV[i] .. ' ' .. ARGV[i + 1])
+local stream, mark, channel = KEYS[1], KEYS[2], ARGV[1]
+local writer, first = ARGV[4], tonumber(ARGV[5])
+local skip = 0
+if writer ~= '' then
+  local last = redis.call('GET', mark)
+  if last then
+    local by, seq = string.match(last, '^(.*) (%d+)$')
+    if by == writer then skip = tonumber(seq) - first + 1 end
+  elseif first > 1 then
+    return -1  -- what this writer added is gone (Redis restarted empty): it starts over
+  end
+end
+local n = 0
+for i = 6, #ARGV, 2 do
+  if n >= skip then
+    local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*',
+                          'event', ARGV[i], 'data', ARGV[i + 1])
+    redis.call('PUBLISH', channel, id .. ' ' .. ARGV[i] .. ' ' .. ARGV[i + 1])
+  end
+  n = n + 1
+end
+if writer ~= '' and n > skip then
+  redis.call('SET', mark, writer .. ' ' .. (first + n - 1), 'EX', ARGV[2])
 end
 redis.call('EXPIRE', stream, ARGV[2])
+return n - skip
 """
 
 
-def append(pipe: Any, job_id: uuid.UUID, events: Iterable[AnswerEvent], retention: int) -> None:
+def append(
+    pipe: Any,
+    job_id: uuid.UUID,
+    events: Iterable[AnswerEvent],
+    retention: int,
+    mark: tuple[str, int] | None = None,
+) -> None:
     """The writer: queue these events (added to the stream and published on its channel)
     and the stream's new expiry, as one command on a pipeline of either client (a pipeline's
-    commands only queue, whichever client made it)."""
+    commands only queue, whichever client made it). `mark` (a writer's id and the sequence
+    number of the first event) makes sending the same events again add nothing."""
     key = stream_key(job_id)
-    fields: list[str | bytes] = []
+    writer, first = mark or ("", 0)
+    fields: list[str | bytes | int] = [live_channel(key), retention, STREAM_MAXLEN, writer, first]
     for event in events:
         fields += [name_of(event), data_of(event)]
-    pipe.eval(_APPEND_AND_PUBLISH, 1, key, live_channel(key), retention, STREAM_MAXLEN, *fields)
+    pipe.eval(_APPEND_AND_PUBLISH, 2, key, written_key(job_id), *fields)
 
 
 async def publish(
@@ -251,13 +295,28 @@ class EventWriter:
     """A worker's writer for one job's stream. The first piece of text goes out at once;
     pieces arriving within DELTA_BATCH_SECONDS of the last write go out together, so a fast
     model costs Redis one write per few milliseconds, not one per token. Every write also
-    reads the job's cancel key, and `poll_cancelled` reads it while the provider is silent."""
+    reads the job's cancel key, and `poll_cancelled` reads it while the provider is silent.
 
-    def __init__(self, redis: Redis, job_id: uuid.UUID, retention_seconds: int) -> None:
+    When Redis does not answer (frozen, restarting) a write is tried again, the same events
+    with the same numbers, for up to `outage_seconds`, so the answer goes on where it was once
+    Redis is back and its readers get the rest; past that the write raises."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        job_id: uuid.UUID,
+        retention_seconds: int,
+        outage_seconds: float = 0.0,
+    ) -> None:
         self._redis = redis
         self._job_id = job_id
         self._cancel_key = cancel_key(job_id)
         self._retention = retention_seconds
+        self._outage_seconds = outage_seconds
+        self._id = uuid.uuid4().hex
+        self._written = 0  # the number of the last event Redis confirmed
+        self._unsent: list[AnswerEvent] = []  # numbered from _written + 1
+        self._added: list[AnswerEvent] = []  # what Redis confirmed, since the last `Restart`
         self._pending: list[str] = []
         self._last_write = 0.0
         self._last_poll = 0.0
@@ -294,7 +353,10 @@ class EventWriter:
     def poll_cancelled(self) -> bool:
         if not self.cancelled and time.monotonic() - self._last_poll >= CANCEL_POLL_SECONDS:
             self._last_poll = time.monotonic()
-            self.cancelled = bool(self._redis.exists(self._cancel_key))
+            try:
+                self.cancelled = bool(self._redis.exists(self._cancel_key))
+            except (ConnectionError, TimeoutError) as exc:  # the next write waits for Redis
+                log.debug("could not read the cancel key of job %s: %s", self._job_id, exc)
         return self.cancelled
 
     def _delta_events(self) -> list[AnswerEvent]:
@@ -304,9 +366,38 @@ class EventWriter:
         return [Delta(text)]
 
     def _write(self, events: list[AnswerEvent]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        append(pipe, self._job_id, events, self._retention)
-        pipe.exists(self._cancel_key)
-        results = pipe.execute()
+        self._unsent += events
+        deadline = time.monotonic() + self._outage_seconds
+        pause = OUTAGE_PAUSE_SECONDS
+        while True:
+            try:
+                cancelled = self._send()
+                break
+            except (ConnectionError, TimeoutError) as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("job %s waits for Redis to write its events: %s", self._job_id, exc)
+                time.sleep(pause)
+                pause = min(2 * pause, MAX_OUTAGE_PAUSE_SECONDS)
         self._last_write = self._last_poll = time.monotonic()
-        self.cancelled = self.cancelled or bool(results[-1])
+        self.cancelled = self.cancelled or cancelled
+
+    def _send(self) -> bool:
+        """Add the unsent events; returns whether the job is cancelled. When Redis lost what
+        was added before (it restarted empty), the answer so far is added again after a
+        `Restart`, so that readers who resume drop what they showed and miss nothing."""
+        pipe = self._redis.pipeline(transaction=False)
+        append(pipe, self._job_id, self._unsent, self._retention, (self._id, self._written + 1))
+        pipe.exists(self._cancel_key)
+        added, cancelled = pipe.execute()
+        if added == -1:
+            log.warning(
+                "Redis lost the events of job %s; its answer so far goes again", self._job_id
+            )
+            self._unsent = [Restart(STREAM_LOST), *self._added, *self._unsent]
+            self._written, self._added = 0, []
+            return self._send()
+        self._written += len(self._unsent)
+        self._added += [event for event in self._unsent if not isinstance(event, Restart)]
+        self._unsent = []
+        return bool(cancelled)

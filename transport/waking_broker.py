@@ -41,6 +41,13 @@ class WakingRedisBroker(RedisBroker):
 
 
 class _WakingConsumer(_RedisConsumer):
+    @property
+    def _wait(self) -> float:
+        """Seconds to wait for a token: the consumer's timeout, and well inside the client's
+        own, or every quiet wait would end as a timeout error."""
+        reply_timeout = self.broker.client.connection_pool.connection_kwargs.get("socket_timeout")
+        return min(self.timeout / 1000, (reply_timeout or float("inf")) / 2)
+
     def __next__(self) -> Any:
         idle = not self.message_cache and self.outstanding_message_count < self.prefetch
         if not idle or self.queue_name == dq_name(self.queue_name):
@@ -51,7 +58,7 @@ class _WakingConsumer(_RedisConsumer):
             )
             if not self.message_cache:
                 self.broker.client.blpop(
-                    [self.broker.wake_key(self.queue_name)], timeout=self.timeout / 1000
+                    [self.broker.wake_key(self.queue_name)], timeout=self._wait
                 )
                 return None
         except redis.ConnectionError as exc:

@@ -82,7 +82,10 @@ def answer_question(job_id: str, tenant_id: str) -> None:
     retried message finds a finished job and stops; the answer and its usage are saved once."""
     services = services_of()
     job, tenant = uuid.UUID(job_id), uuid.UUID(tenant_id)
-    writer = EventWriter(services.redis, job, services.settings.stream_retention_seconds)
+    settings = services.settings
+    writer = EventWriter(
+        services.redis, job, settings.stream_retention_seconds, settings.redis_outage_wait_seconds
+    )
 
     def announce(reason: str) -> None:
         writer.emit(events.Error("internal_error", reason))

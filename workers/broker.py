@@ -2,8 +2,8 @@
 
 The dramatiq CLI calls `setup` in each worker process before it imports the actors, so the
 broker and its middleware are in place before any actor is declared, and nothing is read or
-built at import. The process's other parts (engines, Redis, providers) are built by
-ServicesMiddleware once the process has booted.
+built at import. The broker comes from the process's Services (bootstrap.py); their other
+parts (engines, Redis, providers) are built on first use, once the process has booted.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import dramatiq
 from dramatiq import Broker
 
+from bootstrap import bootstrap
 from core.logs import configure_logging
 from core.redaction import install_log_redaction
 from core.settings import load_settings
-from transport.broker import create_broker
 from workers.heartbeat import Heartbeat
 from workers.log_context import JobLogContext
 from workers.reaper import JobReaper
@@ -36,8 +36,9 @@ def setup() -> None:
     install_log_redaction()
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    broker = create_broker(settings)
-    broker.add_middleware(ServicesMiddleware(settings))
+    services = bootstrap(settings)
+    broker = services.broker
+    broker.add_middleware(ServicesMiddleware(services))
     broker.add_middleware(Heartbeat(settings.worker_heartbeat_timeout_seconds))
     broker.add_middleware(JobReaper(settings))
     broker.add_middleware(JobLogContext())

@@ -1,1 +1,1 @@
-"""Sign-in and its guards, which only the API uses: tokens, e-mailed codes, mail, rate limits."""
+"""The API's signed tokens: what signing in (usecases/signin.py) earns a caller."""

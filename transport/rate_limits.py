@@ -20,7 +20,7 @@ class Decision:
 
 
 class RateLimiter:
-    """Moving windows in `storage` (Redis, built by core/bootstrap.py); the request budgets
+    """Moving windows in `storage` (Redis, built by bootstrap.py); the request budgets
     count over `window_seconds` (RATE_LIMIT_WINDOW_SECONDS, a minute)."""
 
     def __init__(self, storage: Storage, window_seconds: int = 60) -> None:

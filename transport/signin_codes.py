@@ -1,4 +1,5 @@
-"""Single-use 6-digit sign-in codes kept in Redis as keyed hashes, never in clear."""
+"""Single-use 6-digit sign-in codes kept in Redis as keyed hashes, never in clear: the code
+store of the sign-in use case (usecases/signin.py)."""
 
 from __future__ import annotations
 

@@ -2,11 +2,12 @@
 clients, the broker, the embedding and chat providers, the mailer, the rate limiter and the
 sign-in codes.
 
-Every entry point calls `bootstrap(settings)`: the API's lifespan, each worker process once it
-has booted (workers/services.py), the CLI, the tests and the benchmarks. Nothing is built at
-import, and each part is built on first use, so a command that needs only the database never
-asks for Redis. Nothing here connects: engines and clients connect when first used. Tests
-may hand in stand-ins for the paid providers, and nothing else.
+It sits above every layer whose parts it builds and below the entry points, which all call
+`bootstrap(settings)`: the API's lifespan, each worker process's `workers.broker:setup`, the
+CLI, the tests and the benchmarks. Nothing is built at import, and each part is built on
+first use, so a command that needs only the database never asks for Redis. Nothing here
+connects: engines and clients connect when first used. Tests may hand in stand-ins for the
+paid providers, and nothing else.
 """
 
 from __future__ import annotations
@@ -21,18 +22,20 @@ from limits.aio.storage import RedisStorage
 from redis import Redis
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry as AsyncRetry
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from api.signin.codes import SigninCodes
-from api.signin.mailer import ConsoleMailer, Mailer, SmtpMailer
-from api.signin.rate_limits import RateLimiter, limits_uri
 from core.settings import EXTRACTIVE_MODEL, Settings
 from db.engine import app_connect_args, sqlalchemy_url
 from pipeline.embedding import Embedder, LocalE5Embedder, OpenAIEmbedder
 from pipeline.extractive import ExtractiveProvider
 from pipeline.generation import ChatProvider, OpenAIChatProvider
-from transport.broker import create_broker, redis_url
+from transport.broker import create_broker, redis_timeouts, redis_url
+from transport.mail import ConsoleMailer, SmtpMailer
+from transport.rate_limits import RateLimiter, limits_uri
+from transport.signin_codes import SigninCodes
+from usecases.ports import Mailer
 
 # Connections of the API's Redis pool for its short calls (streams share one listener).
 REDIS_POOL_SIZE = 32
@@ -74,8 +77,7 @@ class Services:
         self._lock = threading.RLock()
 
     def given(self, **parts: Any) -> Services:
-        """Use these instead of building them (a stand-in provider in a test, the broker a
-        worker process already has)."""
+        """Use these instead of building them (a stand-in for a paid provider in a test)."""
         for name, part in parts.items():
             if not isinstance(getattr(type(self), name, None), _BuiltOnce):
                 raise AttributeError(f"Services has no part {name!r}")
@@ -90,7 +92,7 @@ class Services:
             sqlalchemy_url(self.settings),
             pool_pre_ping=True,
             pool_size=8,
-            connect_args=app_connect_args(),
+            connect_args=app_connect_args(self.settings),
         )
 
     @_BuiltOnce
@@ -100,25 +102,25 @@ class Services:
             sqlalchemy_url(self.settings),
             pool_pre_ping=True,
             pool_size=10,
-            connect_args=app_connect_args(),
+            pool_timeout=self.settings.request_deadline_seconds,
+            connect_args=app_connect_args(self.settings, self.settings.request_deadline_seconds),
         )
 
     @_BuiltOnce
     def redis(self) -> Redis:
-        """Synchronous Redis with 5 s timeouts (workers)."""
-        return Redis.from_url(redis_url(self.settings), socket_timeout=5, socket_connect_timeout=5)
+        """Synchronous Redis with REDIS_TIMEOUT_SECONDS timeouts (workers)."""
+        return Redis.from_url(redis_url(self.settings), **redis_timeouts(self.settings))
 
     @_BuiltOnce
     def async_redis(self) -> AsyncRedis:
-        """Asynchronous Redis with 5 s timeouts (the API), on at most REDIS_POOL_SIZE
-        connections: a burst of a thousand readers opening their streams waits its turn for
-        a connection instead of opening a thousand."""
+        """Asynchronous Redis with REDIS_TIMEOUT_SECONDS timeouts (the API), on at most
+        REDIS_POOL_SIZE connections: a burst of a thousand readers opening their streams waits
+        its turn for a connection instead of opening a thousand."""
         pool = BlockingConnectionPool.from_url(
             redis_url(self.settings),
             max_connections=REDIS_POOL_SIZE,
             timeout=5,
-            socket_timeout=5,
-            socket_connect_timeout=5,
+            **redis_timeouts(self.settings, AsyncRetry),
         )
         return AsyncRedis(connection_pool=pool)
 
@@ -127,7 +129,9 @@ class Services:
         """Makes the stream hub's one pub/sub connection (transport/hub.py), which waits
         for messages as long as it takes: the hub pings it to know it is alive."""
         return AsyncRedis.from_url(
-            redis_url(self.settings), socket_timeout=5, socket_connect_timeout=5, max_connections=1
+            redis_url(self.settings),
+            max_connections=1,
+            **redis_timeouts(self.settings, AsyncRetry),
         )
 
     @_BuiltOnce
@@ -226,7 +230,7 @@ class Services:
 
 def bootstrap(settings: Settings, **given: Any) -> Services:
     """The service's parts for these settings; `given` hands in ready-made ones (a stand-in
-    for a paid provider, a worker process's broker)."""
+    for a paid provider)."""
     return Services(settings).given(**given)
 
 
