@@ -7,7 +7,11 @@ their clients liked. Here the request line and headers must arrive within
 HEAD_TIMEOUT_SECONDS of the connection (or of the first byte of a later request on it);
 past that the connection gets 408 and is closed. The body is not held to it: an upload may
 take as long as the network needs (its route paces it, api/uploads.py). A connection answered
-before its body has all arrived is closed, so a refused body is never read on.
+before its body has all arrived is ended, so a refused body is never read on: the answer goes
+out, then the end of the sending side, and what the client still sends is taken and dropped for
+at most LINGER_SECONDS or LINGER_BYTES before the socket closes (as nginx's lingering close
+does). Closing at once would reset the connection when the rest of the body arrives, and a
+reset can destroy the answer before the client has read it.
 
 Served with `uvicorn --http api.http_protocol:HeadTimeoutProtocol` (the Procfile, `docuchat
 dev` and the tests all do).
@@ -24,6 +28,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 # Far beyond what any client needs to send a few hundred bytes of headers.
 HEAD_TIMEOUT_SECONDS = 10.0
 PROTOCOL = "api.http_protocol:HeadTimeoutProtocol"
+# What a client may still send after its answer, before the socket closes.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 64 * 1024
 
 
 def _timeout_response(seconds: float) -> bytes:
@@ -44,6 +51,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._linger_left: int | None = None  # bytes still taken after the answer, when ending
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -61,12 +69,26 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_headers_complete()
 
+    def data_received(self, data: bytes) -> None:
+        if self._linger_left is None:
+            super().data_received(data)
+            return
+        self._linger_left -= len(data)  # the rest of a refused body: dropped
+        if self._linger_left < 0:
+            self.transport.close()
+
     def on_response_complete(self) -> None:
         # Answered before the body had all arrived (401, 413, 415, 429, ...): uvicorn would
         # read the rest and throw it away for as long as the client cared to send it, with no
-        # timer running. Hang up instead.
-        if self.cycle.more_body:
-            self.transport.close()
+        # timer running. End the connection instead, without resetting it.
+        if self.cycle.more_body and not self.transport.is_closing():
+            self.server_state.total_requests += 1
+            self._linger_left = LINGER_BYTES
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.flow.resume_reading()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+            return
         super().on_response_complete()
 
     def _arm(self) -> None:
