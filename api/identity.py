@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from sqlalchemy import select
@@ -118,3 +119,8 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         return AuthenticationResult(user=await bearer_caller(connection), auth=None)
+
+
+def provide_caller(request: Request[Caller, Any, Any]) -> Caller:
+    """The `caller` dependency: who the bearer token names, as authentication found them."""
+    return request.user

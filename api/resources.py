@@ -16,6 +16,7 @@ from typing import Any
 from dramatiq import Broker
 from litestar import Litestar
 from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -133,6 +134,12 @@ def drain_streams_on_shutdown(resources: ApiResources) -> Callable[[], None]:
 def resources_of(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiResources:
     """The resources the lifespan stored on the app, for a request or any connection."""
     resources: ApiResources = connection.app.state.resources
+    return resources
+
+
+def provide_resources(state: State) -> ApiResources:
+    """The `resources` dependency of every route: what the lifespan stored on the app."""
+    resources: ApiResources = state.resources
     return resources
 
 
