@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
@@ -47,6 +47,21 @@ left in `RateLimit` (and `RateLimit-Limit/Remaining/Reset`); a 429 has `Retry-Af
 **Errors** are problem bodies: `{"status", "detail", "field"?}`.
 """
 
+# One router per area (api/<area>.py) carries its path prefix, tags and guards.
+V1 = Router(
+    "/v1",
+    route_handlers=[
+        auth.router,
+        files.router,
+        jobs.router,
+        search.router,
+        chat.router,
+        sessions.router,
+        usage.router,
+        members.router,
+    ],
+)
+
 
 def create_app(settings: Settings, **given: Any) -> Litestar:
     """The app for these settings; `given` hands stand-ins for paid providers to its
@@ -54,18 +69,10 @@ def create_app(settings: Settings, **given: Any) -> Litestar:
     install_log_redaction()
     configure_logging(settings.log_level, settings.log_format)
     app = Litestar(
-        # One router per area carries its path prefix, tags and guards (api/<area>.py).
         route_handlers=[
             health.router,
-            auth.router,
-            files.router,
-            jobs.router,
-            search.router,
-            chat.router,
+            V1,
             chat_socket,
-            sessions.router,
-            usage.router,
-            members.router,
             web_client,
             static_files(),
             swagger_asset,

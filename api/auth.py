@@ -10,10 +10,10 @@ from litestar.background_tasks import BackgroundTask
 from litestar.params import JSONBody
 from litestar.response import Response
 
-from api.identity import PUBLIC, Caller, find_active_tenant, tenant_header
+from api.identity import PUBLIC, CallerDep, find_active_tenant, tenant_header
 from api.openapi import problem_responses
 from api.rate_limiting import client_ip
-from api.resources import ApiResources
+from api.resources import ResourcesDep
 from api.signin.tokens import issue_access_token
 from usecases import signin
 from usecases.identity import normalise_email
@@ -64,7 +64,7 @@ class Me(msgspec.Struct):
     ),
 )
 async def request_code(
-    request: Request[Any, Any, Any], resources: ApiResources, data: JSONBody[CodeRequest]
+    request: Request[Any, Any, Any], resources: ResourcesDep, data: JSONBody[CodeRequest]
 ) -> Response[CodeRequested]:
     tenant = await find_active_tenant(resources, tenant_header(request, resources))
     ip = client_ip(request.scope, resources.trusted_proxies)
@@ -89,7 +89,7 @@ async def request_code(
     responses=problem_responses(403),
 )
 async def verify_code(
-    request: Request[Any, Any, Any], resources: ApiResources, data: JSONBody[CodeVerification]
+    request: Request[Any, Any, Any], resources: ResourcesDep, data: JSONBody[CodeVerification]
 ) -> AccessToken:
     tenant = await find_active_tenant(resources, tenant_header(request, resources))
     user = await signin.verify_code(resources, tenant, normalise_email(data.email), data.code)
@@ -98,7 +98,7 @@ async def verify_code(
 
 
 @get("/me", summary="The signed-in user")
-async def me(caller: Caller) -> Me:
+async def me(caller: CallerDep) -> Me:
     return Me(
         user_id=str(caller.user_id),
         email=caller.email,
@@ -107,4 +107,4 @@ async def me(caller: Caller) -> Me:
     )
 
 
-router = Router("/v1", tags=["auth"], route_handlers=[request_code, verify_code, me])
+router = Router("/", tags=["auth"], route_handlers=[request_code, verify_code, me])

@@ -16,11 +16,11 @@ from litestar.response import Stream
 from sqlalchemy import func, select
 
 from api.capacity import Hold
-from api.identity import Caller, bearer_caller, caller_of
+from api.identity import Caller, CallerDep, bearer_caller, caller_of
 from api.openapi import problem_responses
 from api.params import parse_document_ids, parse_field_id, parse_id, text_field
 from api.relay import follow
-from api.resources import ApiResources
+from api.resources import ApiResources, ResourcesDep
 from api.schemas import ChatStarted
 from api.signin.tokens import InvalidToken, decode_stream_token, issue_stream_token
 from core.errors import (
@@ -78,7 +78,9 @@ def stream_url(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> st
 
 
 @post("/", status_code=202, summary="Ask a question; the answer streams")
-async def ask(resources: ApiResources, caller: Caller, data: JSONBody[ChatRequest]) -> ChatStarted:
+async def ask(
+    resources: ResourcesDep, caller: CallerDep, data: JSONBody[ChatRequest]
+) -> ChatStarted:
     asked = await ask_question(resources, caller, data)
     return ChatStarted(
         job_id=str(asked.job.id),
@@ -132,7 +134,7 @@ async def own_chat_job(resources: ApiResources, caller: Caller, job_id: uuid.UUI
 )
 async def stream_answer(
     request: Request[Any, Any, Any],
-    resources: ApiResources,
+    resources: ResourcesDep,
     job_id: FromPath[str],
     token: Annotated[str | None, QueryParameter(name="token", max_length=4096)] = None,
 ) -> Response[Any]:
@@ -233,4 +235,4 @@ def _made(event: events.AnswerEvent) -> bytes:
     return b"event: %s\ndata: %s\n\n" % (events.name_of(event).encode(), events.data_of(event))
 
 
-router = Router("/v1/chat", tags=["chat"], route_handlers=[ask, stream_answer])
+router = Router("/chat", tags=["chat"], route_handlers=[ask, stream_answer])

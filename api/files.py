@@ -9,11 +9,11 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
 
-from api.identity import Caller
+from api.identity import Caller, CallerDep
 from api.job_events import events_url
 from api.openapi import problem_responses
 from api.params import parse_id
-from api.resources import ApiResources
+from api.resources import ApiResources, ResourcesDep
 from api.schemas import (
     DocumentOut,
     DocumentPage,
@@ -54,7 +54,7 @@ def _job(resources: ApiResources, caller: Caller, job: Job | None) -> JobOut | N
     },
 )
 async def upload_file(
-    request: Request[Caller, Any, Any], resources: ApiResources, caller: Caller
+    request: Request[Caller, Any, Any], resources: ResourcesDep, caller: CallerDep
 ) -> Response[UploadOut]:
     require_room_for_upload(resources.settings)  # before a byte of it is written to disk
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
@@ -73,8 +73,8 @@ async def upload_file(
 
 @get("/", summary="The tenant's documents, newest first")
 async def list_files(
-    resources: ApiResources,
-    caller: Caller,
+    resources: ResourcesDep,
+    caller: CallerDep,
     limit: int = Parameter(default=20, ge=1, le=100),
     cursor: str | None = Parameter(default=None, max_length=200),
 ) -> DocumentPage:
@@ -94,7 +94,7 @@ async def list_files(
     ),
 )
 async def get_file(
-    resources: ApiResources, caller: Caller, document_id: FromPath[str]
+    resources: ResourcesDep, caller: CallerDep, document_id: FromPath[str]
 ) -> DocumentOut:
     ident = parse_id(document_id, "document")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
@@ -112,7 +112,7 @@ async def get_file(
     ),
 )
 async def get_file_page(
-    resources: ApiResources, caller: Caller, document_id: FromPath[str], number: FromPath[str]
+    resources: ResourcesDep, caller: CallerDep, document_id: FromPath[str], number: FromPath[str]
 ) -> PageOut:
     ident = parse_id(document_id, "document")
     if not number.isascii() or not number.isdigit() or not 1 <= int(number) <= MAX_PAGE:
@@ -128,7 +128,9 @@ async def get_file_page(
     summary="Delete a document, its chunks and bytes; a running ingestion of it stops",
     description="Members delete their own uploads; admins delete any document (403 otherwise).",
 )
-async def delete_file(resources: ApiResources, caller: Caller, document_id: FromPath[str]) -> None:
+async def delete_file(
+    resources: ResourcesDep, caller: CallerDep, document_id: FromPath[str]
+) -> None:
     await documents.delete(resources, caller, parse_id(document_id, "document"))
 
 
@@ -145,7 +147,7 @@ async def delete_file(resources: ApiResources, caller: Caller, document_id: From
     responses=problem_responses(409),
 )
 async def retry_file(
-    resources: ApiResources, caller: Caller, document_id: FromPath[str]
+    resources: ResourcesDep, caller: CallerDep, document_id: FromPath[str]
 ) -> Response[UploadOut]:
     ident = parse_id(document_id, "document")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
@@ -158,7 +160,7 @@ async def retry_file(
 
 
 router = Router(
-    "/v1/files",
+    "/files",
     tags=["files"],
     route_handlers=[upload_file, list_files, get_file, get_file_page, delete_file, retry_file],
 )

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from api.identity import PUBLIC
 from api.metrics import metrics
-from api.resources import ApiResources
+from api.resources import ResourcesDep
 from core.errors import InsufficientStorage
 from pipeline.ocr import ocr_languages, ocr_missing
 from transport.broker import HEARTBEATS_KEY, QUEUES, queue_key
@@ -67,7 +67,7 @@ async def _timed(probe: Callable[[], Awaitable[dict[str, int] | None]]) -> Check
     summary="Service health",
     responses={503: ResponseSpec(HealthReport, description="a dependency is down")},
 )
-async def healthz(resources: ApiResources) -> Response[HealthReport]:
+async def healthz(resources: ResourcesDep) -> Response[HealthReport]:
 
     async def database() -> None:
         async with resources.engine.connect() as conn:

@@ -30,7 +30,7 @@ from api.identity import Caller
 from api.openapi import problem_responses
 from api.params import parse_id
 from api.relay import still_member
-from api.resources import ApiResources
+from api.resources import ApiResources, ResourcesDep
 from api.signin.tokens import issue_stream_token
 from core.errors import InvalidInput, NotFound
 from db.engine import async_unit_of_work
@@ -94,7 +94,7 @@ async def _load(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> J
 )
 async def job_events(
     request: Request[Any, Any, Any],
-    resources: ApiResources,
+    resources: ResourcesDep,
     job_id: FromPath[str],
     token: Annotated[str | None, QueryParameter(name="token", max_length=4096)] = None,
 ) -> Response[Any]:

@@ -6,11 +6,11 @@ from litestar import Router, get, post
 from litestar.params import FromPath
 
 from api.chat import stream_url
-from api.identity import Caller
+from api.identity import Caller, CallerDep
 from api.job_events import events_url, job_events
 from api.openapi import problem_responses
 from api.params import parse_id
-from api.resources import ApiResources
+from api.resources import ApiResources, ResourcesDep
 from api.schemas import JobOut, job_out
 from db.engine import async_unit_of_work
 from db.jobs import get_job
@@ -25,7 +25,9 @@ def _out(resources: ApiResources, caller: Caller, job: Job) -> JobOut:
 
 
 @get("/{job_id:str}", summary="A job's status, progress and error")
-async def get_job_status(resources: ApiResources, caller: Caller, job_id: FromPath[str]) -> JobOut:
+async def get_job_status(
+    resources: ResourcesDep, caller: CallerDep, job_id: FromPath[str]
+) -> JobOut:
     ident = parse_id(job_id, "job")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         job = visible(await get_job(session, ident), caller)
@@ -38,9 +40,9 @@ async def get_job_status(resources: ApiResources, caller: Caller, job_id: FromPa
     summary="Cancel a queued or running job; a generation stops within a second",
     responses=problem_responses(409),
 )
-async def cancel(resources: ApiResources, caller: Caller, job_id: FromPath[str]) -> JobOut:
+async def cancel(resources: ResourcesDep, caller: CallerDep, job_id: FromPath[str]) -> JobOut:
     job = await jobs.cancel(resources, caller, parse_id(job_id, "job"))
     return _out(resources, caller, job)
 
 
-router = Router("/v1/jobs", tags=["jobs"], route_handlers=[get_job_status, job_events, cancel])
+router = Router("/jobs", tags=["jobs"], route_handlers=[get_job_status, job_events, cancel])

@@ -14,10 +14,10 @@ from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
-from api.identity import Caller
+from api.identity import Caller, CallerDep
 from api.openapi import problem_responses
 from api.params import parse_id, text_field
-from api.resources import ApiResources
+from api.resources import ResourcesDep
 from core.errors import PermissionDenied
 from db.engine import async_unit_of_work
 from db.members import Member, list_members
@@ -83,8 +83,8 @@ def admins_only(connection: ASGIConnection[Caller, Any, Any, Any], _: BaseRouteH
 
 @get("/", summary="The tenant's members, newest first (admins)")
 async def list_tenant_members(
-    resources: ApiResources,
-    caller: Caller,
+    resources: ResourcesDep,
+    caller: CallerDep,
     limit: int = Parameter(default=20, ge=1, le=100),
     cursor: str | None = Parameter(default=None, max_length=200),
     status: Annotated[
@@ -115,7 +115,7 @@ async def list_tenant_members(
     },
 )
 async def invite_tenant_member(
-    resources: ApiResources, caller: Caller, data: JSONBody[NewMember]
+    resources: ResourcesDep, caller: CallerDep, data: JSONBody[NewMember]
 ) -> Response[MemberOut]:
     email = normalise_email(text_field(data.email, "email"))
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
@@ -137,7 +137,7 @@ async def invite_tenant_member(
     responses=problem_responses(409),
 )
 async def update_member(
-    resources: ApiResources, caller: Caller, member_id: FromPath[str], data: JSONBody[RoleChange]
+    resources: ResourcesDep, caller: CallerDep, member_id: FromPath[str], data: JSONBody[RoleChange]
 ) -> MemberOut:
     ident = parse_id(member_id, "member")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
@@ -152,7 +152,7 @@ async def update_member(
     responses=problem_responses(409),
 )
 async def remove_tenant_member(
-    resources: ApiResources, caller: Caller, member_id: FromPath[str]
+    resources: ResourcesDep, caller: CallerDep, member_id: FromPath[str]
 ) -> None:
     ident = parse_id(member_id, "member")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
@@ -160,7 +160,7 @@ async def remove_tenant_member(
 
 
 router = Router(
-    "/v1/members",
+    "/members",
     tags=["members"],
     guards=[admins_only],
     route_handlers=[

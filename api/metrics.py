@@ -18,7 +18,7 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 
-from api.resources import ApiResources
+from api.resources import ResourcesDep
 from transport.broker import QUEUES, queue_key
 from transport.fleet_metrics import KEY, FleetCollector, FleetSnapshot
 from usecases.disk_space import disk_space
@@ -47,7 +47,7 @@ def observe_request(scope: HTTPScope, status: int, seconds: float) -> None:
 
 
 @get("/metrics", include_in_schema=False)
-async def metrics(resources: ApiResources) -> Response[bytes]:
+async def metrics(resources: ResourcesDep) -> Response[bytes]:
     space = disk_space(resources.settings)
     DISK_FREE_BYTES.set(space.free_bytes)
     DISK_LOW.set(int(space.low))

@@ -9,9 +9,9 @@ import msgspec
 from litestar import Router, post
 from litestar.params import JSONBody
 
-from api.identity import Caller
+from api.identity import CallerDep
 from api.params import parse_document_ids, text_field
-from api.resources import ApiResources
+from api.resources import ResourcesDep
 from usecases import retrieval
 
 
@@ -38,7 +38,7 @@ class SearchResponse(msgspec.Struct):
 
 @post("/", status_code=200, summary="Ranked chunks for a query")
 async def search(
-    resources: ApiResources, caller: Caller, data: JSONBody[SearchRequest]
+    resources: ResourcesDep, caller: CallerDep, data: JSONBody[SearchRequest]
 ) -> SearchResponse:
     hits = await retrieval.search(
         resources,
@@ -64,4 +64,4 @@ async def search(
     )
 
 
-router = Router("/v1/search", tags=["search"], route_handlers=[search])
+router = Router("/search", tags=["search"], route_handlers=[search])

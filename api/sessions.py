@@ -6,9 +6,9 @@ from __future__ import annotations
 from litestar import Router, delete, get
 from litestar.params import FromPath, Parameter
 
-from api.identity import Caller
+from api.identity import CallerDep
 from api.params import parse_id
-from api.resources import ApiResources
+from api.resources import ResourcesDep
 from api.schemas import SessionMessages, SessionPage, message_out, session_out
 from db.chat import list_sessions, own_session, session_messages
 from db.engine import async_unit_of_work
@@ -20,8 +20,8 @@ DELETED_STREAM_GRACE_SECONDS = 5
 
 @get("/", summary="Your chat sessions, most recently active first")
 async def list_chat_sessions(
-    resources: ApiResources,
-    caller: Caller,
+    resources: ResourcesDep,
+    caller: CallerDep,
     limit: int = Parameter(default=20, ge=1, le=100),
     cursor: str | None = Parameter(default=None, max_length=200),
 ) -> SessionPage:
@@ -35,7 +35,7 @@ async def list_chat_sessions(
     summary="A session's messages, oldest first, with citations and token counts",
 )
 async def get_session_messages(
-    resources: ApiResources, caller: Caller, session_id: FromPath[str]
+    resources: ResourcesDep, caller: CallerDep, session_id: FromPath[str]
 ) -> SessionMessages:
     ident = parse_id(session_id, "session")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
@@ -54,13 +54,13 @@ async def get_session_messages(
     ),
 )
 async def delete_chat_session(
-    resources: ApiResources, caller: Caller, session_id: FromPath[str]
+    resources: ResourcesDep, caller: CallerDep, session_id: FromPath[str]
 ) -> None:
     await chat.delete_session(resources, caller, parse_id(session_id, "session"))
 
 
 router = Router(
-    "/v1/sessions",
+    "/sessions",
     tags=["sessions"],
     route_handlers=[list_chat_sessions, get_session_messages, delete_chat_session],
 )

@@ -11,8 +11,8 @@ import msgspec
 from litestar import Router, get
 from litestar.params import QueryParameter
 
-from api.identity import Caller
-from api.resources import ApiResources
+from api.identity import CallerDep
+from api.resources import ResourcesDep
 from core.errors import InvalidInput, PermissionDenied
 from db.engine import async_unit_of_work
 from db.usage import QuotaState, Tally, UsageReport, UsageWindow, quota_state, usage_report
@@ -133,8 +133,8 @@ def usage_out(scope: str, report: UsageReport, quota: QuotaState) -> UsageOut:
     summary="Tokens spent in the last 24 hours and 7 days (yours, or the tenant's for admins)",
 )
 async def get_usage(
-    resources: ApiResources,
-    caller: Caller,
+    resources: ResourcesDep,
+    caller: CallerDep,
     scope_: Annotated[
         str,
         QueryParameter(
@@ -160,4 +160,4 @@ async def get_usage(
     return usage_out(scope, report, quota)
 
 
-router = Router("/v1/usage", tags=["usage"], route_handlers=[get_usage])
+router = Router("/usage", tags=["usage"], route_handlers=[get_usage])
