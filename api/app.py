@@ -47,7 +47,7 @@ left in `RateLimit` (and `RateLimit-Limit/Remaining/Reset`); a 429 has `Retry-Af
 **Errors** are problem bodies: `{"status", "detail", "field"?}`.
 """
 
-# One router per area (api/<area>.py) carries its path prefix, tags and guards.
+# One router per area (api/<area>.py) carries its path prefix and tags.
 V1 = Router(
     "/v1",
     route_handlers=[
