@@ -4,46 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
+from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from api.auth import me, request_code, verify_code
+from api import auth, chat, files, health, jobs, members, search, sessions, usage
 from api.body_pace import BodyPaceMiddleware
-from api.chat import STREAM_PATH, ask, stream_answer
 from api.deadline import RequestDeadlineMiddleware
 from api.errors import EXCEPTION_HANDLERS
-from api.files import (
-    delete_file,
-    get_file,
-    get_file_page,
-    list_files,
-    retry_file,
-    upload_file,
-)
 from api.header_limit import header_limit
-from api.health import healthz
-from api.identity import PUBLIC, BearerAuthentication
-from api.job_events import EVENTS_PATH, job_events
-from api.jobs import cancel, get_job_status
+from api.identity import PUBLIC, BearerAuthentication, provide_caller
+from api.job_events import EVENTS_PATH
 from api.json_bodies import BoundedJsonRequest
-from api.members import (
-    invite_tenant_member,
-    list_tenant_members,
-    remove_tenant_member,
-    update_member,
-)
-from api.metrics import metrics
 from api.openapi import document_errors, document_examples
 from api.rate_limiting import RateLimitMiddleware
 from api.request_log import request_context, stamp_response
-from api.resources import lifespan_for
-from api.search import search
+from api.resources import lifespan_for, provide_resources
 from api.security_headers import add_security_headers
-from api.sessions import delete_chat_session, get_session_messages, list_chat_sessions
-from api.usage import get_usage
 from api.web import render_plugins, static_files, swagger_asset, web_client
 from api.ws import WS_PATH, chat_socket
 from core.logs import configure_logging
@@ -67,6 +47,21 @@ left in `RateLimit` (and `RateLimit-Limit/Remaining/Reset`); a 429 has `Retry-Af
 **Errors** are problem bodies: `{"status", "detail", "field"?}`.
 """
 
+# One router per area (api/<area>.py) carries its path prefix and tags.
+V1 = Router(
+    "/v1",
+    route_handlers=[
+        auth.router,
+        files.router,
+        jobs.router,
+        search.router,
+        chat.router,
+        sessions.router,
+        usage.router,
+        members.router,
+    ],
+)
+
 
 def create_app(settings: Settings, **given: Any) -> Litestar:
     """The app for these settings; `given` hands stand-ins for paid providers to its
@@ -75,36 +70,18 @@ def create_app(settings: Settings, **given: Any) -> Litestar:
     configure_logging(settings.log_level, settings.log_format)
     app = Litestar(
         route_handlers=[
-            healthz,
-            request_code,
-            verify_code,
-            me,
-            upload_file,
-            list_files,
-            get_file,
-            get_file_page,
-            delete_file,
-            retry_file,
-            get_job_status,
-            job_events,
-            cancel,
-            search,
-            ask,
-            stream_answer,
+            health.router,
+            V1,
             chat_socket,
-            list_chat_sessions,
-            get_session_messages,
-            delete_chat_session,
-            get_usage,
-            list_tenant_members,
-            invite_tenant_member,
-            update_member,
-            remove_tenant_member,
-            metrics,
             web_client,
             static_files(),
             swagger_asset,
         ],
+        # What handlers name and receive: `resources` (the lifespan's) and `caller` (who asks).
+        dependencies={
+            "resources": Provide(provide_resources, sync_to_thread=False),
+            "caller": Provide(provide_caller, sync_to_thread=False),
+        },
         # JSON bodies are small; uploads stream and enforce MAX_UPLOAD_MB themselves.
         request_max_body_size=1 << 20,
         request_class=BoundedJsonRequest,
@@ -119,7 +96,7 @@ def create_app(settings: Settings, **given: Any) -> Litestar:
             BodyPaceMiddleware,
             DefineMiddleware(
                 BearerAuthentication,
-                exclude=["^/schema", "^/healthz$", STREAM_PATH, EVENTS_PATH, WS_PATH],
+                exclude=["^/schema", "^/healthz$", chat.STREAM_PATH, EVENTS_PATH, WS_PATH],
                 exclude_from_auth_key=PUBLIC,
             ),
         ],

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Request, Router, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.params import JSONBody
 from litestar.response import Response
 
-from api.identity import PUBLIC, Caller, find_active_tenant, tenant_header
+from api.identity import PUBLIC, CallerDep, find_active_tenant, tenant_header
 from api.openapi import problem_responses
 from api.rate_limiting import client_ip
-from api.resources import resources_of
+from api.resources import ResourcesDep
 from api.signin.tokens import issue_access_token
 from usecases import signin
 from usecases.identity import normalise_email
@@ -53,10 +53,9 @@ class Me(msgspec.Struct):
 
 
 @post(
-    "/v1/auth/request-code",
+    "/auth/request-code",
     status_code=202,
     opt={PUBLIC: True},
-    tags=["auth"],
     summary="E-mail a 6-digit sign-in code",
     description=(
         "The answer is the same for every address. A member (or, where the tenant lets "
@@ -65,9 +64,8 @@ class Me(msgspec.Struct):
     ),
 )
 async def request_code(
-    request: Request[Any, Any, Any], data: JSONBody[CodeRequest]
+    request: Request[Any, Any, Any], resources: ResourcesDep, data: JSONBody[CodeRequest]
 ) -> Response[CodeRequested]:
-    resources = resources_of(request)
     tenant = await find_active_tenant(resources, tenant_header(request, resources))
     ip = client_ip(request.scope, resources.trusted_proxies)
     mail = await signin.request_code(resources, tenant, normalise_email(data.email), ip)
@@ -83,30 +81,30 @@ async def request_code(
 
 
 @post(
-    "/v1/auth/verify-code",
+    "/auth/verify-code",
     status_code=200,
     opt={PUBLIC: True},
-    tags=["auth"],
     summary="Exchange a sign-in code for a 7-day access token",
     description="403 when the address may not sign in to the tenant (not a member).",
     responses=problem_responses(403),
 )
 async def verify_code(
-    request: Request[Any, Any, Any], data: JSONBody[CodeVerification]
+    request: Request[Any, Any, Any], resources: ResourcesDep, data: JSONBody[CodeVerification]
 ) -> AccessToken:
-    resources = resources_of(request)
     tenant = await find_active_tenant(resources, tenant_header(request, resources))
     user = await signin.verify_code(resources, tenant, normalise_email(data.email), data.code)
     issued = issue_access_token(resources.settings, user.id, tenant.id, user.token_version)
     return AccessToken(access_token=issued.token, expires_in=issued.expires_in)
 
 
-@get("/v1/me", tags=["auth"], summary="The signed-in user")
-async def me(request: Request[Caller, Any, Any]) -> Me:
-    caller = request.user
+@get("/me", summary="The signed-in user")
+async def me(caller: CallerDep) -> Me:
     return Me(
         user_id=str(caller.user_id),
         email=caller.email,
         role=caller.role,
         tenant=TenantOut(id=str(caller.tenant_id), slug=caller.tenant_slug),
     )
+
+
+router = Router("/", tags=["auth"], route_handlers=[request_code, verify_code, me])

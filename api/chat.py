@@ -9,18 +9,18 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 from sqlalchemy import func, select
 
 from api.capacity import Hold
-from api.identity import Caller, bearer_caller, caller_of
+from api.identity import Caller, CallerDep, bearer_caller, caller_of
 from api.openapi import problem_responses
 from api.params import parse_document_ids, parse_field_id, parse_id, text_field
 from api.relay import follow
-from api.resources import ApiResources, resources_of
+from api.resources import ApiResources, ResourcesDep
 from api.schemas import ChatStarted
 from api.signin.tokens import InvalidToken, decode_stream_token, issue_stream_token
 from core.errors import (
@@ -77,10 +77,10 @@ def stream_url(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> st
     return f"/v1/chat/{job_id}/stream?token={token}"
 
 
-@post("/v1/chat", status_code=202, tags=["chat"], summary="Ask a question; the answer streams")
-async def ask(request: Request[Caller, Any, Any], data: JSONBody[ChatRequest]) -> ChatStarted:
-    resources = resources_of(request)
-    caller = request.user
+@post("/", status_code=202, summary="Ask a question; the answer streams")
+async def ask(
+    resources: ResourcesDep, caller: CallerDep, data: JSONBody[ChatRequest]
+) -> ChatStarted:
     asked = await ask_question(resources, caller, data)
     return ChatStarted(
         job_id=str(asked.job.id),
@@ -115,8 +115,7 @@ async def own_chat_job(resources: ApiResources, caller: Caller, job_id: uuid.UUI
 
 
 @get(
-    "/v1/chat/{job_id:str}/stream",
-    tags=["chat"],
+    "/{job_id:str}/stream",
     summary="The answer as Server-Sent Events: start, citations, delta..., end or error",
     description=(
         "Authenticate with the `token` query parameter of `stream_url` (browsers' EventSource "
@@ -135,10 +134,10 @@ async def own_chat_job(resources: ApiResources, caller: Caller, job_id: uuid.UUI
 )
 async def stream_answer(
     request: Request[Any, Any, Any],
+    resources: ResourcesDep,
     job_id: FromPath[str],
     token: Annotated[str | None, QueryParameter(name="token", max_length=4096)] = None,
 ) -> Response[Any]:
-    resources = resources_of(request)
     ident = parse_id(job_id, "job")
     caller = await stream_caller(request, resources, ident, token)
     job = await own_chat_job(resources, caller, ident)
@@ -234,3 +233,6 @@ async def relay(
 def _made(event: events.AnswerEvent) -> bytes:
     """An event the relay makes itself (never stored: it has no id)."""
     return b"event: %s\ndata: %s\n\n" % (events.name_of(event).encode(), events.data_of(event))
+
+
+router = Router("/chat", tags=["chat"], route_handlers=[ask, stream_answer])

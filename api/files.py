@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, delete, get, post
+from litestar import Request, Response, Router, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
 
-from api.identity import Caller
+from api.identity import Caller, CallerDep
 from api.job_events import events_url
 from api.openapi import problem_responses
 from api.params import parse_id
-from api.resources import ApiResources, resources_of
+from api.resources import ApiResources, ResourcesDep
 from api.schemas import (
     DocumentOut,
     DocumentPage,
@@ -41,10 +41,9 @@ def _job(resources: ApiResources, caller: Caller, job: Job | None) -> JobOut | N
 
 
 @post(
-    "/v1/files",
+    "/",
     status_code=202,
     request_max_body_size=None,  # the upload enforces MAX_UPLOAD_MB itself, while streaming
-    tags=["files"],
     summary="Upload a PDF, Word, HTML, Markdown or text file (multipart field `file`)",
     opt={"upload": True},  # its multipart body is documented in api/openapi.py
     responses={
@@ -54,9 +53,9 @@ def _job(resources: ApiResources, caller: Caller, job: Job | None) -> JobOut | N
         )
     },
 )
-async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]:
-    resources = resources_of(request)
-    caller = request.user
+async def upload_file(
+    request: Request[Caller, Any, Any], resources: ResourcesDep, caller: CallerDep
+) -> Response[UploadOut]:
     require_room_for_upload(resources.settings)  # before a byte of it is written to disk
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         await require_quota(session, caller)  # before reading a byte of the upload
@@ -72,21 +71,20 @@ async def upload_file(request: Request[Caller, Any, Any]) -> Response[UploadOut]
     )
 
 
-@get("/v1/files", tags=["files"], summary="The tenant's documents, newest first")
+@get("/", summary="The tenant's documents, newest first")
 async def list_files(
-    request: Request[Caller, Any, Any],
+    resources: ResourcesDep,
+    caller: CallerDep,
     limit: int = Parameter(default=20, ge=1, le=100),
     cursor: str | None = Parameter(default=None, max_length=200),
 ) -> DocumentPage:
-    resources = resources_of(request)
-    async with async_unit_of_work(resources.engine, request.user.tenant_id) as session:
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         documents, next_cursor = await list_documents(session, limit, cursor)
     return DocumentPage([document_out(d) for d in documents], next_cursor)
 
 
 @get(
-    "/v1/files/{document_id:str}",
-    tags=["files"],
+    "/{document_id:str}",
     summary="One document, with how each of its pages was read",
     description=(
         "`page_report` says which pages came from the PDF's text layer, which were read by "
@@ -95,17 +93,17 @@ async def list_files(
         "reasons. It is null until pages have been read."
     ),
 )
-async def get_file(request: Request[Caller, Any, Any], document_id: FromPath[str]) -> DocumentOut:
-    resources = resources_of(request)
+async def get_file(
+    resources: ResourcesDep, caller: CallerDep, document_id: FromPath[str]
+) -> DocumentOut:
     ident = parse_id(document_id, "document")
-    async with async_unit_of_work(resources.engine, request.user.tenant_id) as session:
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         document = await get_document(session, ident)
         return document_out(document, await page_summaries(session, ident))
 
 
 @get(
-    "/v1/files/{document_id:str}/pages/{number:str}",
-    tags=["files"],
+    "/{document_id:str}/pages/{number:str}",
     summary="The text DocuChat stored for one page, and how it was obtained",
     description=(
         "Pages count from 1, as a citation's `page_start` does; for a format without pages "
@@ -114,32 +112,31 @@ async def get_file(request: Request[Caller, Any, Any], document_id: FromPath[str
     ),
 )
 async def get_file_page(
-    request: Request[Caller, Any, Any], document_id: FromPath[str], number: FromPath[str]
+    resources: ResourcesDep, caller: CallerDep, document_id: FromPath[str], number: FromPath[str]
 ) -> PageOut:
-    resources = resources_of(request)
     ident = parse_id(document_id, "document")
     if not number.isascii() or not number.isdigit() or not 1 <= int(number) <= MAX_PAGE:
         raise InvalidInput("number", "a page number is a whole number from 1")
-    async with async_unit_of_work(resources.engine, request.user.tenant_id) as session:
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         document = await get_document(session, ident)
         return page_out(document, await get_page(session, document, int(number)))
 
 
 @delete(
-    "/v1/files/{document_id:str}",
+    "/{document_id:str}",
     status_code=204,
-    tags=["files"],
     summary="Delete a document, its chunks and bytes; a running ingestion of it stops",
     description="Members delete their own uploads; admins delete any document (403 otherwise).",
 )
-async def delete_file(request: Request[Caller, Any, Any], document_id: FromPath[str]) -> None:
-    await documents.delete(resources_of(request), request.user, parse_id(document_id, "document"))
+async def delete_file(
+    resources: ResourcesDep, caller: CallerDep, document_id: FromPath[str]
+) -> None:
+    await documents.delete(resources, caller, parse_id(document_id, "document"))
 
 
 @post(
-    "/v1/files/{document_id:str}/retry",
+    "/{document_id:str}/retry",
     status_code=202,
-    tags=["files"],
     summary="Ingest a failed or stuck document again",
     description=(
         "Starts a new ingest job for a document whose ingestion failed, or seems stuck (an "
@@ -150,10 +147,8 @@ async def delete_file(request: Request[Caller, Any, Any], document_id: FromPath[
     responses=problem_responses(409),
 )
 async def retry_file(
-    request: Request[Caller, Any, Any], document_id: FromPath[str]
+    resources: ResourcesDep, caller: CallerDep, document_id: FromPath[str]
 ) -> Response[UploadOut]:
-    resources = resources_of(request)
-    caller = request.user
     ident = parse_id(document_id, "document")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         await require_quota(session, caller)
@@ -162,3 +157,10 @@ async def retry_file(
         UploadOut(document_out(stored.document), _job(resources, caller, stored.job)),
         status_code=202,
     )
+
+
+router = Router(
+    "/files",
+    tags=["files"],
+    route_handlers=[upload_file, list_files, get_file, get_file_page, delete_file, retry_file],
+)

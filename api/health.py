@@ -9,13 +9,14 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import msgspec
-from litestar import Request, get
+from litestar import Router, get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Response
 from sqlalchemy import text
 
 from api.identity import PUBLIC
-from api.resources import resources_of
+from api.metrics import metrics
+from api.resources import ResourcesDep
 from core.errors import InsufficientStorage
 from pipeline.ocr import ocr_languages, ocr_missing
 from transport.broker import HEARTBEATS_KEY, QUEUES, queue_key
@@ -64,12 +65,9 @@ async def _timed(probe: Callable[[], Awaitable[dict[str, int] | None]]) -> Check
 @get(
     "/healthz",
     summary="Service health",
-    tags=["operations"],
-    opt={PUBLIC: True},
     responses={503: ResponseSpec(HealthReport, description="a dependency is down")},
 )
-async def healthz(request: Request) -> Response[HealthReport]:
-    resources = resources_of(request)
+async def healthz(resources: ResourcesDep) -> Response[HealthReport]:
 
     async def database() -> None:
         async with resources.engine.connect() as conn:
@@ -111,3 +109,7 @@ async def healthz(request: Request) -> Response[HealthReport]:
         HealthReport(status="ok" if healthy else "down", checks=checks, ocr=ocr),
         status_code=200 if healthy else 503,
     )
+
+
+# What operators and their probes read: no token, whatever the tenant.
+router = Router("/", tags=["operations"], opt={PUBLIC: True}, route_handlers=[healthz, metrics])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
+from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from sqlalchemy import select
 
@@ -118,3 +120,12 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         return AuthenticationResult(user=await bearer_caller(connection), auth=None)
+
+
+# How a handler asks for who calls: `caller: CallerDep` (provided in app.py).
+CallerDep: TypeAlias = NamedDependency[Caller]
+
+
+def provide_caller(request: Request[Caller, Any, Any]) -> Caller:
+    """The `caller` dependency: who the bearer token names, as authentication found them."""
+    return request.user

@@ -30,7 +30,7 @@ from api.identity import Caller
 from api.openapi import problem_responses
 from api.params import parse_id
 from api.relay import still_member
-from api.resources import ApiResources, resources_of
+from api.resources import ApiResources, ResourcesDep
 from api.signin.tokens import issue_stream_token
 from core.errors import InvalidInput, NotFound
 from db.engine import async_unit_of_work
@@ -80,8 +80,7 @@ async def _load(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> J
 
 
 @get(
-    "/v1/jobs/{job_id:str}/events",
-    tags=["jobs"],
+    "/{job_id:str}/events",
     summary="A job's progress as Server-Sent Events: progress..., then end",
     description=(
         "For any job (an upload's ingestion or a question). Authenticate with the `token` of "
@@ -95,10 +94,10 @@ async def _load(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> J
 )
 async def job_events(
     request: Request[Any, Any, Any],
+    resources: ResourcesDep,
     job_id: FromPath[str],
     token: Annotated[str | None, QueryParameter(name="token", max_length=4096)] = None,
 ) -> Response[Any]:
-    resources = resources_of(request)
     ident = parse_id(job_id, "job")
     caller = await stream_caller(request, resources, ident, token)
     changed = resources.job_watch.watch(ident)

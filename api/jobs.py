@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request, get, post
+from litestar import Router, get, post
 from litestar.params import FromPath
 
 from api.chat import stream_url
-from api.identity import Caller
-from api.job_events import events_url
+from api.identity import Caller, CallerDep
+from api.job_events import events_url, job_events
 from api.openapi import problem_responses
 from api.params import parse_id
-from api.resources import ApiResources, resources_of
+from api.resources import ApiResources, ResourcesDep
 from api.schemas import JobOut, job_out
 from db.engine import async_unit_of_work
 from db.jobs import get_job
@@ -26,23 +24,25 @@ def _out(resources: ApiResources, caller: Caller, job: Job) -> JobOut:
     return job_out(job, url, events_url(resources, caller, job.id))
 
 
-@get("/v1/jobs/{job_id:str}", tags=["jobs"], summary="A job's status, progress and error")
-async def get_job_status(request: Request[Caller, Any, Any], job_id: FromPath[str]) -> JobOut:
-    resources = resources_of(request)
+@get("/{job_id:str}", summary="A job's status, progress and error")
+async def get_job_status(
+    resources: ResourcesDep, caller: CallerDep, job_id: FromPath[str]
+) -> JobOut:
     ident = parse_id(job_id, "job")
-    async with async_unit_of_work(resources.engine, request.user.tenant_id) as session:
-        job = visible(await get_job(session, ident), request.user)
-    return _out(resources, request.user, job)
+    async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
+        job = visible(await get_job(session, ident), caller)
+    return _out(resources, caller, job)
 
 
 @post(
-    "/v1/jobs/{job_id:str}/cancel",
+    "/{job_id:str}/cancel",
     status_code=200,
-    tags=["jobs"],
     summary="Cancel a queued or running job; a generation stops within a second",
     responses=problem_responses(409),
 )
-async def cancel(request: Request[Caller, Any, Any], job_id: FromPath[str]) -> JobOut:
-    resources = resources_of(request)
-    job = await jobs.cancel(resources, request.user, parse_id(job_id, "job"))
-    return _out(resources, request.user, job)
+async def cancel(resources: ResourcesDep, caller: CallerDep, job_id: FromPath[str]) -> JobOut:
+    job = await jobs.cancel(resources, caller, parse_id(job_id, "job"))
+    return _out(resources, caller, job)
+
+
+router = Router("/jobs", tags=["jobs"], route_handlers=[get_job_status, job_events, cancel])

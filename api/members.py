@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
-from litestar import Request, Response, delete, get, patch, post
+from litestar import Response, Router, delete, get, patch, post
 from litestar.background_tasks import BackgroundTask
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
-from api.identity import Caller
+from api.identity import Caller, CallerDep
 from api.openapi import problem_responses
 from api.params import parse_id, text_field
-from api.resources import ApiResources, resources_of
+from api.resources import ResourcesDep
 from core.errors import PermissionDenied
 from db.engine import async_unit_of_work
 from db.members import Member, list_members
@@ -73,16 +73,17 @@ def member_out(member: Member) -> MemberOut:
     )
 
 
-def _admin(request: Request[Caller, Any, Any]) -> tuple[ApiResources, Caller]:
-    caller = request.user
+def require_admin(caller: Caller) -> None:
+    """Checked in each handler, not as a router guard: guards run before the request is
+    validated, and a malformed request is a 400 whoever sends it."""
     if not caller.is_admin:
         raise PermissionDenied("only an admin of the tenant may manage its members")
-    return resources_of(request), caller
 
 
-@get("/v1/members", tags=["members"], summary="The tenant's members, newest first (admins)")
+@get("/", summary="The tenant's members, newest first (admins)")
 async def list_tenant_members(
-    request: Request[Caller, Any, Any],
+    resources: ResourcesDep,
+    caller: CallerDep,
     limit: int = Parameter(default=20, ge=1, le=100),
     cursor: str | None = Parameter(default=None, max_length=200),
     status: Annotated[
@@ -90,7 +91,7 @@ async def list_tenant_members(
         QueryParameter(description="only members in this state; default: invited and active"),
     ] = None,
 ) -> MemberPage:
-    resources, caller = _admin(request)
+    require_admin(caller)
     statuses = STATUS_FILTERS[status] if status else MEMBER_STATUSES
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         members, next_cursor = await session.run_sync(
@@ -100,9 +101,8 @@ async def list_tenant_members(
 
 
 @post(
-    "/v1/members",
+    "/",
     status_code=201,
-    tags=["members"],
     summary="Invite someone by e-mail (admins); they sign in with the usual code",
     description=(
         "201 with the new member (status `invited`), and an invitation is mailed. An open "
@@ -115,9 +115,9 @@ async def list_tenant_members(
     },
 )
 async def invite_tenant_member(
-    request: Request[Caller, Any, Any], data: JSONBody[NewMember]
+    resources: ResourcesDep, caller: CallerDep, data: JSONBody[NewMember]
 ) -> Response[MemberOut]:
-    resources, caller = _admin(request)
+    require_admin(caller)
     email = normalise_email(text_field(data.email, "email"))
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         invitation = await session.run_sync(
@@ -133,15 +133,14 @@ async def invite_tenant_member(
 
 
 @patch(
-    "/v1/members/{member_id:str}",
-    tags=["members"],
+    "/{member_id:str}",
     summary="Change a member's role (admins); the last admin cannot be demoted",
     responses=problem_responses(409),
 )
 async def update_member(
-    request: Request[Caller, Any, Any], member_id: FromPath[str], data: JSONBody[RoleChange]
+    resources: ResourcesDep, caller: CallerDep, member_id: FromPath[str], data: JSONBody[RoleChange]
 ) -> MemberOut:
-    resources, caller = _admin(request)
+    require_admin(caller)
     ident = parse_id(member_id, "member")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         member = await session.run_sync(change_role, caller.tenant_id, ident, data.role)
@@ -149,16 +148,27 @@ async def update_member(
 
 
 @delete(
-    "/v1/members/{member_id:str}",
+    "/{member_id:str}",
     status_code=204,
-    tags=["members"],
     summary="Remove a member (admins): their tokens stop working, their documents stay",
     responses=problem_responses(409),
 )
 async def remove_tenant_member(
-    request: Request[Caller, Any, Any], member_id: FromPath[str]
+    resources: ResourcesDep, caller: CallerDep, member_id: FromPath[str]
 ) -> None:
-    resources, caller = _admin(request)
+    require_admin(caller)
     ident = parse_id(member_id, "member")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         await session.run_sync(remove, caller.tenant_id, ident, keep_an_admin=True)
+
+
+router = Router(
+    "/members",
+    tags=["members"],
+    route_handlers=[
+        list_tenant_members,
+        invite_tenant_member,
+        update_member,
+        remove_tenant_member,
+    ],
+)

@@ -7,9 +7,7 @@ user or document. Expose it to your Prometheus, not to the internet.
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request, Response, get
+from litestar import Response, get
 from litestar.types import HTTPScope
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,8 +18,7 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 
-from api.identity import PUBLIC
-from api.resources import resources_of
+from api.resources import ResourcesDep
 from transport.broker import QUEUES, queue_key
 from transport.fleet_metrics import KEY, FleetCollector, FleetSnapshot
 from usecases.disk_space import disk_space
@@ -49,9 +46,8 @@ def observe_request(scope: HTTPScope, status: int, seconds: float) -> None:
     REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(seconds)
 
 
-@get("/metrics", opt={PUBLIC: True}, include_in_schema=False)
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    resources = resources_of(request)
+@get("/metrics", include_in_schema=False)
+async def metrics(resources: ResourcesDep) -> Response[bytes]:
     space = disk_space(resources.settings)
     DISK_FREE_BYTES.set(space.free_bytes)
     DISK_LOW.set(int(space.low))

@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, TypeAlias
 
 from dramatiq import Broker
 from litestar import Litestar
 from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.di import NamedDependency
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -133,6 +135,16 @@ def drain_streams_on_shutdown(resources: ApiResources) -> Callable[[], None]:
 def resources_of(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiResources:
     """The resources the lifespan stored on the app, for a request or any connection."""
     resources: ApiResources = connection.app.state.resources
+    return resources
+
+
+# How a handler asks for them: `resources: ResourcesDep` (provided in app.py).
+ResourcesDep: TypeAlias = NamedDependency[ApiResources]
+
+
+def provide_resources(state: State) -> ApiResources:
+    """The `resources` dependency of every route: what the lifespan stored on the app."""
+    resources: ApiResources = state.resources
     return resources
 
 

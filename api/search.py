@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, post
+from litestar import Router, post
 from litestar.params import JSONBody
 
-from api.identity import Caller
+from api.identity import CallerDep
 from api.params import parse_document_ids, text_field
-from api.resources import resources_of
+from api.resources import ResourcesDep
 from usecases import retrieval
 
 
@@ -36,13 +36,13 @@ class SearchResponse(msgspec.Struct):
     results: list[SearchResult]
 
 
-@post("/v1/search", status_code=200, tags=["search"], summary="Ranked chunks for a query")
+@post("/", status_code=200, summary="Ranked chunks for a query")
 async def search(
-    request: Request[Caller, Any, Any], data: JSONBody[SearchRequest]
+    resources: ResourcesDep, caller: CallerDep, data: JSONBody[SearchRequest]
 ) -> SearchResponse:
     hits = await retrieval.search(
-        resources_of(request),
-        request.user,
+        resources,
+        caller,
         text_field(data.query, "query"),
         data.top_k,
         parse_document_ids(data.document_ids),
@@ -62,3 +62,6 @@ async def search(
             for hit in hits
         ]
     )
+
+
+router = Router("/search", tags=["search"], route_handlers=[search])

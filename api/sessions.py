@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request, delete, get
+from litestar import Router, delete, get
 from litestar.params import FromPath, Parameter
 
-from api.identity import Caller
+from api.identity import CallerDep
 from api.params import parse_id
-from api.resources import resources_of
+from api.resources import ResourcesDep
 from api.schemas import SessionMessages, SessionPage, message_out, session_out
 from db.chat import list_sessions, own_session, session_messages
 from db.engine import async_unit_of_work
@@ -20,29 +18,25 @@ from usecases import chat
 DELETED_STREAM_GRACE_SECONDS = 5
 
 
-@get("/v1/sessions", tags=["sessions"], summary="Your chat sessions, most recently active first")
+@get("/", summary="Your chat sessions, most recently active first")
 async def list_chat_sessions(
-    request: Request[Caller, Any, Any],
+    resources: ResourcesDep,
+    caller: CallerDep,
     limit: int = Parameter(default=20, ge=1, le=100),
     cursor: str | None = Parameter(default=None, max_length=200),
 ) -> SessionPage:
-    resources = resources_of(request)
-    caller = request.user
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         chats, next_cursor = await list_sessions(session, caller.user_id, limit, cursor)
     return SessionPage([session_out(chat) for chat in chats], next_cursor)
 
 
 @get(
-    "/v1/sessions/{session_id:str}/messages",
-    tags=["sessions"],
+    "/{session_id:str}/messages",
     summary="A session's messages, oldest first, with citations and token counts",
 )
 async def get_session_messages(
-    request: Request[Caller, Any, Any], session_id: FromPath[str]
+    resources: ResourcesDep, caller: CallerDep, session_id: FromPath[str]
 ) -> SessionMessages:
-    resources = resources_of(request)
-    caller = request.user
     ident = parse_id(session_id, "session")
     async with async_unit_of_work(resources.engine, caller.tenant_id) as session:
         chat = await own_session(session, caller.user_id, ident)
@@ -51,9 +45,8 @@ async def get_session_messages(
 
 
 @delete(
-    "/v1/sessions/{session_id:str}",
+    "/{session_id:str}",
     status_code=204,
-    tags=["sessions"],
     summary="Delete a session, its messages and answers; an answer still being written stops",
     description=(
         "Its jobs and their event streams go too (their URLs answer 404); a reader following "
@@ -61,6 +54,13 @@ async def get_session_messages(
     ),
 )
 async def delete_chat_session(
-    request: Request[Caller, Any, Any], session_id: FromPath[str]
+    resources: ResourcesDep, caller: CallerDep, session_id: FromPath[str]
 ) -> None:
-    await chat.delete_session(resources_of(request), request.user, parse_id(session_id, "session"))
+    await chat.delete_session(resources, caller, parse_id(session_id, "session"))
+
+
+router = Router(
+    "/sessions",
+    tags=["sessions"],
+    route_handlers=[list_chat_sessions, get_session_messages, delete_chat_session],
+)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, get
+from litestar import Router, get
 from litestar.params import QueryParameter
 
-from api.identity import Caller
-from api.resources import resources_of
+from api.identity import CallerDep
+from api.resources import ResourcesDep
 from core.errors import InvalidInput, PermissionDenied
 from db.engine import async_unit_of_work
 from db.usage import QuotaState, Tally, UsageReport, UsageWindow, quota_state, usage_report
@@ -129,12 +129,12 @@ def usage_out(scope: str, report: UsageReport, quota: QuotaState) -> UsageOut:
 
 
 @get(
-    "/v1/usage",
-    tags=["usage"],
+    "/",
     summary="Tokens spent in the last 24 hours and 7 days (yours, or the tenant's for admins)",
 )
 async def get_usage(
-    request: Request[Caller, Any, Any],
+    resources: ResourcesDep,
+    caller: CallerDep,
     scope_: Annotated[
         str,
         QueryParameter(
@@ -144,7 +144,7 @@ async def get_usage(
         ),
     ] = "user",
 ) -> UsageOut:
-    resources, caller, scope = resources_of(request), request.user, scope_
+    scope = scope_
     if scope not in SCOPES:
         raise InvalidInput(
             "scope",
@@ -158,3 +158,6 @@ async def get_usage(
         report = await usage_report(session, caller.tenant_id, user_id)
         quota = await quota_state(session, caller.tenant_id)
     return usage_out(scope, report, quota)
+
+
+router = Router("/usage", tags=["usage"], route_handlers=[get_usage])

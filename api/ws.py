@@ -41,7 +41,7 @@ from api.identity import Caller, caller_of, parse_bearer
 from api.params import parse_field_id, parse_id
 from api.rate_limiting import refusal, spend, spender
 from api.relay import follow
-from api.resources import ApiResources, resources_of
+from api.resources import ApiResources, ResourcesDep
 from api.signin.tokens import InvalidToken, decode_access_token
 from core.errors import (
     AuthenticationFailed,
@@ -337,8 +337,7 @@ async def _open(socket: WebSocket[Any, Any, Any], resources: ApiResources) -> _C
 
 
 @websocket("/ws/chat", opt={"exclude_from_auth": True})
-async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
-    resources = resources_of(socket)
+async def chat_socket(socket: WebSocket[Any, Any, Any], resources: ResourcesDep) -> None:
     await socket.accept()
     try:
         connection = await _open(socket, resources)
