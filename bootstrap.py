@@ -31,8 +31,8 @@ from db.engine import app_connect_args, sqlalchemy_url
 from pipeline.embedding import Embedder, LocalE5Embedder, OpenAIEmbedder
 from pipeline.extractive import ExtractiveProvider
 from pipeline.generation import ChatProvider, OpenAIChatProvider
-from transport.broker import create_broker, redis_timeouts, redis_url
 from transport.mail import ConsoleMailer, SmtpMailer
+from transport.queue import create_broker, redis_timeouts, redis_url
 from transport.rate_limits import RateLimiter, limits_uri
 from transport.signin_codes import SigninCodes
 from usecases.ports import Mailer

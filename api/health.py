@@ -19,7 +19,7 @@ from api.metrics import metrics
 from api.resources import ResourcesDep
 from core.errors import InsufficientStorage
 from pipeline.ocr import ocr_languages, ocr_missing
-from transport.broker import HEARTBEATS_KEY, QUEUES, queue_key
+from transport.queue import HEARTBEATS_KEY, QUEUES, queue_key
 from usecases.disk_space import MB, disk_space
 from usecases.documents import configured_ocr
 

@@ -19,8 +19,8 @@ from prometheus_client import (
 from sqlalchemy import text
 
 from api.resources import ResourcesDep
-from transport.broker import QUEUES, queue_key
 from transport.fleet_metrics import KEY, FleetCollector, FleetSnapshot
+from transport.queue import QUEUES, queue_key
 from usecases.disk_space import disk_space
 
 REGISTRY = CollectorRegistry()

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 from standins.documents import english_pdf, filler
 from tests.ingest_helpers import tenant_client, upload, wait_for_job
 from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess, settings_for
-from transport.broker import BROKER_NAMESPACE
+from transport.queue import BROKER_NAMESPACE
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import dramatiq
 from sqlalchemy import create_engine
 
 from db.migrate import current_revision, head_revision
-from transport.broker import INGEST_ACTOR, QUEUES
+from transport.queue import INGEST_ACTOR, QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -33,7 +33,7 @@ from tests.ingest_helpers import (
 )
 from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess, assert_saved_once
 from tools.embedded import EmbeddedRedis
-from transport.broker import HEARTBEATS_KEY, queue_key
+from transport.queue import HEARTBEATS_KEY, queue_key
 from workers.reaper import Fleet, Reaped, reap
 
 REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."

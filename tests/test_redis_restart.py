@@ -28,7 +28,7 @@ from standins.model_server import StandIn
 from tests.ingest_helpers import ingest, tenant_client, upload
 from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess, assert_saved_once
 from tools.embedded import EmbeddedRedis
-from transport.broker import HEARTBEATS_KEY
+from transport.queue import HEARTBEATS_KEY
 from workers.reaper import MAX_REQUEUES, Fleet, Reaped, reap
 
 REPLY = " ".join(f"word{i}" for i in range(60)) + " [1]."

@@ -26,7 +26,7 @@ from tests.ingest_helpers import (
     wait_for_job,
 )
 from tests.stack import LiveServer, OwnDatabase, Services, WorkerProcess
-from transport.broker import HEARTBEATS_KEY
+from transport.queue import HEARTBEATS_KEY
 
 REPLY = " ".join(f"word{i}" for i in range(40)) + " [1]."
 

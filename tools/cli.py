@@ -36,7 +36,7 @@ from tools.bulk_ingest import FileResult, documents_under, ingest_paths
 from tools.devstack import DevOptions, recorded_api_url, run_dev
 from tools.embedded import EmbeddedRedis
 from tools.member_commands import tenant, usage, user
-from transport.broker import wake_ingestion
+from transport.queue import wake_ingestion
 from usecases.members import (
     get_or_create_user,
 )

@@ -23,7 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from redis import Redis
 
-from transport.broker import BROKER_NAMESPACE
+from transport.queue import BROKER_NAMESPACE
 
 log = logging.getLogger("docuchat.metrics")
 

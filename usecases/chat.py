@@ -12,7 +12,7 @@ from db.chat import delete_session as delete_session_rows
 from db.engine import async_unit_of_work
 from db.jobs import ACTIVE
 from transport import events
-from transport.broker import CHAT_ACTOR, enqueue
+from transport.queue import CHAT_ACTOR, enqueue
 from usecases.jobs import enqueue_or_fail
 from usecases.ports import ApiParts, Who
 from usecases.quota import require_quota

@@ -25,7 +25,7 @@ from db.jobs import ACTIVE, end_job, fail_ingest, new_ingest_job
 from db.models import Document, Job
 from pipeline.ocr import HOW_TO_TURN_ON, OcrOptions, ocr_missing
 from pipeline.pdf_isolation import ReadLimits, count_pages
-from transport.broker import wake_ingestion
+from transport.queue import wake_ingestion
 from usecases.jobs import enqueue_or_fail
 from usecases.ports import ApiParts, Who
 

@@ -14,8 +14,8 @@ import dramatiq
 from core import logs
 from transport import events
 from transport import fleet_metrics as metrics
-from transport.broker import CHAT_ACTOR, INGEST_ACTOR, TIME_LIMIT_MS, wake_ingestion
 from transport.events import EventWriter
+from transport.queue import CHAT_ACTOR, INGEST_ACTOR, TIME_LIMIT_MS, wake_ingestion
 from usecases import ingestion
 from usecases.answering import answer
 from workers.heartbeat import worker_id

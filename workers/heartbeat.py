@@ -20,7 +20,7 @@ from typing import Any
 import dramatiq
 from dramatiq import Broker
 
-from transport.broker import HEARTBEATS_KEY
+from transport.queue import HEARTBEATS_KEY
 from workers.services import services_of
 
 log = logging.getLogger("docuchat.workers")

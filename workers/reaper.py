@@ -50,7 +50,8 @@ from db.chat import fail_chat
 from db.engine import SCOPE_SQL
 from db.jobs import UnfinishedJob, requeue_lost_job, unfinished_jobs
 from transport import events
-from transport.broker import (
+from transport.events import EventWriter
+from transport.queue import (
     BROKER_NAMESPACE,
     CHAT_ACTOR,
     HEARTBEATS_KEY,
@@ -60,7 +61,6 @@ from transport.broker import (
     queue_key,
     wake_ingestion,
 )
-from transport.events import EventWriter
 from workers.services import services_of
 
 log = logging.getLogger("docuchat.workers.reaper")
@@ -233,7 +233,7 @@ def _missing_turns(
 
 
 class _Envelope(msgspec.Struct):
-    message_id: str  # the job's id for a chat message (transport.broker.enqueue)
+    message_id: str  # the job's id for a chat message (transport.queue.enqueue)
     options: dict[str, Any] = {}
 
 

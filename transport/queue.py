@@ -1,4 +1,5 @@
-"""The one place that builds the service's resources from settings; nothing is built at import."""
+"""The queue: Dramatiq on Redis (the broker with its middleware), the queues and actor names,
+enqueuing, and the Redis keys and timeouts the API, the workers and the sweep share."""
 
 from __future__ import annotations
 
