@@ -19,7 +19,8 @@ DocuChatError
       │         └── ContextOverflow    the prompt does not fit the model's context window
       └── TransientError          the world is briefly unwell: retry with backoff
            ├── EmbeddingUnavailable   the provider timed out, rate limited or failed
-           └── ProviderUnavailable    the language model timed out, failed or broke off
+           ├── ProviderUnavailable    the language model timed out, failed or broke off
+           └── ReaderStopped          the file's reading child was stopped from outside
 
 `api/errors.py` maps these to HTTP statuses; `workers/outcomes.py` maps them to job outcomes.
 """
@@ -121,3 +122,8 @@ class ContextOverflow(ProviderRejected):
 
 class ProviderUnavailable(TransientError):
     """The language model provider timed out, was busy, failed, or its stream broke off."""
+
+
+class ReaderStopped(TransientError):
+    """The child reading a file was stopped by a signal from outside (SIGTERM, SIGINT: its
+    machine or process group stopping), not by the file: read it again."""

@@ -27,7 +27,13 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import CorruptDocument, CorruptPdf, PdfTooDemanding, PipelineError
+from pipeline.errors import (
+    CorruptDocument,
+    CorruptPdf,
+    PdfTooDemanding,
+    PipelineError,
+    ReaderStopped,
+)
 from pipeline.formats import FORMAT_NAMES, Format, opened_document, sniff
 from pipeline.ocr import (
     HOW_TO_TURN_ON,
@@ -223,6 +229,8 @@ class IsolatedPdf:
             return PdfTooDemanding(self._too_slow())
         if exitcode == -signal.SIGABRT:  # PDFium aborts when an allocation fails
             return _memory_exceeded(self._limits, self._kind)
+        if exitcode in (-signal.SIGTERM, -signal.SIGINT):  # a stop, not the file's doing
+            return ReaderStopped(f"reading the {FORMAT_NAMES[self._kind]} was stopped")
         name = signal.Signals(-exitcode).name if exitcode and exitcode < 0 else exitcode
         return _damaged(self._kind, f"crashed on it ({name})")
 
